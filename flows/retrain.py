@@ -1,0 +1,158 @@
+"""The nightly retrain flow: ingest -> validate -> split -> train[family] x N -> evaluate -> register."""
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+
+import mlflow
+from recsys_models.io import atomic_write_json
+from recsys_models.registry import FAMILIES
+from stages.manifest import read_manifest
+from tasks.stage_tasks import evaluate_task, ingest_task, split_task, train_task, validate_task
+from tasks.tracking import code_version, ensure_experiment, log_family, start_parent_run
+from tasks.workspace import Workspace, data_dir_from_env, new_run_id
+
+DEFAULT_WORKERS = 2
+
+
+class RetrainConfig(BaseModel):
+    """Parameters of a retrain run (the Prefect UI shows them as a form)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(
+        default="ml-latest-small",
+        description="ml-latest-small, ml-100k, synthetic, or a path to a ratings CSV/Parquet file.",
+    )
+    families: list[str] | None = Field(default=None, description="Families to train; None trains all.")
+    protocol: Literal["temporal-global"] = Field(default="temporal-global", description="Split protocol.")
+    train_fraction: float = Field(default=0.8, gt=0.0, lt=1.0, description="Share of rows before the cut-off.")
+    seed: int = Field(default=42, ge=0, description="Seed of every model.")
+    k: PositiveInt = Field(default=10, description="Cut-off of the ranking metrics.")
+    family_configs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Hyperparameters per family, validated by the family's config."
+    )
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: list[str] | None) -> list[str] | None:
+        if families is not None:
+            unknown = sorted(set(families) - set(FAMILIES))
+            if unknown or not families:
+                raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+        return families
+
+    def selected_families(self) -> list[str]:
+        return list(self.families or FAMILIES)
+
+
+def divide_threads(workers: int) -> int:
+    """Torch threads per parallel task so that threads x tasks <= cores (set once, before fanning out)."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    torch.set_num_threads(threads)
+    return threads
+
+
+@flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
+    """Run the whole pipeline once; returns (and writes as summary.json) what each family scored."""
+    logger = get_run_logger()
+    workspace = Workspace.from_env()
+    run_id = new_run_id()
+    run_dir = workspace.run_dir(run_id)
+    logger.info("run %s in %s", run_id, run_dir)
+
+    ingest_dir = ingest_task(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed)
+    validated_dir = validate_task(ingest_dir, run_dir / "validate")
+    split_dir = split_task(validated_dir, run_dir / "split", config.protocol, config.train_fraction)
+
+    families = config.selected_families()
+    threads = divide_threads(DEFAULT_WORKERS)
+    logger.info("training %s with %d torch thread(s) per task", ", ".join(families), threads)
+    trained = {
+        family: train_task.submit(
+            split_dir, run_dir / "train" / family, family, config.family_configs.get(family), config.seed
+        )
+        for family in families
+    }
+    evaluated = {
+        family: evaluate_task.submit(split_dir, future, run_dir / "evaluate" / family, family, config.k)
+        for family, future in trained.items()
+    }
+    failures: dict[str, str] = {}
+    for family, future in evaluated.items():
+        future.wait()
+        if not future.state.is_completed():
+            failures[family] = str(future.state.message or future.state.name)
+            logger.error("family %s failed: %s", family, failures[family])
+    succeeded = [family for family in families if family not in failures]
+
+    registered = register(workspace, run_id, config, run_dir, succeeded)
+    summary = build_summary(run_id, run_dir, config, registered, failures)
+    atomic_write_json(run_dir / "summary.json", summary)
+    if not succeeded:
+        raise RuntimeError(f"every family failed: {failures}")
+    return summary
+
+
+def register(
+    workspace: Workspace, run_id: str, config: RetrainConfig, run_dir: Path, families: list[str]
+) -> dict[str, dict[str, Any]]:
+    """Log the run to MLflow and register each family's model (sequentially: one SQLite writer)."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(workspace.tracking_uri())
+    client = MlflowClient()
+    experiment_id = ensure_experiment(client, workspace.mlflow_artifacts)
+    validated = read_manifest(run_dir / "validate")
+    tags = {
+        "data_hash": validated["outputs"]["ratings.parquet"]["sha256"],
+        "protocol": config.protocol,
+        "code_version": code_version(),
+        "dataset": config.dataset,
+        "pipeline_run_id": run_id,
+    }
+    parent = start_parent_run(
+        client, experiment_id, run_id, {"dataset": config.dataset, "seed": config.seed, "k": config.k}, tags
+    )
+    for key, value in validated["counts"].items():
+        client.log_metric(parent, key, value)
+    client.log_artifact(parent, str(run_dir / "split" / "manifest.json"), artifact_path="split")
+    client.log_artifact(parent, str(run_dir / "validate" / "validation_report.json"), artifact_path="validation")
+    registered = {}
+    for family in families:
+        registered[family] = log_family(
+            client, experiment_id, parent, family, run_dir / "split",
+            run_dir / "train" / family, run_dir / "evaluate" / family, tags,
+        )
+    client.set_terminated(parent, "FINISHED")
+    return registered | {"_parent": {"run_id": parent, "tracking_uri": workspace.tracking_uri()}}
+
+
+def build_summary(
+    run_id: str, run_dir: Path, config: RetrainConfig, registered: dict, failures: dict[str, str]
+) -> dict[str, Any]:
+    """What a person wants at the end of a run: counts, each family's metrics, where things are."""
+    families = {}
+    for family, entry in registered.items():
+        if family.startswith("_"):
+            continue
+        metrics = json.loads((run_dir / "evaluate" / family / "metrics.json").read_text())
+        families[family] = {"metrics": metrics, "registration": entry}
+    return {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "config": config.model_dump(mode="json"),
+        "validation": read_manifest(run_dir / "validate")["counts"],
+        "split": read_manifest(run_dir / "split")["counts"],
+        "families": families,
+        "failed": failures,
+        "mlflow": registered.get("_parent", {}),
+    }

@@ -1,0 +1,42 @@
+"""Containers that ingestion returns: typed tables plus the rows that could not be parsed."""
+
+from dataclasses import dataclass
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class RatingScale:
+    """The rating scale of a source: inclusive bounds and the step between valid values."""
+
+    minimum: float
+    maximum: float
+    step: float
+
+    def __post_init__(self) -> None:
+        if not self.minimum < self.maximum:
+            raise ValueError(f"rating scale minimum {self.minimum} must be below maximum {self.maximum}")
+        if self.step <= 0:
+            raise ValueError(f"rating scale step must be positive, got {self.step}")
+
+
+HALF_STARS = RatingScale(minimum=0.5, maximum=5.0, step=0.5)
+WHOLE_STARS = RatingScale(minimum=1.0, maximum=5.0, step=1.0)
+
+
+@dataclass(frozen=True)
+class RawDataset:
+    """One source after parsing, before validation.
+
+    `ratings`, `items` and `tags` follow `columns.RATINGS_SCHEMA`, `ITEMS_SCHEMA` and
+    `TAGS_SCHEMA`. `rejected` holds every input row that could not be parsed, as the raw
+    strings it had plus a `reason` column, so that input rows = parsed rows + rejected rows.
+    """
+
+    name: str
+    ratings: pl.DataFrame
+    items: pl.DataFrame | None
+    tags: pl.DataFrame | None
+    rejected: pl.DataFrame
+    scale: RatingScale
+    source: str  # where it came from: a folder, a file or a generator description

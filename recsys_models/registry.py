@@ -1,0 +1,32 @@
+"""Family name -> recommender class: the one place the pipeline looks families up."""
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from recsys_models.base import MODEL_FILE, Recommender
+from recsys_models.biased_mf import BiasedMF
+from recsys_models.exceptions import UnknownFamilyError
+from recsys_models.popularity import Popularity
+
+FAMILIES: dict[str, type[Recommender]] = {cls.family: cls for cls in (Popularity, BiasedMF)}
+
+
+def family_class(name: str) -> type[Recommender]:
+    """The recommender class of a family, or an error that lists the known ones."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise UnknownFamilyError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}") from None
+
+
+def make_config(name: str, values: dict | None = None) -> BaseModel:
+    """A validated config for a family; unknown keys are an error."""
+    return family_class(name).config_type(**(values or {}))
+
+
+def load_model(directory: Path) -> Recommender:
+    """Load a saved model of any family from its folder."""
+    family = json.loads((directory / MODEL_FILE).read_text())["family"]
+    return family_class(family).load(directory)

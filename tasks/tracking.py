@@ -1,0 +1,129 @@
+"""MLflow: one parent run per flow run, a child run per family, pyfunc models registered with aliases.
+
+The active MLflow run is per thread, so everything here takes explicit run ids (STACK_NOTES.md).
+"""
+
+import json
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from mlflow import MlflowClient
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+
+import recsys_models
+from stages.manifest import MANIFEST
+
+EXPERIMENT = "recsys-retrain"
+CHAMPION = "champion"
+PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
+SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow")
+
+
+def registered_model_name(family: str) -> str:
+    return f"recsys-{family}"
+
+
+def code_version() -> str:
+    """The git commit of the code when run from a checkout, else the package version."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).parent, capture_output=True, text=True, check=True, timeout=5,
+        ).stdout.strip()
+        return commit or metadata.version("recsys-pipeline")
+    except (OSError, subprocess.SubprocessError):
+        return metadata.version("recsys-pipeline")
+
+
+def ensure_experiment(client: MlflowClient, artifact_root: Path) -> str:
+    """The pipeline's experiment id, created with a local artefact folder on first use."""
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is not None:
+        return experiment.experiment_id
+    return client.create_experiment(EXPERIMENT, artifact_location=artifact_root.as_uri())
+
+
+def start_parent_run(client: MlflowClient, experiment_id: str, run_name: str, params: dict, tags: dict) -> str:
+    run = client.create_run(experiment_id, run_name=run_name, tags={k: str(v) for k, v in tags.items()})
+    for key, value in params.items():
+        client.log_param(run.info.run_id, key, value)
+    return run.info.run_id
+
+
+def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The metrics MLflow can store: finite numbers, not flags or labels."""
+    return {
+        key: float(value)
+        for key, value in metrics.items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and value == value
+    }
+
+
+def _signature() -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([ColSpec("long", "user_id"), ColSpec("long", "item_id", required=False)]),
+        outputs=Schema(
+            [ColSpec("long", "user_id"), ColSpec("long", "item_id"), ColSpec("float", "score"), ColSpec("long", "rank")]
+        ),
+        params=ParamSchema([ParamSpec("k", "long", 10)]),
+    )
+
+
+def log_family(
+    client: MlflowClient,
+    experiment_id: str,
+    parent_run_id: str,
+    family: str,
+    split_dir: Path,
+    train_dir: Path,
+    eval_dir: Path,
+    tags: dict[str, str],
+) -> dict[str, Any]:
+    """Child run with params, metrics, history and artefacts; the pyfunc logged, registered and aliased."""
+    train_manifest = json.loads((train_dir / MANIFEST).read_text())
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    child = client.create_run(
+        experiment_id,
+        run_name=family,
+        tags={"mlflow.parentRunId": parent_run_id, "family": family, **tags},
+    )
+    run_id = child.info.run_id
+    params = {"family": family, "seed": train_manifest["parameters"]["seed"]}
+    params |= {f"config.{key}": value for key, value in train_manifest["parameters"]["config"].items()}
+    for key, value in params.items():
+        client.log_param(run_id, key, value)
+    for key, value in (numeric_metrics(metrics) | {"fit_seconds": train_manifest["counts"]["fit_seconds"]}).items():
+        client.log_metric(run_id, key, value)
+    for record in json.loads((train_dir / "history.json").read_text()):
+        for key, value in record.items():
+            if key != "epoch":
+                client.log_metric(run_id, key, value, step=int(record["epoch"]))
+    client.log_artifact(run_id, str(split_dir / MANIFEST), artifact_path="split")
+    client.log_artifact(run_id, str(eval_dir / "metrics.json"), artifact_path="evaluation")
+    client.log_artifact(run_id, str(eval_dir / "recommendations.parquet"), artifact_path="evaluation")
+
+    name = registered_model_name(family)
+    with mlflow.start_run(run_id=run_id):
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(PYFUNC_FILE),
+            artifacts={"model_dir": str(train_dir / "model")},
+            code_paths=[str(Path(recsys_models.__file__).parent)],
+            pip_requirements=[f"{package}=={metadata.version(package)}" for package in SERVING_REQUIREMENTS],
+            signature=_signature(),
+            input_example=pd.DataFrame({"user_id": [int(metrics.get("example_user", 1))]}),
+            registered_model_name=name,
+        )
+    version = str(info.registered_model_version)
+    for key, value in {"protocol": metrics["protocol"], **tags}.items():
+        client.set_model_version_tag(name, version, key, str(value))
+    became_champion = CHAMPION not in client.get_registered_model(name).aliases
+    if became_champion:  # promotion against an existing champion is the promotion gate's job
+        client.set_registered_model_alias(name, CHAMPION, version)
+    client.set_terminated(run_id, "FINISHED")
+    return {"run_id": run_id, "registered_model": name, "version": version, "champion": became_champion}

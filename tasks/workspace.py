@@ -1,0 +1,71 @@
+"""Where a run's outputs live: one workspace folder (RECSYS_WORKSPACE, default ./workspace)."""
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+TELEMETRY_OFF = {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",  # MLflow ignores "1"
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DASK_LOGGING__DISTRIBUTED": "warning",
+}
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The folder layout: runs/<run id>/<stage>/, mlflow/ (SQLite + artefacts), prefect/, downloads/."""
+
+    root: Path
+
+    @classmethod
+    def from_env(cls) -> "Workspace":
+        return cls(Path(os.environ.get("RECSYS_WORKSPACE", "workspace")).resolve())
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    @property
+    def downloads(self) -> Path:
+        return self.root / "downloads"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow" / "mlflow.db"
+
+    @property
+    def mlflow_artifacts(self) -> Path:
+        return self.root / "mlflow" / "artifacts"
+
+    def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI when set (a real server), else the embedded SQLite store."""
+        return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
+
+
+def data_dir_from_env() -> Path | None:
+    """RECSYS_DATA_DIR: a folder already holding ml-latest-small/ and ml-100k/ (then nothing is downloaded)."""
+    value = os.environ.get("RECSYS_DATA_DIR")
+    return Path(value).resolve() if value else None
+
+
+def configure_environment(workspace: Workspace) -> None:
+    """Defaults for an entry point, set before Prefect or MLflow is imported: no telemetry, local homes."""
+    for name, value in TELEMETRY_OFF.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("PREFECT_HOME", str(workspace.prefect_home))
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus a random suffix."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"

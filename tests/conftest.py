@@ -1,0 +1,49 @@
+"""Shared fixtures. Telemetry is off before Prefect or MLflow can be imported (no internet here)."""
+
+import os
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+for _name, _value in {
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "DASK_LOGGING__DISTRIBUTED": "warning",
+}.items():
+    os.environ[_name] = _value
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_datasets_dir() -> Path | None:
+    """RECSYS_DATA_DIR, else ../shared/datasets beside the checkout; None when neither exists."""
+    candidates = [os.environ.get("RECSYS_DATA_DIR"), REPO_ROOT.parent / "shared" / "datasets"]
+    for candidate in candidates:
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate).resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def datasets_dir() -> Path:
+    """The real MovieLens folders; tests that need them skip with the reason when absent."""
+    folder = shared_datasets_dir()
+    if folder is None:
+        pytest.skip("real datasets absent: set RECSYS_DATA_DIR or place ../shared/datasets beside the checkout")
+    return folder
+
+
+@pytest.fixture
+def tiny_ratings() -> pl.DataFrame:
+    """14 hand-written ratings of 4 users on 5 items, with ties in time."""
+    return pl.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 1, 2, 3],
+            "item_id": [10, 20, 30, 10, 20, 40, 10, 30, 50, 20, 40, 40, 50, 20],
+            "rating": [5.0, 4.0, 1.0, 4.5, 4.0, 2.0, 5.0, 3.5, 1.0, 4.0, 5.0, 4.0, 5.0, 4.5],
+            "timestamp": [1, 2, 3, 1, 2, 3, 1, 2, 3, 2, 3, 10, 10, 11],
+        }
+    )
