@@ -90,8 +90,9 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
     failures: dict[str, str] = {}
     for family, future in evaluated.items():
         future.wait()
-        if not future.state.is_completed():
-            failures[family] = str(future.state.message or future.state.name)
+        failed_state = next((f.state for f in (trained[family], future) if not f.state.is_completed()), None)
+        if failed_state is not None:  # the first failing stage holds the real error, not "upstream failed"
+            failures[family] = str(failed_state.message or failed_state.name)
             logger.error("family %s failed: %s", family, failures[family])
     succeeded = [family for family in families if family not in failures]
 

@@ -15,6 +15,12 @@ for _name, _value in {
 }.items():
     os.environ[_name] = _value
 
+import torch  # noqa: E402  (after the environment above)
+
+# One torch thread: the suite runs beside other work on 2 cores, and oversubscribed torch
+# threads make training many times slower (STACK_NOTES.md).
+torch.set_num_threads(1)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

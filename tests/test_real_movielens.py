@@ -1,0 +1,58 @@
+"""P1/P2 reproduced on the real ml-latest-small, through the same stage functions the flow runs.
+
+Bands (PROTOCOLS.md, "Quality bands"): wide enough for seed noise, narrow enough to catch a
+broken model. Peer figures on this protocol: popularity NDCG@10 0.086 over 28 users;
+best peer RMSE 0.907 (LensKit BiasedMF), Surprise BaselineOnly 0.920.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from stages.evaluate import evaluate
+from stages.ingest import ingest
+from stages.split import split
+from stages.train import train
+from stages.validate import validate
+
+pytestmark = pytest.mark.real_data
+
+
+@pytest.fixture(scope="module")
+def p1_run(datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("p1")
+    ingest_dir = ingest("ml-latest-small", root / "ingest", datasets_dir, root / "downloads")
+    split_dir = split(validate(ingest_dir, root / "validate"), root / "split")
+    metrics = {}
+    for family in ("popularity", "biased_mf"):
+        train_dir = train(split_dir, root / "train" / family, family)
+        eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family)
+        metrics[family] = json.loads((eval_dir / "metrics.json").read_text())
+    return {"root": root, "split_dir": split_dir, "metrics": metrics}
+
+
+def test_p1_split_counts_match_the_protocol(p1_run: dict) -> None:
+    manifest = json.loads((p1_run["split_dir"] / "manifest.json").read_text())
+    counts = manifest["counts"]
+    assert counts["train_rows"] + counts["valid_rows"] == 80_668  # floor(0.8 * 100,836)
+    assert counts["test"]["test_rows"] == 20_168
+    assert p1_run["metrics"]["biased_mf"]["n_eval_rows"] == 1_311  # as the peers report
+    assert p1_run["metrics"]["popularity"]["n_eval_users"] == 28
+
+
+def test_biased_mf_rmse_band(p1_run: dict) -> None:
+    metrics = p1_run["metrics"]["biased_mf"]
+    test = pl.read_parquet(p1_run["split_dir"] / "test.parquet")
+    train = pl.read_parquet(p1_run["split_dir"] / "train.parquet")
+    global_mean_rmse = float(np.sqrt(((test["rating"] - train["rating"].mean()) ** 2).mean()))
+    assert 0.88 <= metrics["rmse"] <= 0.94
+    assert metrics["rmse"] < global_mean_rmse - 0.05
+
+
+def test_popularity_ndcg_band(p1_run: dict) -> None:
+    metrics = p1_run["metrics"]["popularity"]
+    assert 0.06 <= metrics["ndcg_at_10"] <= 0.11
+    assert metrics["ndcg_at_10_ci_low"] < metrics["ndcg_at_10"] < metrics["ndcg_at_10_ci_high"]
