@@ -96,8 +96,9 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
             logger.error("family %s failed: %s", family, failures[family])
     succeeded = [family for family in families if family not in failures]
 
-    registered = register(workspace, run_id, config, run_dir, succeeded)
+    parent_run_id, registered = register(workspace, run_id, config, run_dir, succeeded)
     summary = build_summary(run_id, run_dir, config, registered, failures)
+    summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
     atomic_write_json(run_dir / "summary.json", summary)
     if not succeeded:
         raise RuntimeError(f"every family failed: {failures}")
@@ -106,8 +107,10 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
 
 def register(
     workspace: Workspace, run_id: str, config: RetrainConfig, run_dir: Path, families: list[str]
-) -> dict[str, dict[str, Any]]:
-    """Log the run to MLflow and register each family's model (sequentially: one SQLite writer)."""
+) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Log the run to MLflow and register each family's model (sequentially: one SQLite writer).
+
+    Returns the parent run id and each family's registration."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(workspace.tracking_uri())
     client = MlflowClient()
@@ -134,7 +137,7 @@ def register(
             run_dir / "train" / family, run_dir / "evaluate" / family, tags,
         )
     client.set_terminated(parent, "FINISHED")
-    return registered | {"_parent": {"run_id": parent, "tracking_uri": workspace.tracking_uri()}}
+    return parent, registered
 
 
 def build_summary(
@@ -143,8 +146,6 @@ def build_summary(
     """What a person wants at the end of a run: counts, each family's metrics, where things are."""
     families = {}
     for family, entry in registered.items():
-        if family.startswith("_"):
-            continue
         metrics = json.loads((run_dir / "evaluate" / family / "metrics.json").read_text())
         families[family] = {"metrics": metrics, "registration": entry}
     return {
@@ -155,5 +156,4 @@ def build_summary(
         "split": read_manifest(run_dir / "split")["counts"],
         "families": families,
         "failed": failures,
-        "mlflow": registered.get("_parent", {}),
     }

@@ -5,6 +5,7 @@ The active MLflow run is per thread, so everything here takes explicit run ids (
 
 import json
 import subprocess
+import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from stages.manifest import MANIFEST
 EXPERIMENT = "recsys-retrain"
 CHAMPION = "champion"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
+VERSION_TAG_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "n_eval_users", "n_eval_rows")
 SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow")
 
 
@@ -108,7 +110,9 @@ def log_family(
     client.log_artifact(run_id, str(eval_dir / "recommendations.parquet"), artifact_path="evaluation")
 
     name = registered_model_name(family)
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+        # the pyfunc's predict is unannotated on purpose (serving/pyfunc_model.py); MLflow nags about it
+        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(PYFUNC_FILE),
@@ -120,7 +124,8 @@ def log_family(
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
-    for key, value in {"protocol": metrics["protocol"], **tags}.items():
+    headline = {key: f"{metrics[key]:.4f}" for key in VERSION_TAG_METRICS if key in metrics}
+    for key, value in {"protocol": metrics["protocol"], **tags, **headline}.items():
         client.set_model_version_tag(name, version, key, str(value))
     became_champion = CHAMPION not in client.get_registered_model(name).aliases
     if became_champion:  # promotion against an existing champion is the promotion gate's job

@@ -64,6 +64,7 @@ def configure_environment(workspace: Workspace) -> None:
     for name, value in TELEMETRY_OFF.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_HOME", str(workspace.prefect_home))
+    Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect does not create parents
 
 
 def new_run_id() -> str:
