@@ -39,15 +39,17 @@ def evaluate_ranking(
     model: Recommender,
     test: pl.DataFrame,
     k: int = 10,
-    relevance_threshold: float = 4.0,
+    relevance_threshold: float | None = 4.0,
     batch_size: int = 2048,
 ) -> RankingEvaluation:
     """Full-ranking top-k metrics (PROTOCOLS.md P2): candidates are all train items minus the user's own.
 
-    Evaluated users have a relevant test rating (>= threshold) and at least one train rating.
-    Relevant items include those absent from train; they count in the denominators.
+    Evaluated users have a relevant test rating (>= threshold; every test row when the threshold
+    is None, as in leave-one-out) and at least one train rating. Relevant items include those
+    absent from train; they count in the denominators.
     """
-    relevant = test.filter(pl.col(RATING) >= relevance_threshold).select(USER_ID, ITEM_ID).unique()
+    positive = test if relevance_threshold is None else test.filter(pl.col(RATING) >= relevance_threshold)
+    relevant = positive.select(USER_ID, ITEM_ID).unique()
     user_idx_all = model.users.index_of(relevant[USER_ID].to_numpy())
     relevant = relevant.with_columns(
         pl.Series("user_idx", user_idx_all), pl.Series("item_idx", model.items.index_of(relevant[ITEM_ID].to_numpy()))
