@@ -1,0 +1,86 @@
+"""Quality and fit time of one family under a protocol of PROTOCOLS.md, with the project's metric code.
+
+    .venv/bin/python -m benchmarks.protocol_quality --dataset ml-latest-small --protocol P4 --family popularity
+    .venv/bin/python -m benchmarks.protocol_quality --dataset ml-100k --protocol P3 --family biased_mf \
+        --config '{"n_factors": 32}'
+
+Needs RECSYS_DATA_DIR (or ../shared/datasets beside the checkout) for the MovieLens datasets.
+The validation tail for early stopping and tuning is cut from train by the protocol's own rule
+(P2: last 10% of train globally; P4: last 10% of each user's train; P3: second-to-last item).
+Prints one JSON line. `--validation` tunes without touching test: it applies the same protocol to
+the training part alone (train + validation tail) and scores on that inner test.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import polars as pl
+import torch
+
+from data_contracts import validate_ratings
+from recsys_models.datasets import load_dataset
+from recsys_models.evaluation import evaluate_ranking, evaluate_rating
+from recsys_models.interactions import Interactions, known_rows
+from recsys_models.options import TrainingOptions
+from recsys_models.registry import family_class, make_config
+from recsys_models.splitting import leave_one_out_split, temporal_global_split, temporal_user_split
+
+HEADLINE = ("rmse", "mae", "ndcg_at_10", "ndcg_at_10_stderr", "hit_rate_at_10", "recall_at_10", "coverage_at_10",
+            "n_eval_users", "n_eval_rows")
+
+
+def protocol_parts(ratings: pl.DataFrame, protocol: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, float | None]:
+    """(train, validation tail, test, relevance threshold) of a protocol."""
+    if protocol == "P3":
+        split, valid = leave_one_out_split(ratings)
+        return split.train, valid, split.test, None
+    if protocol == "P2":
+        split = temporal_global_split(ratings)
+        inner = temporal_global_split(split.train, 0.9)
+    elif protocol == "P4":
+        split = temporal_user_split(ratings)
+        inner = temporal_user_split(split.train, 0.1)
+    else:
+        raise ValueError(f"protocol must be P2, P3 or P4, got {protocol!r}")
+    return inner.train, inner.test, split.test, 4.0
+
+
+def valid_ratings(dataset: str) -> pl.DataFrame:
+    data_dir = os.environ.get("RECSYS_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
+    raw = load_dataset(dataset, Path(data_dir), Path("workspace/downloads"))
+    return validate_ratings(raw.ratings, raw.items, raw.scale).valid
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="ml-latest-small")
+    parser.add_argument("--protocol", default="P2", choices=["P2", "P3", "P4"])
+    parser.add_argument("--family", required=True)
+    parser.add_argument("--config", default="{}", help="family hyperparameters as JSON")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--validation", action="store_true", help="score on the validation tail (tuning)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    train, valid, test, threshold = protocol_parts(valid_ratings(args.dataset), args.protocol)
+    if args.validation:  # tune without touching test: the same protocol applied to the training part only
+        train, valid, test, threshold = protocol_parts(pl.concat([train, valid]), args.protocol)
+    full = Interactions.from_frame(pl.concat([train, valid]))
+    valid = valid.filter(known_rows(valid, full.users, full.items))
+    model_class = family_class(args.family)
+    model = model_class(make_config(args.family, json.loads(args.config)), TrainingOptions(seed=args.seed))
+    started = time.perf_counter()
+    model.fit(Interactions.from_frame(train, full.users, full.items), Interactions.from_frame(valid, full.users, full.items))
+    fit_seconds = time.perf_counter() - started
+    metrics = evaluate_rating(model, test) | evaluate_ranking(model, test, relevance_threshold=threshold).summary
+    result = {"dataset": args.dataset, "protocol": args.protocol, "family": args.family, "config": json.loads(args.config),
+              "fit_seconds": round(fit_seconds, 2), "scored_on": "validation" if args.validation else "test"}
+    print(json.dumps(result | {key: round(metrics[key], 4) for key in HEADLINE if key in metrics}))
+
+
+if __name__ == "__main__":
+    main()
