@@ -37,14 +37,19 @@ class RowExpectation:
     engine: Engine
 
     @property
-    def column(self) -> str:
-        return str(self.kwargs["column"])
+    def column(self) -> str | None:
+        """The column checked, the columns joined by commas, or None for a whole-row check."""
+        if "column" in self.kwargs:
+            return str(self.kwargs["column"])
+        if "column_list" in self.kwargs:
+            return ",".join(self.kwargs["column_list"])
+        return None
 
     @property
     def name(self) -> str:
         """Unique name used in reports and in quarantined rows, e.g.
-        `expect_column_values_to_not_be_null(user_id)`."""
-        return f"{self.type}({self.column})"
+        `expect_column_values_to_not_be_null(user_id)` or `expect_rows_to_be_unique()`."""
+        return f"{self.type}({self.column or ''})"
 
     @property
     def parameters(self) -> frozenset[str]:
@@ -90,14 +95,17 @@ def _parse_expectation(raw: dict[str, Any], engine: Engine, suite_name: str) -> 
         raise ValueError(f"{where}: unknown keys {sorted(unknown)}")
     kwargs = raw.get("kwargs") or {}
     meta = raw.get("meta") or {}
-    if not isinstance(raw.get("type"), str) or "column" not in kwargs:
-        raise ValueError(f"{where}: needs a 'type' and kwargs.column (only column expectations are row-level)")
+    if not isinstance(raw.get("type"), str):
+        raise ValueError(f"{where}: needs a 'type'")
+    if engine == GX_ENGINE and "column" not in kwargs:
+        raise ValueError(f"{where}: Great Expectations row-level checks need kwargs.column")
+    target = kwargs.get("column", kwargs.get("column_list", "whole rows"))
     reason = meta.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        raise ValueError(f"{where} on {kwargs['column']!r}: meta.reason must say why the expectation exists")
+        raise ValueError(f"{where} on {target!r}: meta.reason must say why the expectation exists")
     policy = meta.get("policy")
     if policy not in _ROW_POLICIES:
-        raise ValueError(f"{where} on {kwargs['column']!r}: meta.policy must be one of {sorted(_ROW_POLICIES)}, got {policy!r}")
+        raise ValueError(f"{where} on {target!r}: meta.policy must be one of {sorted(_ROW_POLICIES)}, got {policy!r}")
     return RowExpectation(type=raw["type"], kwargs=dict(kwargs), reason=reason.strip(), policy=policy, engine=engine)
 
 

@@ -1,5 +1,6 @@
 """Where a run's outputs live: one workspace folder (RECSYS_WORKSPACE, default ./workspace)."""
 
+import json
 import os
 import secrets
 from dataclasses import dataclass
@@ -51,6 +52,21 @@ class Workspace:
     def tracking_uri(self) -> str:
         """MLFLOW_TRACKING_URI when set (a real server), else the embedded SQLite store."""
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
+
+
+def last_successful_validation(workspace: Workspace, dataset: str, before: str) -> Path | None:
+    """The validate folder of the newest run before `before` on `dataset` that finished (its
+    summary.json exists and at least one family succeeded): the drift check's reference."""
+    if not workspace.runs.exists():
+        return None
+    for run_dir in sorted(workspace.runs.iterdir(), reverse=True):
+        summary_path = run_dir / "summary.json"
+        if run_dir.name >= before or not summary_path.exists():
+            continue
+        summary = json.loads(summary_path.read_text())
+        if summary["config"]["dataset"] == dataset and summary["families"]:
+            return run_dir / "validate"
+    return None
 
 
 def data_dir_from_env() -> Path | None:

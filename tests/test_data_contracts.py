@@ -17,6 +17,8 @@ from data_contracts.ratings import (
     ITEM_ID_NOT_NULL,
     ITEM_ID_POSITIVE,
     ITEM_KNOWN,
+    NO_DUPLICATE_ROWS,
+    ONE_RATING_PER_KEY,
     RATING_IN_SCALE,
     RATING_NOT_NULL,
     RATING_ON_STEP,
@@ -48,6 +50,8 @@ ROW_LEVEL = [
     TIMESTAMP_PLAUSIBLE,
     RATING_ON_STEP,
     ITEM_KNOWN,
+    NO_DUPLICATE_ROWS,
+    ONE_RATING_PER_KEY,
 ]
 
 # Six clean ratings, valid on both scales (whole-star values), with a line number to track rows.
@@ -100,22 +104,22 @@ def test_report_lists_every_expectation_with_reason_and_policy():
 @pytest.mark.parametrize(
     ("bad_row", "scale", "expected"),
     [
-        pytest.param((None, 10, 4.0, T), HALF_STARS, [USER_ID_NOT_NULL], id="null-user"),
-        pytest.param((1, None, 4.0, T), HALF_STARS, [ITEM_ID_NOT_NULL], id="null-item"),
-        pytest.param((1, 10, None, T), HALF_STARS, [RATING_NOT_NULL], id="null-rating"),
-        pytest.param((1, 10, float("nan"), T), HALF_STARS, [RATING_NOT_NULL], id="nan-rating"),
+        pytest.param((None, 10, 4.0, T + 7), HALF_STARS, [USER_ID_NOT_NULL], id="null-user"),
+        pytest.param((1, None, 4.0, T + 7), HALF_STARS, [ITEM_ID_NOT_NULL], id="null-item"),
+        pytest.param((1, 10, None, T + 7), HALF_STARS, [RATING_NOT_NULL], id="null-rating"),
+        pytest.param((1, 10, float("nan"), T + 7), HALF_STARS, [RATING_NOT_NULL], id="nan-rating"),
         pytest.param((1, 10, 4.0, None), HALF_STARS, [TIMESTAMP_NOT_NULL], id="null-timestamp"),
-        pytest.param((-3, 10, 4.0, T), HALF_STARS, [USER_ID_POSITIVE], id="negative-user"),
-        pytest.param((0, 10, 4.0, T), HALF_STARS, [USER_ID_POSITIVE], id="zero-user"),
-        pytest.param((1, 10, 0.0, T), HALF_STARS, [RATING_IN_SCALE], id="rating-0-half-stars"),
-        pytest.param((1, 10, 6.0, T), HALF_STARS, [RATING_IN_SCALE], id="rating-6-half-stars"),
-        pytest.param((1, 10, 3.7, T), HALF_STARS, [RATING_ON_STEP], id="rating-3.7-half-stars"),
-        pytest.param((1, 10, 3.5, T), WHOLE_STARS, [RATING_ON_STEP], id="rating-3.5-whole-stars"),
-        pytest.param((1, 10, 0.5, T), WHOLE_STARS, [RATING_IN_SCALE, RATING_ON_STEP], id="rating-0.5-whole-stars"),
+        pytest.param((-3, 10, 4.0, T + 7), HALF_STARS, [USER_ID_POSITIVE], id="negative-user"),
+        pytest.param((0, 10, 4.0, T + 7), HALF_STARS, [USER_ID_POSITIVE], id="zero-user"),
+        pytest.param((1, 10, 0.0, T + 7), HALF_STARS, [RATING_IN_SCALE], id="rating-0-half-stars"),
+        pytest.param((1, 10, 6.0, T + 7), HALF_STARS, [RATING_IN_SCALE], id="rating-6-half-stars"),
+        pytest.param((1, 10, 3.7, T + 7), HALF_STARS, [RATING_ON_STEP], id="rating-3.7-half-stars"),
+        pytest.param((1, 10, 3.5, T + 7), WHOLE_STARS, [RATING_ON_STEP], id="rating-3.5-whole-stars"),
+        pytest.param((1, 10, 0.5, T + 7), WHOLE_STARS, [RATING_IN_SCALE, RATING_ON_STEP], id="rating-0.5-whole-stars"),
         pytest.param((1, 10, 4.0, YEAR_2090), HALF_STARS, [TIMESTAMP_PLAUSIBLE], id="timestamp-2090"),
         pytest.param((1, 10, 4.0, YEAR_1980), HALF_STARS, [TIMESTAMP_PLAUSIBLE], id="timestamp-1980"),
-        pytest.param((1, 999, 4.0, T), HALF_STARS, [ITEM_KNOWN], id="unknown-item"),
-        pytest.param((1, -5, 4.0, T), HALF_STARS, [ITEM_ID_POSITIVE, ITEM_KNOWN], id="negative-unknown-item"),
+        pytest.param((1, 999, 4.0, T + 7), HALF_STARS, [ITEM_KNOWN], id="unknown-item"),
+        pytest.param((1, -5, 4.0, T + 7), HALF_STARS, [ITEM_ID_POSITIVE, ITEM_KNOWN], id="negative-unknown-item"),
     ],
 )
 def test_each_kind_of_bad_row_is_quarantined_by_name(bad_row, scale, expected):
@@ -162,17 +166,17 @@ def test_a_row_breaking_several_rules_lists_them_all_in_suite_order():
 
 
 def test_mixed_frame_gives_exact_counts_and_keeps_order():
-    bad = [
-        (None, 10, 4.0, T),  # 6
-        (None, 20, 4.0, T),  # 7
-        (-1, 10, 4.0, T),  # 8
-        (1, 10, 0.0, T),  # 9
-        (1, 10, 6.0, T),  # 10
-        (1, 10, 3.7, T),  # 11
-        (1, 10, 3.7, T),  # 12
+    bad = [  # distinct timestamps, so that no row is also a duplicate of another
+        (None, 10, 4.0, T + 1),  # 6
+        (None, 20, 4.0, T + 2),  # 7
+        (-1, 10, 4.0, T + 3),  # 8
+        (1, 10, 0.0, T + 4),  # 9
+        (1, 10, 6.0, T + 5),  # 10
+        (1, 10, 3.7, T + 6),  # 11
+        (1, 10, 3.7, T + 7),  # 12
         (1, 10, 4.0, YEAR_2090),  # 13
         (1, 10, 4.0, YEAR_1980),  # 14
-        (1, 999, 4.0, T),  # 15
+        (1, 999, 4.0, T + 8),  # 15
     ]
     ratings = ratings_frame([*CLEAN_ROWS[:3], *bad, *CLEAN_ROWS[3:]])
     outcome = validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
@@ -282,6 +286,10 @@ _ROWS = st.lists(st.tuples(_MAYBE_ID, _MAYBE_ID, _MAYBE_RATING, _MAYBE_TIME), mi
 @given(rows=_ROWS, with_items=st.booleans())
 def test_every_input_row_lands_in_exactly_one_output(rows, with_items):
     ratings = ratings_frame(rows)
+    if all(row[0] is None for row in rows) or all(row[1] is None for row in rows):
+        with pytest.raises(ContractViolation, match="missing in every row"):  # a broken source, not bad rows
+            validate_ratings(ratings, ITEMS if with_items else None, HALF_STARS, now=NOW)
+        return
     outcome = validate_ratings(ratings, ITEMS if with_items else None, HALF_STARS, now=NOW)
 
     valid_lines = outcome.valid.get_column("line").to_list()

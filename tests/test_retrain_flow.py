@@ -11,6 +11,7 @@ from tests.test_models_contract import low_rank_ratings
 
 pytestmark = pytest.mark.flow
 
+FAMILIES = ["popularity", "biased_mf"]
 FAST = {"biased_mf": {"epochs": 4, "n_factors": 8}}
 
 
@@ -42,7 +43,7 @@ def run_flow(ratings_file: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
     from flows.retrain import RetrainConfig, retrain
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
-    return retrain(RetrainConfig(dataset=str(ratings_file), family_configs=FAST))
+    return retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST))
 
 
 def test_retrain_flow_writes_every_stage_and_registers_champions(
@@ -116,7 +117,7 @@ def test_one_failing_family_does_not_stop_the_others(
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     broken = {"biased_mf": {"n_factorz": 8}}  # a typo in a hyperparameter fails that family only
-    summary = retrain(RetrainConfig(dataset=str(ratings_file), family_configs=broken))
+    summary = retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=broken))
     assert list(summary["families"]) == ["popularity"]
     assert "n_factorz" in summary["failed"]["biased_mf"]
     assert np.isfinite(summary["families"]["popularity"]["metrics"]["ndcg_at_10"])

@@ -38,13 +38,15 @@ def read_text_table(
     *,
     separator: str,
     skip_header: bool,
-    encoding: str = "utf8",
+    encoding: str = "utf8-lossy",
     quote_char: str | None = '"',
 ) -> pl.DataFrame:
     """Read a delimited file with every field as a string (null when empty or absent).
 
     The result has `ROW_INDEX`, the columns `names` and `EXTRA_FIELDS`, which holds the first
-    field beyond `names` on rows that have too many. Blank lines are skipped.
+    field beyond `names` on rows that have too many. Blank lines are skipped. Bytes that are not
+    UTF-8 become U+FFFD instead of failing the whole file, so the contracts can quarantine just
+    the rows that hold them (an id that does not parse is rejected; a title is quarantined).
     """
     schema: dict[str, pl.DataType] = {name: pl.String() for name in [*names, EXTRA_FIELDS]}
     try:

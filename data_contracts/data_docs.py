@@ -1,0 +1,63 @@
+"""Great Expectations' HTML data docs for a run's validation, written into the run folder.
+
+Only the GX-engine expectations appear there (the Polars-engine ones are in the JSON report).
+"""
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from data_contracts.engine import TableContract
+from data_contracts.suite import GX_ENGINE, build_gx_suite, import_great_expectations, load_suite
+
+SITE = "run_site"
+
+
+def write_data_docs(tables: list[tuple[TableContract, pl.DataFrame, dict[str, Any]]], out_dir: Path) -> Path:
+    """Validate each (contract, frame, parameters) through a GX Checkpoint that updates a local
+    data-docs site under `out_dir`; return the site's `index.html`."""
+    with tempfile.TemporaryDirectory(prefix="gx_project_") as project:  # GX's stores; only the site is kept
+        return _build_site(tables, Path(project), out_dir / "data_docs")
+
+
+def _build_site(tables: list[tuple[TableContract, pl.DataFrame, dict[str, Any]]], project: Path, site_dir: Path) -> Path:
+    gx = import_great_expectations()
+    from great_expectations.checkpoint import UpdateDataDocsAction
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="file", project_root_dir=str(project))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.add_data_docs_site(
+        site_name=SITE,
+        site_config={
+            "class_name": "SiteBuilder",
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site_dir)},
+        },
+    )
+    for contract, frame, parameters in tables:
+        spec = load_suite(contract.suite_file)
+        expectations = tuple(e for e in spec.expectations if e.engine == GX_ENGINE and e.parameters <= parameters.keys())
+        suite = context.suites.add(build_gx_suite(spec.name, expectations))
+        batch_definition = (
+            context.data_sources.add_pandas(name=contract.table)
+            .add_dataframe_asset(name=contract.table)
+            .add_batch_definition_whole_dataframe(name="whole_table")
+        )
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(data=batch_definition, suite=suite, name=contract.table)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=contract.table,
+                validation_definitions=[definition],
+                actions=[UpdateDataDocsAction(name="update_data_docs", site_names=[SITE])],
+                result_format={"result_format": "SUMMARY"},
+            )
+        )
+        columns = sorted({e.column for e in expectations if e.column})
+        needed = {name: parameters[name] for e in expectations for name in e.parameters}
+        checkpoint.run(batch_parameters={"dataframe": frame.select(columns).to_pandas()}, expectation_parameters=needed)
+    return site_dir / "index.html"
