@@ -7,8 +7,10 @@
 Needs RECSYS_DATA_DIR (or ../shared/datasets beside the checkout) for the MovieLens datasets.
 The validation tail for early stopping and tuning is cut from train by the protocol's own rule
 (P2: last 10% of train globally; P4: last 10% of each user's train; P3: second-to-last item).
-Prints one JSON line. `--validation` tunes without touching test: it applies the same protocol to
-the training part alone (train + validation tail) and scores on that inner test.
+Prints one JSON line, with 95% bootstrap intervals over users. `--validation` tunes without touching
+test: it applies the same protocol to the training part alone (train + validation tail) and scores
+on that inner test. The splits and the evaluation are the library's (`protocol_split`,
+`protocol_evaluation_config`, `evaluate_model`): the same code the pipeline's stages run.
 """
 
 import argparse
@@ -22,30 +24,22 @@ import torch
 
 from data_contracts import validate_ratings
 from recsys_models.datasets import load_dataset
-from recsys_models.evaluation import evaluate_ranking, evaluate_rating
-from recsys_models.interactions import Interactions, known_rows
+from recsys_models.evaluation import evaluate_model, protocol_evaluation_config
+from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class, make_config
-from recsys_models.splitting import leave_one_out_split, temporal_global_split, temporal_user_split
+from recsys_models.splitting import Split, SplitSettings, protocol_split
 
-HEADLINE = ("rmse", "mae", "ndcg_at_10", "ndcg_at_10_stderr", "hit_rate_at_10", "recall_at_10", "coverage_at_10",
-            "n_eval_users", "n_eval_rows")
+PROTOCOL_NAMES = {"P2": "temporal-global", "P3": "leave-one-out", "P4": "temporal-user"}
+HEADLINE = ("rmse", "rmse_ci_low", "rmse_ci_high", "mae", "ndcg_at_10", "ndcg_at_10_stderr", "ndcg_at_10_ci_low",
+            "ndcg_at_10_ci_high", "hit_rate_at_10", "recall_at_10", "coverage_at_10", "n_eval_users", "n_eval_rows")
 
 
-def protocol_parts(ratings: pl.DataFrame, protocol: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, float | None]:
-    """(train, validation tail, test, relevance threshold) of a protocol."""
-    if protocol == "P3":
-        split, valid = leave_one_out_split(ratings)
-        return split.train, valid, split.test, None
-    if protocol == "P2":
-        split = temporal_global_split(ratings)
-        inner = temporal_global_split(split.train, 0.9)
-    elif protocol == "P4":
-        split = temporal_user_split(ratings)
-        inner = temporal_user_split(split.train, 0.1)
-    else:
+def protocol_parts(ratings: pl.DataFrame, protocol: str) -> Split:
+    """Train, validation tail and test of a protocol (P2, P3 or P4), as the split stage cuts them."""
+    if protocol not in PROTOCOL_NAMES:
         raise ValueError(f"protocol must be P2, P3 or P4, got {protocol!r}")
-    return inner.train, inner.test, split.test, 4.0
+    return protocol_split(ratings, SplitSettings(protocol=PROTOCOL_NAMES[protocol]))
 
 
 def valid_ratings(dataset: str) -> pl.DataFrame:
@@ -57,7 +51,7 @@ def valid_ratings(dataset: str) -> pl.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-latest-small")
-    parser.add_argument("--protocol", default="P2", choices=["P2", "P3", "P4"])
+    parser.add_argument("--protocol", default="P2", choices=sorted(PROTOCOL_NAMES))
     parser.add_argument("--family", required=True)
     parser.add_argument("--config", default="{}", help="family hyperparameters as JSON")
     parser.add_argument("--seed", type=int, default=42)
@@ -66,19 +60,22 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    train, valid, test, threshold = protocol_parts(valid_ratings(args.dataset), args.protocol)
+    parts = protocol_parts(valid_ratings(args.dataset), args.protocol)
     if args.validation:  # tune without touching test: the same protocol applied to the training part only
-        train, valid, test, threshold = protocol_parts(pl.concat([train, valid]), args.protocol)
-    full = Interactions.from_frame(pl.concat([train, valid]))
-    valid = valid.filter(known_rows(valid, full.users, full.items))
+        parts = protocol_parts(parts.history, args.protocol)
+    full = Interactions.from_frame(parts.history)
     model_class = family_class(args.family)
     model = model_class(make_config(args.family, json.loads(args.config)), TrainingOptions(seed=args.seed))
     started = time.perf_counter()
-    model.fit(Interactions.from_frame(train, full.users, full.items), Interactions.from_frame(valid, full.users, full.items))
+    model.fit(Interactions.from_frame(parts.train, full.users, full.items),
+              Interactions.from_frame(parts.valid, full.users, full.items))  # fmt: skip
     fit_seconds = time.perf_counter() - started
-    metrics = evaluate_rating(model, test) | evaluate_ranking(model, test, relevance_threshold=threshold).summary
-    result = {"dataset": args.dataset, "protocol": args.protocol, "family": args.family, "config": json.loads(args.config),
-              "fit_seconds": round(fit_seconds, 2), "scored_on": "validation" if args.validation else "test"}
+    name = PROTOCOL_NAMES[args.protocol]
+    catalogue = pl.concat([parts.history, parts.test])["item_id"].n_unique() if name == "leave-one-out" else None
+    metrics = evaluate_model(model, parts.test, protocol_evaluation_config(name), n_catalogue_items=catalogue).metrics
+    result = {"dataset": args.dataset, "protocol": args.protocol, "family": args.family,
+              "config": json.loads(args.config), "fit_seconds": round(fit_seconds, 2),
+              "scored_on": "validation" if args.validation else "test"}  # fmt: skip
     print(json.dumps(result | {key: round(metrics[key], 4) for key in HEADLINE if key in metrics}))
 
 

@@ -1,15 +1,22 @@
 """The `recsys` command: run the pipeline and open its UIs."""
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
 from tasks.workspace import Workspace, configure_environment
 
-HEADLINE = ["rmse", "mae", "ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "coverage_at_10"]
+if TYPE_CHECKING:
+    import polars as pl
+
+RATING_COLUMNS = ["rmse", "mae"]
+RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "mrr_at_10"]
+BASELINE = "popularity"
+BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,30 +25,91 @@ def _parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser(
         "retrain",
         help="run the nightly retrain flow once, locally",
-        epilog="example: recsys retrain --dataset ml-100k --families popularity,biased_mf --seed 7",
+        epilog="example: recsys retrain --dataset ml-100k --families popularity,biased_mf --protocol temporal-user",
     )
     retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic or a file")
     retrain.add_argument("--families", default=None, help="comma-separated families (default: all)")
-    retrain.add_argument("--protocol", default="temporal-global", help="split protocol (default temporal-global)")
+    retrain.add_argument(
+        "--protocol", default="temporal-global", choices=PROTOCOLS,
+        help="split protocol: temporal-global (P1/P2, default), temporal-user (P4), leave-one-out (P3)",
+    )  # fmt: skip
     retrain.add_argument("--seed", type=int, default=42)
+    backtest = commands.add_parser(
+        "backtest",
+        help="run the rolling backtest flow once, locally",
+        epilog="example: recsys backtest --dataset ml-100k --families popularity,bias --windows 4 --window-days 14",
+    )
+    backtest.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic or a file")
+    backtest.add_argument("--families", default=None, help="comma-separated families (default: all)")
+    backtest.add_argument("--windows", type=int, default=4, help="number of successive test windows (default 4)")
+    backtest.add_argument("--window-days", type=float, default=30.0, help="length of each window in days (default 30)")
+    backtest.add_argument("--seed", type=int, default=42)
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the workspace's store")
     ui.add_argument("--port", type=int, default=5000)
     return parser
 
 
+def format_value(metrics: dict[str, Any], name: str, digits: int = 4) -> str:
+    """`value [ci_low, ci_high]` when the metric has an interval, `-` when it is absent."""
+    value = metrics.get(name)
+    if value is None:
+        return "-"
+    if isinstance(value, int):
+        return str(value)
+    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    if low is None or high is None or low != low:
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} [{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
+
+
 def format_metrics_table(families: dict[str, Any]) -> str:
-    """One line per family with its headline metrics and evaluated counts."""
-    header = f"{'family':<14}" + "".join(f"{name:>16}" for name in HEADLINE) + f"{'eval users':>12}{'eval rows':>11}"
-    lines = [header]
+    """One line per family: ranking metrics at 10 with their 95% intervals, coverage and evaluated
+    users; then, for the families that predict ratings, RMSE and MAE with intervals and evaluated rows."""
+    width = max([12] + [len(name) + 2 for name in families])
+    lines = [f"{'family':<{width}}" + "".join(f"{name:>23}" for name in RANKING_COLUMNS)
+             + f"{'coverage_at_10':>16}{'eval users':>12}"]  # fmt: skip
     for family, entry in families.items():
         metrics = entry["metrics"]
-        cells = []
-        for name in HEADLINE:
-            value = metrics.get(name)
-            stderr = metrics.get(f"{name}_stderr")
-            text = "-" if value is None else f"{value:.4f}" + (f"±{1.96 * stderr:.3f}" if stderr == stderr and stderr else "")
-            cells.append(f"{text:>16}")
-        lines.append(f"{family:<14}" + "".join(cells) + f"{metrics['n_eval_users']:>12}{metrics['n_eval_rows']:>11}")
+        cells = "".join(f"{format_value(metrics, name):>23}" for name in RANKING_COLUMNS)
+        coverage = format_value(metrics, "coverage_at_10")
+        lines.append(f"{family:<{width}}{cells}{coverage:>16}{metrics['n_eval_users']:>12}")
+    raters = {family: entry["metrics"] for family, entry in families.items() if "rmse" in entry["metrics"]}
+    if raters:
+        lines += ["", f"{'family':<{width}}" + "".join(f"{name:>23}" for name in RATING_COLUMNS) + f"{'eval rows':>12}"]
+        for family, metrics in raters.items():
+            cells = "".join(f"{format_value(metrics, name):>23}" for name in RATING_COLUMNS)
+            lines.append(f"{family:<{width}}{cells}{metrics['n_eval_rows']:>12}")
+    return "\n".join(lines)
+
+
+def format_paired(run_dir: Path, families: list[str], metric: str = "ndcg_at_10") -> list[str]:
+    """Each family against the popularity baseline on the same users (paired bootstrap, paired t-test)."""
+    from stages.evaluate import compare_families
+
+    if BASELINE not in families:
+        return []
+    lines = []
+    for family in families:
+        if family == BASELINE:
+            continue
+        result = compare_families(run_dir / "evaluate" / family, run_dir / "evaluate" / BASELINE, metric)
+        lines.append(
+            f"{family} - {BASELINE} {metric}: {result.difference:+.4f} [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
+            f"  p={result.p_value:.3g}  on {result.n_users} users"
+        )
+    return lines
+
+
+def format_backtest_table(table: "pl.DataFrame") -> str:
+    """Metric over time: one line per window and family, with intervals."""
+    header = f"{'window':>6}  {'cut-off':<26}{'family':<14}{'status':<8}" + "".join(
+        f"{name:>28}" for name in BACKTEST_COLUMNS
+    )
+    lines = [header]
+    for row in table.iter_rows(named=True):
+        status = row["status"] if len(row["status"]) <= 7 else row["status"][:6] + "…"
+        cells = "".join(f"{format_value(row, name):>28}" for name in BACKTEST_COLUMNS)
+        lines.append(f"{row['window']:>6}  {row['cutoff']:<26}{row['family']:<14}{status:<8}" + cells)
     return "\n".join(lines)
 
 
@@ -51,20 +119,48 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     families = [name.strip() for name in args.families.split(",")] if args.families else None
     config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed)
     summary = retrain(config)
-    print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}")
+    print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {args.protocol}")
     validation = summary["validation"]
     print(
         f"rows: {validation['source_rows']} read = {validation['valid_rows']} valid"
         f" + {validation['quarantined_rows']} quarantined + {validation['rejected_at_parse']} unparseable"
     )
-    test = summary["split"]["test"]
-    print(f"test: {test['test_rows']} rows, {test['cold_rows']} cold (user or item not in train)\n")
+    split = summary["split"]
+    test = split["test"]
+    print(
+        f"split: {split['train_rows']} train + {split['valid_rows']} valid + {test['test_rows']} test rows;"
+        f" {test['cold_rows']} test rows cold (user or item not in train)\n"
+    )
     print(format_metrics_table(summary["families"]))
+    print("(95% percentile-bootstrap intervals over users)")
+    for line in format_paired(Path(summary["run_dir"]), list(summary["families"])):
+        print(line)
     for family, error in summary["failed"].items():
         print(f"FAILED {family}: {error}")
     print(f"\nsummary: {summary['run_dir']}/summary.json")
     print(f"MLflow store: {summary['mlflow'].get('tracking_uri')}  -> open with `make ui` (http://127.0.0.1:5000)")
     print(f"Prefect home: {os.environ['PREFECT_HOME']}  -> `prefect server start --host 127.0.0.1` for its UI")
+    return 1 if summary["failed"] else 0
+
+
+def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
+    import polars as pl
+
+    from flows.backtest import BacktestConfig, backtest
+
+    families = [name.strip() for name in args.families.split(",")] if args.families else None
+    config = BacktestConfig(
+        dataset=args.dataset, families=families, n_windows=args.windows, window_days=args.window_days, seed=args.seed
+    )
+    summary = backtest(config)
+    print(f"\nbacktest {summary['run_id']}  folder {summary['run_dir']}\n")
+    print(format_backtest_table(pl.read_parquet(summary["table"])))
+    print("(95% percentile-bootstrap intervals over users)")
+    print(f"\ntable: {summary['table']}  and  {summary['table_csv']}")
+    print(f"plot: {summary['plot'] or 'skipped (matplotlib is not installed)'}")
+    for key, error in summary["failed"].items():
+        print(f"FAILED {key}: {error}")
+    print(f"MLflow store: {summary['mlflow']['tracking_uri']}  (experiment recsys-backtest)")
     return 1 if summary["failed"] else 0
 
 
@@ -85,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     workspace = Workspace.from_env()
     configure_environment(workspace)
-    handlers = {"retrain": _retrain, "ui": _ui}
+    handlers = {"retrain": _retrain, "backtest": _backtest, "ui": _ui}
     return handlers[args.command](args, workspace)
 
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+from dataclasses import asdict
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -13,12 +14,15 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 import mlflow
+from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE, DriftBounds
 from recsys_models.io import atomic_write_json
 from recsys_models.registry import FAMILIES
+from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.stage_tasks import evaluate_task, ingest_task, split_task, train_task, validate_task
-from tasks.tracking import code_version, ensure_experiment, log_family, start_parent_run
-from tasks.workspace import Workspace, data_dir_from_env, new_run_id
+from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
+from tasks.promotion import PromotionGate, promote, promote_global
+from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, new_run_id
 
 DEFAULT_WORKERS = 2
 
@@ -33,10 +37,21 @@ class RetrainConfig(BaseModel):
         description="ml-latest-small, ml-100k, synthetic, or a path to a ratings CSV/Parquet file.",
     )
     families: list[str] | None = Field(default=None, description="Families to train; None trains all.")
-    protocol: Literal["temporal-global"] = Field(default="temporal-global", description="Split protocol.")
-    train_fraction: float = Field(default=0.8, gt=0.0, lt=1.0, description="Share of rows before the cut-off.")
+    protocol: Literal["temporal-global", "temporal-user", "leave-one-out"] = Field(
+        default="temporal-global",
+        description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3.",
+    )
+    train_fraction: float = Field(
+        default=0.8, gt=0.0, lt=1.0, description="temporal-global: share of rows before the cut-off."
+    )
     seed: int = Field(default=42, ge=0, description="Seed of every model.")
     k: PositiveInt = Field(default=10, description="Cut-off of the ranking metrics.")
+    max_quarantine_share: float = Field(
+        default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0,
+        description="Share of bad rows in a table above which the source counts as broken and the run fails.",
+    )
+    drift: DriftBounds = Field(default_factory=DriftBounds, description="Drift bounds against the last good run.")
+    gate: PromotionGate = Field(default_factory=PromotionGate, description="When a new version becomes champion.")
     family_configs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Hyperparameters per family, validated by the family's config."
     )
@@ -52,6 +67,13 @@ class RetrainConfig(BaseModel):
 
     def selected_families(self) -> list[str]:
         return list(self.families or FAMILIES)
+
+
+def split_settings(config: RetrainConfig) -> SplitSettings:
+    """The split stage's settings: the protocol's defaults (PROTOCOLS.md), `train_fraction` for P1/P2."""
+    if config.protocol == "temporal-global":
+        return SplitSettings(protocol=config.protocol, train_fraction=config.train_fraction)
+    return SplitSettings(protocol=config.protocol)
 
 
 def divide_threads(workers: int) -> int:
@@ -71,8 +93,9 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
     logger.info("run %s in %s", run_id, run_dir)
 
     ingest_dir = ingest_task(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed)
-    validated_dir = validate_task(ingest_dir, run_dir / "validate")
-    split_dir = split_task(validated_dir, run_dir / "split", config.protocol, config.train_fraction)
+    reference = last_successful_validation(workspace, config.dataset, before=run_id)
+    validated_dir = validate_task(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift)
+    split_dir = split_task(validated_dir, run_dir / "split", split_settings(config))
 
     families = config.selected_families()
     threads = divide_threads(DEFAULT_WORKERS)
@@ -84,7 +107,9 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
         for family in families
     }
     evaluated = {
-        family: evaluate_task.submit(split_dir, future, run_dir / "evaluate" / family, family, config.k)
+        family: evaluate_task.submit(
+            split_dir, future, run_dir / "evaluate" / family, family, config.k, validated_dir
+        )
         for family, future in trained.items()
     }
     failures: dict[str, str] = {}
@@ -96,8 +121,9 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
             logger.error("family %s failed: %s", family, failures[family])
     succeeded = [family for family in families if family not in failures]
 
-    parent_run_id, registered = register(workspace, run_id, config, run_dir, succeeded)
+    parent_run_id, registered, overall = register(workspace, run_id, config, run_dir, succeeded)
     summary = build_summary(run_id, run_dir, config, registered, failures)
+    summary["overall"] = overall
     summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
     atomic_write_json(run_dir / "summary.json", summary)
     if not succeeded:
@@ -107,10 +133,11 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
 
 def register(
     workspace: Workspace, run_id: str, config: RetrainConfig, run_dir: Path, families: list[str]
-) -> tuple[str, dict[str, dict[str, Any]]]:
-    """Log the run to MLflow and register each family's model (sequentially: one SQLite writer).
+) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
+    """Log the run to MLflow, register each family's model and run the promotion gate on it
+    (sequentially: one SQLite writer), then the global pick `recsys`.
 
-    Returns the parent run id and each family's registration."""
+    Returns the parent run id, each family's registration and decision, and the global decision."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(workspace.tracking_uri())
     client = MlflowClient()
@@ -126,18 +153,32 @@ def register(
     parent = start_parent_run(
         client, experiment_id, run_id, {"dataset": config.dataset, "seed": config.seed, "k": config.k}, tags
     )
-    for key, value in validated["counts"].items():
+    counts = validated["counts"]
+    drift = {f"drift_{key}": value for key, value in counts.get("drift", {}).items() if key != "breaches"}
+    for key, value in numeric_metrics(counts | drift).items():
         client.log_metric(parent, key, value)
+    if counts.get("drift", {}).get("breaches"):
+        client.set_tag(parent, "drift_breaches", "; ".join(counts["drift"]["breaches"]))
     client.log_artifact(parent, str(run_dir / "split" / "manifest.json"), artifact_path="split")
     client.log_artifact(parent, str(run_dir / "validate" / "validation_report.json"), artifact_path="validation")
-    registered = {}
+    if (run_dir / "validate" / "data_docs").exists():
+        client.log_artifacts(parent, str(run_dir / "validate" / "data_docs"), artifact_path="validation/data_docs")
+    registered, candidates = {}, {}
+    lock = workspace.mlflow_db.parent / "promotion.lock"
     for family in families:
-        registered[family] = log_family(
-            client, experiment_id, parent, family, run_dir / "split",
-            run_dir / "train" / family, run_dir / "evaluate" / family, tags,
+        eval_dir = run_dir / "evaluate" / family
+        entry = log_family(
+            client, experiment_id, parent, family, run_dir / "split", run_dir / "train" / family, eval_dir, tags
         )
+        decision = promote(
+            client, entry["registered_model"], entry["version"], eval_dir, run_dir / "split",
+            run_dir / "promotion", config.gate, lock,
+        )
+        registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
+        candidates[family] = (entry["registered_model"], entry["version"], eval_dir)
+    overall = promote_global(client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock)
     client.set_terminated(parent, "FINISHED")
-    return parent, registered
+    return parent, registered, asdict(overall) if overall is not None else None
 
 
 def build_summary(

@@ -1,101 +1,576 @@
-"""One evaluation for every family: rating errors (P1) and full-ranking top-k metrics (P2)."""
+"""One evaluation for every family: rating errors, top-k ranking metrics at several cut-offs,
+beyond-accuracy metrics, per-user values with bootstrap intervals, slices, and paired comparisons.
 
+Ranking is over every candidate by default (all training items minus the user's history), with
+the top-`max(cutoffs)` list computed once per user in batches and the smaller cut-offs read off
+it. Sampled negatives only when `EvaluationConfig.n_negatives` is set; their metrics are named
+`sampled_<metric>_at_<k>` so they are never mistaken for full-ranking figures.
+"""
+
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
+from scipy import stats
 
 from recsys_models.base import Recommender
-from recsys_models.columns import ITEM_ID, RANK, RATING, SCORE, USER_ID
-from recsys_models.interactions import known_rows
-from recsys_models.metrics import catalogue_coverage, mean_with_interval, ranking_metrics, rating_errors
+from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, USER_ID
+from recsys_models.interactions import IdVocabulary, known_rows
+from recsys_models.metrics import (
+    average_popularity,
+    bootstrap_means,
+    catalogue_coverage,
+    exposure_gini,
+    intra_list_diversity,
+    novelty,
+    percentile_interval,
+    ranking_metrics,
+    ranking_metrics_at,
+    rating_errors,
+)
+
+DEFAULT_CUTOFFS = (5, 10, 20, 50)
+ACTIVITY_SLICES = ("cold", "light", "heavy")
+POPULARITY_SLICES = ("head", "tail")
+SAMPLED_PREFIX = "sampled_"
+INTERVAL_METHOD = "percentile bootstrap over users"
+_ILD_BLOCK = 4096  # lists per intra-list diversity block: bounds its (lists, k, features) array
+
+
+class EvaluationConfig(BaseModel):
+    """How a model is scored; the protocol fixes `relevance_threshold` (see `protocol_evaluation_config`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    k: PositiveInt = Field(default=10, description="Headline cut-off; slices are reported at it.")
+    cutoffs: tuple[PositiveInt, ...] = Field(default=DEFAULT_CUTOFFS, description="Every cut-off reported.")
+    relevance_threshold: float | None = Field(
+        default=4.0, description="Test ratings at or above are relevant; None makes every test row relevant."
+    )
+    n_negatives: PositiveInt | None = Field(
+        default=None, description="Rank among this many sampled unseen items per user instead of all of them."
+    )
+    n_bootstrap: PositiveInt = Field(default=1000, description="Bootstrap resamples of users per interval.")
+    confidence: float = Field(default=0.95, gt=0.0, lt=1.0, description="Coverage of the intervals.")
+    seed: NonNegativeInt = Field(default=0, description="Seed of the bootstrap and of negative sampling.")
+    batch_size: PositiveInt = Field(default=2048, description="Users scored per batch.")
+    activity_thresholds: tuple[PositiveInt, PositiveInt] = Field(
+        default=(20, 100),  # MovieLens keeps users with >= 20 ratings: "cold" = at most that many in train
+        description="Training interactions per user: cold <= first, light <= second, heavy above.",
+    )
+    head_share: float = Field(default=0.2, gt=0.0, lt=1.0, description="Share of items (by train count) in the head.")
+
+    @model_validator(mode="after")
+    def _thresholds_increase(self) -> "EvaluationConfig":
+        if self.activity_thresholds[0] >= self.activity_thresholds[1]:
+            raise ValueError(f"activity_thresholds must increase, got {self.activity_thresholds}")
+        return self
+
+    @property
+    def all_cutoffs(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.cutoffs) | {self.k}))
+
+    @property
+    def prefix(self) -> str:
+        """The label every ranking metric carries: empty for full ranking, `sampled_` otherwise."""
+        return SAMPLED_PREFIX if self.n_negatives is not None else ""
+
+
+def protocol_evaluation_config(protocol: str, k: int = 10, **overrides: Any) -> EvaluationConfig:
+    """The evaluation a protocol of PROTOCOLS.md prescribes: leave-one-out ranks with every test item
+    relevant; the temporal protocols (and rolling backtests) with test ratings >= 4."""
+    threshold = None if protocol == "leave-one-out" else 4.0
+    return EvaluationConfig(**({"k": k, "relevance_threshold": threshold} | overrides))
+
+
+@dataclass(frozen=True)
+class RatingEvaluation:
+    """RMSE/MAE with intervals, per-slice errors, and each user's errors."""
+
+    summary: dict[str, Any]
+    slices: dict[str, Any]
+    per_user: pl.DataFrame
 
 
 @dataclass(frozen=True)
 class RankingEvaluation:
-    """Headline metrics with intervals, per-user values and the lists that were scored."""
+    """Ranking and beyond-accuracy metrics with intervals, slices, per-user values, the scored lists."""
 
-    k: int
     summary: dict[str, Any]
+    slices: dict[str, Any]
     per_user: pl.DataFrame
     recommendations: pl.DataFrame
 
 
-def evaluate_rating(model: Recommender, test: pl.DataFrame) -> dict[str, Any]:
-    """RMSE/MAE on test rows whose user and item occur in train; the others are counted as cold."""
-    known = known_rows(test, model.users, model.items)
-    scored = test.filter(known)
+@dataclass(frozen=True)
+class Evaluation:
+    """Everything the evaluate stage writes: `metrics` (flat, plus nested `slices`) and the frames."""
+
+    metrics: dict[str, Any]
+    per_user: pl.DataFrame
+    per_user_rating: pl.DataFrame
+    recommendations: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Mean of a - b over the users both were evaluated on, its interval and a p-value."""
+
+    metric: str
+    n_users: int
+    mean_a: float
+    mean_b: float
+    difference: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    interval: str = "paired percentile bootstrap over users"
+    test: str = "paired t-test"
+
+
+def evaluate_model(
+    model: Recommender,
+    test: pl.DataFrame,
+    config: EvaluationConfig | None = None,
+    item_features: sp.csr_matrix | None = None,
+    n_catalogue_items: int | None = None,
+) -> Evaluation:
+    """Rating and ranking evaluation of one model on one test part; see the two functions it calls."""
+    config = config or EvaluationConfig()
+    rating = evaluate_rating(model, test, config)
+    ranking = evaluate_ranking(model, test, config, item_features, n_catalogue_items)
+    slices = {
+        group: {
+            key: (value | ranking.slices[group][key]) if isinstance(value, dict) else value
+            for key, value in rating.slices[group].items()
+        }
+        for group in rating.slices
+    }
+    metrics = rating.summary | ranking.summary | {"slices": slices}
+    return Evaluation(metrics, ranking.per_user, rating.per_user, ranking.recommendations)
+
+
+def evaluate_rating(model: Recommender, test: pl.DataFrame, config: EvaluationConfig | None = None) -> RatingEvaluation:
+    """RMSE/MAE on test rows whose user and item occur in train (the others are counted as cold).
+
+    Intervals resample users (a user's rows stay together); slices split rows by the user's
+    training activity and the item's popularity. A family that does not predict ratings gets
+    counts only, never invented numbers.
+    """
+    config = config or EvaluationConfig()
+    scored = test.filter(known_rows(test, model.users, model.items))
     summary: dict[str, Any] = {"n_eval_rows": scored.height, "n_cold_rows": test.height - scored.height}
+    user_slice, item_slice, head = _slicers(model, config)
+    slices: dict[str, dict[str, Any]] = {
+        "user_activity": {"thresholds": list(config.activity_thresholds)} | {name: {} for name in ACTIVITY_SLICES},
+        "item_popularity": {"head_share": config.head_share, "n_head_items": int(head.sum())}
+        | {name: {} for name in POPULARITY_SLICES},
+    }
+    per_user_schema = {USER_ID: pl.Int64, "n_rows": pl.Int64, "mse": pl.Float64, "mae": pl.Float64}
     if not model.predicts_ratings:
-        return summary
-    predicted = model.predict(
-        model.users.index_of(scored[USER_ID].to_numpy()), model.items.index_of(scored[ITEM_ID].to_numpy())
-    )
-    return summary | rating_errors(predicted, scored[RATING].to_numpy())
+        return RatingEvaluation(summary, slices, pl.DataFrame(schema=per_user_schema))
+    users = model.users.index_of(scored[USER_ID].to_numpy())
+    items = model.items.index_of(scored[ITEM_ID].to_numpy())
+    predicted, actual = model.predict(users, items), scored[RATING].to_numpy()
+    error = predicted.astype(np.float64) - actual.astype(np.float64)
+    rating_users, position = np.unique(users, return_inverse=True)
+    scopes = {("", ""): np.ones(users.size, dtype=bool)}
+    scopes |= {("user_activity", name): user_slice[users] == name for name in ACTIVITY_SLICES}
+    scopes |= {("item_popularity", name): item_slice[items] == name for name in POPULARITY_SLICES}
+    values, weights, rows_in = {}, {}, {}
+    for scope, members in scopes.items():  # per-user mean errors, weighted by rows, for the intervals
+        n = np.bincount(position[members], minlength=rating_users.size).astype(np.float64)
+        for name, per_row in (("mse", error**2), ("mae", np.abs(error))):
+            total = np.bincount(position[members], weights=per_row[members], minlength=rating_users.size)
+            values[scope + (name,)] = np.divide(total, n, out=np.full(n.size, np.nan), where=n > 0)
+            weights[scope + (name,)] = n
+        rows_in[scope] = (members, int((n > 0).sum()))
+    intervals = _intervals(values, config, weights)
+    for (group, name), (members, n_users) in rows_in.items():
+        mse, mae = intervals[(group, name, "mse")], intervals[(group, name, "mae")]
+        result = rating_errors(predicted[members], actual[members]) | {
+            "rmse_ci_low": math.sqrt(mse["ci_low"]), "rmse_ci_high": math.sqrt(mse["ci_high"]),
+            "mae_ci_low": mae["ci_low"], "mae_ci_high": mae["ci_high"],
+            "n_eval_rows": int(members.sum()), "n_rating_users": n_users,
+        }  # fmt: skip
+        if group:
+            slices[group][name] = result
+        else:
+            summary |= result
+    per_user = pl.DataFrame(
+        {USER_ID: model.users.ids[rating_users], "n_rows": weights[("", "", "mse")].astype(np.int64),
+         "mse": values[("", "", "mse")], "mae": values[("", "", "mae")]},
+        schema=per_user_schema,
+    )  # fmt: skip
+    return RatingEvaluation(summary, slices, per_user)
 
 
 def evaluate_ranking(
     model: Recommender,
     test: pl.DataFrame,
-    k: int = 10,
-    relevance_threshold: float | None = 4.0,
-    batch_size: int = 2048,
+    config: EvaluationConfig | None = None,
+    item_features: sp.csr_matrix | None = None,
+    n_catalogue_items: int | None = None,
 ) -> RankingEvaluation:
-    """Full-ranking top-k metrics (PROTOCOLS.md P2): candidates are all train items minus the user's own.
+    """Top-k metrics (PROTOCOLS.md P2) at every cut-off, beyond-accuracy metrics, intervals, slices.
 
-    Evaluated users have a relevant test rating (>= threshold; every test row when the threshold
-    is None, as in leave-one-out) and at least one train rating. Relevant items include those
-    absent from train; they count in the denominators.
+    Evaluated users have a relevant test row (rating >= threshold; every row when it is None) and
+    at least one training interaction; users without one are counted as `n_cold_users`. Relevant
+    items absent from train count in the denominators (`n_unreachable_relevant_items`).
+    Candidates are every training item minus the user's history (train + valid).
+    `n_catalogue_items` is the coverage and exposure denominator (default: the training items;
+    leave-one-out uses every item of the data set). `item_features` (n_items, n_features), e.g.
+    `item_feature_matrix`'s genres, enables intra-list diversity.
     """
-    positive = test if relevance_threshold is None else test.filter(pl.col(RATING) >= relevance_threshold)
-    relevant = positive.select(USER_ID, ITEM_ID).unique()
-    user_idx_all = model.users.index_of(relevant[USER_ID].to_numpy())
-    relevant = relevant.with_columns(
-        pl.Series("user_idx", user_idx_all), pl.Series("item_idx", model.items.index_of(relevant[ITEM_ID].to_numpy()))
-    ).filter(pl.col("user_idx") >= 0)
-    per_user_counts = relevant.group_by("user_idx").agg(
-        pl.len().alias("n_relevant"), (pl.col("item_idx") < 0).sum().alias("n_unreachable")
-    ).sort("user_idx")
-    users = per_user_counts["user_idx"].to_numpy()
-    n_relevant = per_user_counts["n_relevant"].to_numpy()
-
-    reachable = relevant.filter(pl.col("item_idx") >= 0)
-    relevant_keys = np.sort(reachable["user_idx"].to_numpy() * model.n_items + reachable["item_idx"].to_numpy())
-    top_items = np.empty((users.size, min(k, model.n_items)), dtype=np.int64)
-    top_scores = np.empty(top_items.shape, dtype=np.float32)
-    for start in range(0, users.size, batch_size):
-        batch = users[start : start + batch_size]
-        top_items[start : start + batch.size], top_scores[start : start + batch.size] = model.recommend(batch, k)
-    hits = np.isin(users[:, None] * model.n_items + top_items, relevant_keys)
-    if top_items.shape[1] < k:  # fewer candidates than k: the missing ranks are misses
-        hits = np.pad(hits, ((0, 0), (0, k - top_items.shape[1])))
-    per_user = ranking_metrics(hits, n_relevant)
-
+    config = config or EvaluationConfig()
+    prefix, cutoffs = config.prefix, config.all_cutoffs
+    n_catalogue = n_catalogue_items or model.n_items
+    if n_catalogue < model.n_items:
+        raise ValueError(f"n_catalogue_items {n_catalogue} is smaller than the model's {model.n_items} items")
+    relevant = _relevant_pairs(model, test, config.relevance_threshold)
+    known = relevant.filter(pl.col("user_idx") >= 0)
+    counts = (
+        known.group_by("user_idx")
+        .agg(pl.len().alias("n_relevant"), (pl.col("item_idx") < 0).sum().alias("n_unreachable"))
+        .sort("user_idx")
+    )
+    users = counts["user_idx"].to_numpy().astype(np.int64)
+    n_relevant = counts["n_relevant"].to_numpy().astype(np.int64)
+    top_items, top_scores, hits = _top_lists(model, users, known.filter(pl.col("item_idx") >= 0), config)
+    per_user = {prefix + name: values for name, values in ranking_metrics_at(hits, n_relevant, cutoffs).items()}
     summary: dict[str, Any] = {
         "n_eval_users": int(users.size),
         "n_relevant_items": int(n_relevant.sum()),
-        "n_unreachable_relevant_items": int(per_user_counts["n_unreachable"].sum()),
-        f"coverage_at_{k}": catalogue_coverage(top_items, model.n_items) if users.size else 0.0,
+        "n_unreachable_relevant_items": int(counts["n_unreachable"].sum()),
+        "n_cold_users": int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique()),
+        "n_candidate_items": n_catalogue,
+        "candidates": "all unseen items" if config.n_negatives is None else (
+            f"sampled: {config.n_negatives} unseen negatives + the relevant items (not comparable with full ranking)"
+        ),  # fmt: skip
+        "relevance_threshold": config.relevance_threshold,
+        "interval": {"method": INTERVAL_METHOD, "resamples": config.n_bootstrap,
+                     "confidence": config.confidence, "seed": config.seed},  # fmt: skip
     }
-    for name, values in per_user.items():
-        interval = mean_with_interval(values)
-        summary[f"{name}_at_{k}"] = interval["mean"]
-        summary[f"{name}_at_{k}_stderr"] = interval["stderr"]
-        summary[f"{name}_at_{k}_ci_low"] = interval["ci_low"]
-        summary[f"{name}_at_{k}_ci_high"] = interval["ci_high"]
-
-    raw_users = model.users.ids[users]
-    per_user_frame = pl.DataFrame({USER_ID: raw_users, "n_relevant": n_relevant}).with_columns(
-        pl.Series(f"{name}_at_{k}", values) for name, values in per_user.items()
-    )
-    width = top_items.shape[1]
-    recommendations = pl.DataFrame(
+    if config.n_negatives is None:
+        per_user |= _beyond_accuracy_per_user(model, top_items, cutoffs, item_features)
+        for k in cutoffs:
+            summary[f"coverage_at_{k}"] = catalogue_coverage(top_items[:, :k], n_catalogue) if users.size else 0.0
+            summary[f"gini_at_{k}"] = exposure_gini(top_items[:, :k], n_catalogue)
+    else:
+        summary["n_negatives"] = config.n_negatives
+    activity = _slicers(model, config)[0][users]
+    slices, columns = _ranking_slices(model, known, users, activity, per_user, top_items, hits, config)
+    for (group, name, metric), interval in _intervals(columns, config).items():
+        target = summary if not group else slices[group][name]
+        target[metric] = interval["mean"]
+        target |= {f"{metric}_{key}": interval[key] for key in ("stderr", "ci_low", "ci_high")}
+    per_user_frame = pl.DataFrame(
         {
-            USER_ID: np.repeat(raw_users, width),
-            ITEM_ID: model.items.ids[top_items.ravel()],
-            RANK: np.tile(np.arange(1, width + 1, dtype=np.int32), users.size),
-            SCORE: top_scores.ravel(),
+            USER_ID: model.users.ids[users],
+            "n_relevant": n_relevant,
+            "n_unreachable": counts["n_unreachable"].to_numpy(),
+            "n_history": np.diff(model.seen.indptr)[users],
+            "activity": activity,
         }
+    ).with_columns(pl.Series(name, values) for name, values in per_user.items())
+    recommendations = _recommendation_frame(model, users, top_items, top_scores)
+    return RankingEvaluation(summary, slices, per_user_frame, recommendations)
+
+
+def compare_paired(
+    per_user_a: pl.DataFrame,
+    per_user_b: pl.DataFrame,
+    metric: str,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> PairedComparison:
+    """Paired comparison of two models' per-user values of `metric` on the users both were scored on.
+
+    The difference is mean(a - b); its interval resamples users (seeded); the p-value is a paired
+    t-test's (two-sided). Users missing from either frame, or without a value, are left out.
+    """
+    for name, frame in (("per_user_a", per_user_a), ("per_user_b", per_user_b)):
+        if metric not in frame.columns:
+            raise ValueError(f"{name} has no column {metric!r}; columns: {', '.join(frame.columns)}")
+    paired = (
+        per_user_a.select(USER_ID, pl.col(metric).alias("a"))
+        .join(per_user_b.select(USER_ID, pl.col(metric).alias("b")), on=USER_ID, how="inner")
+        .drop_nulls()
+        .filter(pl.col("a").is_finite() & pl.col("b").is_finite())
     )
-    return RankingEvaluation(k=k, summary=summary, per_user=per_user_frame, recommendations=recommendations)
+    a, b = paired["a"].to_numpy().astype(np.float64), paired["b"].to_numpy().astype(np.float64)
+    difference = a - b
+    if difference.size == 0:
+        nan = float("nan")
+        return PairedComparison(metric, 0, nan, nan, nan, nan, nan, nan)
+    low, high = percentile_interval(bootstrap_means(difference[:, None], None, n_resamples, seed), confidence)
+    if not difference.any():
+        p_value = 1.0
+    elif difference.size < 2:
+        p_value = float("nan")
+    else:
+        p_value = float(stats.ttest_rel(a, b).pvalue)
+    return PairedComparison(
+        metric, int(difference.size), float(a.mean()), float(b.mean()), float(difference.mean()),
+        float(low[0]), float(high[0]), p_value,
+    )  # fmt: skip
+
+
+def item_feature_matrix(items: pl.DataFrame, vocabulary: IdVocabulary, column: str = GENRES) -> sp.csr_matrix:
+    """(len(vocabulary), n_values) indicator matrix of a list column (e.g. genres) of an items table.
+
+    Columns are the distinct values in sorted order; items outside the vocabulary are ignored and
+    vocabulary items without an entry get an empty row.
+    """
+    exploded = items.select(ITEM_ID, column).explode(column).drop_nulls()
+    index = vocabulary.index_of(exploded[ITEM_ID].to_numpy())
+    exploded = exploded.filter(pl.Series(index >= 0))
+    values = np.sort(exploded[column].unique().to_numpy())
+    rows = vocabulary.index_of(exploded[ITEM_ID].to_numpy())
+    cols = np.searchsorted(values, exploded[column].to_numpy())
+    matrix = sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(len(vocabulary), values.size)
+    )
+    matrix.data[:] = 1.0  # a value listed twice for one item is still one indicator
+    return matrix
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def _relevant_pairs(model: Recommender, test: pl.DataFrame, threshold: float | None) -> pl.DataFrame:
+    """Distinct relevant (user, item) test pairs with their indices (-1 where unknown)."""
+    positive = test if threshold is None else test.filter(pl.col(RATING) >= threshold)
+    pairs = positive.select(USER_ID, ITEM_ID).unique().sort(USER_ID, ITEM_ID)
+    return pairs.with_columns(
+        pl.Series("user_idx", model.users.index_of(pairs[USER_ID].to_numpy())),
+        pl.Series("item_idx", model.items.index_of(pairs[ITEM_ID].to_numpy())),
+    )
+
+
+def _top_lists(
+    model: Recommender, users: np.ndarray, reachable: pl.DataFrame, config: EvaluationConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's top-`max(cutoffs)` items and scores (full or sampled ranking), and which are hits."""
+    depth = max(config.all_cutoffs)
+    reachable_users, reachable_items = reachable["user_idx"].to_numpy(), reachable["item_idx"].to_numpy()
+    if config.n_negatives is None:
+        top_items, top_scores = _full_ranking(model, users, depth, config.batch_size)
+    else:
+        reachable_matrix = sp.csr_matrix(
+            (np.ones(reachable.height, dtype=np.float32), (reachable_users, reachable_items)),
+            shape=(len(model.users), model.n_items),
+        )
+        top_items, top_scores = _sampled_ranking(model, users, reachable_matrix, depth, config)
+    hits = _hits(users, top_items, np.sort(reachable_users * model.n_items + reachable_items), model.n_items)
+    return top_items, top_scores, hits
+
+
+def _ranking_slices(
+    model: Recommender,
+    relevant: pl.DataFrame,
+    users: np.ndarray,
+    activity: np.ndarray,
+    per_user: dict[str, np.ndarray],
+    top_items: np.ndarray,
+    hits: np.ndarray,
+    config: EvaluationConfig,
+) -> tuple[dict[str, Any], dict[tuple[str, str, str], np.ndarray]]:
+    """Slice counts by user activity and item popularity, and every per-user column whose interval
+    is wanted, keyed (group, slice, metric): overall (group ""), and each slice's headline-k metrics."""
+    head = _slicers(model, config)[2]
+    headline = [name for name in per_user if name.endswith(f"_at_{config.k}")]
+    columns = {("", "", name): values for name, values in per_user.items()}
+    slices: dict[str, Any] = {
+        "user_activity": {"thresholds": list(config.activity_thresholds)},
+        "item_popularity": {"head_share": config.head_share, "n_head_items": int(head.sum())},
+    }
+    for name in ACTIVITY_SLICES:
+        members = activity == name
+        slices["user_activity"][name] = {"n_eval_users": int(members.sum())}
+        columns |= {("user_activity", name, metric): np.where(members, per_user[metric], np.nan) for metric in headline}
+    counts, values = _popularity_slices(
+        relevant, users, top_items[:, : config.k], hits[:, : config.k], head, config.prefix
+    )
+    for name, counts_of_slice in counts.items():
+        slices["item_popularity"][name] = counts_of_slice
+        columns |= {("item_popularity", name, metric): column for metric, column in values[name].items()}
+    return slices, columns
+
+
+def _hits(users: np.ndarray, top_items: np.ndarray, relevant_keys: np.ndarray, n_items: int) -> np.ndarray:
+    """Which list slots hold a relevant item; `relevant_keys` are sorted user * n_items + item codes."""
+    if relevant_keys.size == 0:
+        return np.zeros(top_items.shape, dtype=bool)
+    codes = users[:, None] * n_items + top_items
+    position = np.minimum(np.searchsorted(relevant_keys, codes), relevant_keys.size - 1)
+    return (top_items >= 0) & (relevant_keys[position] == codes)
+
+
+def _full_ranking(
+    model: Recommender, users: np.ndarray, depth: int, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-`depth` unseen items per user over every candidate, in batches; -1 marks an empty slot."""
+    top_items = np.full((users.size, depth), -1, dtype=np.int64)
+    top_scores = np.full((users.size, depth), -np.inf, dtype=np.float32)
+    for start in range(0, users.size, batch_size):
+        batch = users[start : start + batch_size]
+        items, scores = model.recommend(batch, depth)
+        top_items[start : start + batch.size, : items.shape[1]] = np.where(np.isneginf(scores), -1, items)
+        top_scores[start : start + batch.size, : items.shape[1]] = scores
+    return top_items, top_scores
+
+
+def _sampled_ranking(
+    model: Recommender, users: np.ndarray, relevant: sp.csr_matrix, depth: int, config: EvaluationConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-`depth` per user among its unseen relevant items plus `n_negatives` unseen non-relevant
+    items drawn uniformly (seeded); -1 marks an empty slot."""
+    rng = np.random.default_rng(config.seed)
+    n_items = model.n_items
+    top_items = np.full((users.size, depth), -1, dtype=np.int64)
+    top_scores = np.full((users.size, depth), -np.inf, dtype=np.float32)
+    draws = min(config.n_negatives or 0, n_items)
+    for start in range(0, users.size, config.batch_size):
+        batch = users[start : start + config.batch_size]
+        rows = np.arange(batch.size)[:, None]
+        keys = rng.random((batch.size, n_items), dtype=np.float32)
+        blocked = (model.seen[batch] + relevant[batch]).tocoo()
+        keys[blocked.row, blocked.col] = 2.0  # never drawn as a negative
+        if draws < n_items:
+            picks = np.argpartition(keys, draws - 1, axis=1)[:, :draws]
+        else:
+            picks = np.broadcast_to(np.arange(n_items), (batch.size, n_items))
+        candidate = np.zeros((batch.size, n_items), dtype=bool)
+        candidate[np.broadcast_to(rows, picks.shape), picks] = keys[rows, picks] < 2.0
+        own, seen = relevant[batch].tocoo(), model.seen[batch].tocoo()
+        candidate[own.row, own.col] = True
+        candidate[seen.row, seen.col] = False  # as in full ranking, the history is never a candidate
+        scores = torch.from_numpy(np.ascontiguousarray(model.score(batch), dtype=np.float32))
+        scores[torch.from_numpy(~candidate)] = -torch.inf
+        top = torch.topk(scores, min(depth, n_items), dim=1)
+        items, values = top.indices.numpy(), top.values.numpy()
+        top_items[start : start + batch.size, : items.shape[1]] = np.where(np.isneginf(values), -1, items)
+        top_scores[start : start + batch.size, : items.shape[1]] = values
+    return top_items, top_scores
+
+
+def _beyond_accuracy_per_user(
+    model: Recommender, top_items: np.ndarray, cutoffs: tuple[int, ...], item_features: sp.csr_matrix | None
+) -> dict[str, np.ndarray]:
+    """Novelty, average recommended popularity and (with features) intra-list diversity per user."""
+    users_per_item = np.bincount(model.seen.indices, minlength=model.n_items)
+    share = np.maximum(users_per_item, 1) / max(len(model.users), 1)
+    features = None if item_features is None else np.asarray(sp.csr_matrix(item_features).todense())
+    values: dict[str, np.ndarray] = {}
+    for k in cutoffs:
+        values[f"novelty_at_{k}"] = novelty(top_items[:, :k], share)
+        values[f"avg_popularity_at_{k}"] = average_popularity(top_items[:, :k], model.item_counts)
+        if features is not None and k >= 2:
+            blocks = [intra_list_diversity(top_items[start : start + _ILD_BLOCK, :k], features)
+                      for start in range(0, top_items.shape[0], _ILD_BLOCK)]  # fmt: skip
+            values[f"ild_at_{k}"] = np.concatenate(blocks) if blocks else np.empty(0)
+    return values
+
+
+def _intervals(
+    values: dict[tuple[str, ...], np.ndarray],
+    config: EvaluationConfig,
+    weights: dict[tuple[str, ...], np.ndarray] | None = None,
+) -> dict[tuple[str, ...], dict[str, float]]:
+    """Mean, standard error and bootstrap interval of every per-user column, from one resampling.
+
+    All columns have one row per evaluated user; NaN marks a user outside a column's slice or
+    without a value. One draw of resamples of all users serves every column (a slice's size then
+    varies across resamples, as it would across samples of users). With `weights` (e.g. rows per
+    user) the mean is sum(w v) / sum(w) and no standard error is given.
+    """
+    keys = list(values)
+    if not keys:
+        return {}
+    matrix = np.column_stack([values[key] for key in keys]).astype(np.float64)
+    weight_matrix = None if weights is None else np.column_stack([weights[key] for key in keys]).astype(np.float64)
+    samples = bootstrap_means(matrix, weight_matrix, config.n_bootstrap, config.seed)
+    low, high = percentile_interval(samples, config.confidence)
+    nan = float("nan")
+    result = {}
+    for column, key in enumerate(keys):
+        defined = np.isfinite(matrix[:, column])
+        column_values = matrix[defined, column]
+        if weight_matrix is None:
+            mean = float(column_values.mean()) if column_values.size else nan
+            stderr = float(column_values.std(ddof=1) / math.sqrt(column_values.size)) if column_values.size > 1 else nan
+        else:
+            column_weights = weight_matrix[defined, column]
+            mean = float((column_weights * column_values).sum() / column_weights.sum()) if column_weights.sum() else nan
+            stderr = nan
+        result[key] = {"mean": mean, "stderr": stderr, "ci_low": float(low[column]), "ci_high": float(high[column])}
+    return result
+
+
+def _popularity_slices(
+    relevant: pl.DataFrame,
+    users: np.ndarray,
+    top_items: np.ndarray,
+    hits: np.ndarray,
+    head: np.ndarray,
+    prefix: str,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, np.ndarray]]]:
+    """Ranking metrics at k with relevance restricted to head or tail items (unreachable = tail).
+
+    Returns, per slice, its counts (users with a relevant item in it, its share of the
+    recommended slots) and its per-user metrics over all `users` (NaN for users not evaluated).
+    """
+    k = top_items.shape[1]
+    item_idx = relevant["item_idx"].to_numpy()
+    in_head = (item_idx >= 0) & head[np.maximum(item_idx, 0)]
+    position = np.searchsorted(users, relevant["user_idx"].to_numpy())
+    shown = top_items >= 0
+    shown_head = shown & head[np.maximum(top_items, 0)]
+    counts, values = {}, {}
+    for name, members, slots in (("head", in_head, shown_head), ("tail", ~in_head, shown & ~shown_head)):
+        n_relevant = np.bincount(position[members], minlength=users.size)
+        evaluated = n_relevant > 0
+        share = float(slots.sum() / max(shown.sum(), 1))
+        counts[name] = {"n_eval_users": int(evaluated.sum()), "recommended_share": share}
+        values[name] = {}
+        for metric, per_user in ranking_metrics(hits[evaluated] & slots[evaluated], n_relevant[evaluated]).items():
+            full = np.full(users.size, np.nan)
+            full[evaluated] = per_user
+            values[name][f"{prefix}{metric}_at_{k}"] = full
+    return counts, values
+
+
+def _slicers(model: Recommender, config: EvaluationConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Activity label per user index, popularity label per item index, and the head-item mask.
+
+    Activity counts a user's training interactions (train + valid); the head is the top
+    ceil(head_share * n_items) items by training count, ties broken by item index.
+    """
+    history = np.diff(model.seen.indptr)
+    cold_max, light_max = config.activity_thresholds
+    user_slice = np.where(history <= cold_max, "cold", np.where(history <= light_max, "light", "heavy"))
+    head = np.zeros(model.n_items, dtype=bool)
+    head[np.argsort(-model.item_counts, kind="stable")[: math.ceil(config.head_share * model.n_items)]] = True
+    return user_slice, np.where(head, "head", "tail"), head
+
+
+def _recommendation_frame(
+    model: Recommender, users: np.ndarray, top_items: np.ndarray, top_scores: np.ndarray
+) -> pl.DataFrame:
+    """The scored lists in raw ids: user_id, item_id, rank, score (empty slots left out)."""
+    filled = top_items >= 0
+    rows, ranks = np.nonzero(filled)
+    return pl.DataFrame(
+        {
+            USER_ID: model.users.ids[users[rows]],
+            ITEM_ID: model.items.ids[top_items[filled]],
+            RANK: (ranks + 1).astype(np.int32),
+            SCORE: top_scores[filled],
+        },
+        schema={USER_ID: pl.Int64, ITEM_ID: pl.Int64, RANK: pl.Int32, SCORE: pl.Float32},
+    )

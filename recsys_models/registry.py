@@ -5,12 +5,19 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from recsys_models.als import ALS
 from recsys_models.base import MODEL_FILE, Recommender
-from recsys_models.biased_mf import BiasedMF
+from recsys_models.bias import Bias
+from recsys_models.biased_mf import MF, BiasedMF
+from recsys_models.bpr_mf import BPRMF
+from recsys_models.ease import EASE
 from recsys_models.exceptions import UnknownFamilyError
+from recsys_models.knn import ItemKNN, UserKNN
 from recsys_models.popularity import Popularity
 
-FAMILIES: dict[str, type[Recommender]] = {cls.family: cls for cls in (Popularity, BiasedMF)}
+FAMILIES: dict[str, type[Recommender]] = {
+    cls.family: cls for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE)
+}
 
 
 def family_class(name: str) -> type[Recommender]:

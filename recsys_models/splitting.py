@@ -1,56 +1,163 @@
-"""Deterministic split strategies, exactly as ../shared/PROTOCOLS.md defines them."""
+"""Deterministic split strategies, exactly as ../shared/PROTOCOLS.md defines them, and the facts a
+split manifest reports (sizes, cut-offs, cold counts, leakage checks).
+
+Strategies (one function each): `temporal_global_split` (P1/P2, by fraction or by date),
+`temporal_user_split` (P4, each user's last fraction or last N), `leave_one_out_split` (P3) and
+`rolling_splits` (backtest windows). `with_validation` cuts the validation tail from a split's
+train part by the split's own rule (never from test); `protocol_split` does both for a
+`SplitSettings`.
+
+Cold-start rule: see `COLD_RULE`; cold rows are counted here and handled by the evaluation.
+"""
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Literal
 
 import polars as pl
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from recsys_models.columns import ITEM_ID, TIMESTAMP, USER_ID
 
 GLOBAL_ORDER = [TIMESTAMP, USER_ID, ITEM_ID]  # ties in time are frequent in MovieLens
 USER_ORDER = [USER_ID, TIMESTAMP, ITEM_ID]  # within a user: (timestamp, item_id)
+PROTOCOLS = ("temporal-global", "temporal-user", "leave-one-out")
+ROLLING = "rolling"
+DEFAULT_TRAIN_FRACTION = 0.8
+DEFAULT_TEST_FRACTION = 0.2
+SECONDS_PER_DAY = 86_400
+# The check each protocol must pass: global splits judge every test row against all training
+# data; per-user splits (which mix time across users by design) against that user's own history.
+LEAKAGE_SCOPE = {"temporal-global": "global", ROLLING: "global", "temporal-user": "user", "leave-one-out": "user"}
+COLD_RULE = (
+    "cold rows (user or item absent from train + valid) stay in test.parquet and are counted; "
+    "rating metrics skip them; ranking skips cold users (counted) and keeps relevant items absent "
+    "from train in the denominators as unreachable"
+)
 _POSITION = "_position_in_user"
 _USER_LENGTH = "_user_length"
+_SECOND = "_second"
 
 
 @dataclass(frozen=True)
 class Split:
-    """Train and test rows of one protocol, plus the facts a manifest reports."""
+    """Train and test rows of one protocol (plus the validation tail once cut), and their facts.
+
+    `train` excludes `valid`; a model learns from both (`history`) and is judged on `test`.
+    """
 
     protocol: str
     train: pl.DataFrame
     test: pl.DataFrame
     details: dict[str, Any]
+    valid: pl.DataFrame | None = None
+
+    @property
+    def history(self) -> pl.DataFrame:
+        """Everything before the test part: train plus the validation tail, in global order."""
+        return self.train if self.valid is None else pl.concat([self.train, self.valid]).sort(GLOBAL_ORDER)
 
 
-def temporal_global_split(ratings: pl.DataFrame, train_fraction: float = 0.8) -> Split:
-    """P1/P2: order by (timestamp, user_id, item_id); the first floor(fraction * n) rows are train."""
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}")
+class SplitSettings(BaseModel):
+    """A protocol and its parameters; fields that do not apply to the protocol must stay unset."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    protocol: Literal["temporal-global", "temporal-user", "leave-one-out"] = Field(
+        default="temporal-global", description="temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3."
+    )
+    train_fraction: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="temporal-global: share of rows before the cut-off (default 0.8)."
+    )
+    cutoff: datetime | None = Field(
+        default=None, description="temporal-global: date cut-off instead of a fraction (naive = UTC)."
+    )
+    test_fraction: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="temporal-user: share of each user's last ratings (default 0.2)."
+    )
+    test_count: PositiveInt | None = Field(default=None, description="temporal-user: each user's last N instead.")
+    min_ratings: PositiveInt = Field(default=5, description="temporal-user: fewer ratings keep a user in train.")
+    min_interactions: int = Field(default=3, ge=3, description="leave-one-out: fewer keep a user in train.")
+    valid_fraction: float = Field(
+        default=0.1, gt=0.0, lt=1.0, description="Share of train cut as the validation tail, by the same rule."
+    )
+
+    @model_validator(mode="after")
+    def _parameters_match_the_protocol(self) -> "SplitSettings":
+        own = {
+            "temporal-global": {"train_fraction", "cutoff"},
+            "temporal-user": {"test_fraction", "test_count"},
+            "leave-one-out": set(),
+        }[self.protocol]
+        stray = sorted(name for name in ("train_fraction", "cutoff", "test_fraction", "test_count")
+                       if getattr(self, name) is not None and name not in own)  # fmt: skip
+        if stray:
+            raise ValueError(f"{', '.join(stray)} do not apply to protocol {self.protocol!r}")
+        if self.train_fraction is not None and self.cutoff is not None:
+            raise ValueError("give train_fraction or cutoff, not both")
+        if self.test_fraction is not None and self.test_count is not None:
+            raise ValueError("give test_fraction or test_count, not both")
+        return self
+
+
+def temporal_global_split(
+    ratings: pl.DataFrame, train_fraction: float | None = None, cutoff: datetime | int | None = None
+) -> Split:
+    """P1/P2: order by (timestamp, user_id, item_id); train is the first floor(fraction * n) rows,
+    or, with `cutoff` (a datetime, naive = UTC, or Unix seconds), every row strictly before it.
+
+    Without either, the fraction is 0.8.
+    """
+    if train_fraction is not None and cutoff is not None:
+        raise ValueError("give train_fraction or cutoff, not both")
     ordered = ratings.sort(GLOBAL_ORDER)
-    n_train = math.floor(train_fraction * ordered.height)
+    if cutoff is None:
+        train_fraction = DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction
+        if not 0.0 < train_fraction < 1.0:
+            raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}")
+        n_train = math.floor(train_fraction * ordered.height)
+        rule: dict[str, Any] = {"train_fraction": train_fraction}
+    else:
+        cutoff_seconds = unix_seconds(cutoff)
+        n_train = ordered.filter(pl.col(TIMESTAMP) < cutoff_seconds).height
+        rule = {"cutoff": iso_utc(cutoff_seconds)}
     if n_train == 0 or n_train == ordered.height:
-        raise ValueError(f"a {train_fraction:.2f} split of {ordered.height} rows leaves train or test empty")
+        raise ValueError(f"the cut-off {rule} leaves train or test empty ({ordered.height} rows)")
     train, test = ordered.head(n_train), ordered.slice(n_train)
-    details = {
-        "train_fraction": train_fraction,
-        "cutoff_timestamp": int(test[TIMESTAMP][0]),
+    details = rule | {
+        "cutoff_timestamp": int(test[TIMESTAMP][0]) if cutoff is None else cutoff_seconds,
         "last_train_timestamp": int(train[TIMESTAMP][-1]),
     }
     return Split(protocol="temporal-global", train=train, test=test, details=details)
 
 
-def temporal_user_split(ratings: pl.DataFrame, test_fraction: float = 0.2, min_ratings: int = 5) -> Split:
-    """P4: each user's last ceil(fraction * m) ratings are test; users with < min_ratings stay in train."""
-    if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+def temporal_user_split(
+    ratings: pl.DataFrame, test_fraction: float | None = None, test_count: int | None = None, min_ratings: int = 5
+) -> Split:
+    """P4: each user's last ceil(fraction * m) of m ratings (or last `test_count`) are test.
+
+    Users with fewer than `min_ratings` ratings, or with no more than `test_count`, stay wholly in
+    train. Without either option the fraction is 0.2. Within a user, rows are ordered by
+    (timestamp, item_id).
+    """
+    if test_fraction is not None and test_count is not None:
+        raise ValueError("give test_fraction or test_count, not both")
+    if test_count is not None:
+        if test_count < 1:
+            raise ValueError(f"test_count must be at least 1, got {test_count}")
+        n_test = pl.lit(test_count)
+        rule: dict[str, Any] = {"test_count": test_count}
+    else:
+        test_fraction = DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
+        if not 0.0 < test_fraction < 1.0:
+            raise ValueError(f"test_fraction must lie in (0, 1), got {test_fraction}")
+        n_test = (pl.col(_USER_LENGTH) * test_fraction).ceil()
+        rule = {"test_fraction": test_fraction}
     ranked = _rank_within_users(ratings)
-    n_test = (pl.col(_USER_LENGTH) * test_fraction).ceil()
-    is_test = (pl.col(_USER_LENGTH) >= min_ratings) & (pl.col(_POSITION) >= pl.col(_USER_LENGTH) - n_test)
-    train, test = _partition(ranked, is_test)
-    details = {"test_fraction": test_fraction, "min_ratings": min_ratings}
-    return Split(protocol="temporal-user", train=train, test=test, details=details)
+    eligible = (pl.col(_USER_LENGTH) >= min_ratings) & (pl.col(_USER_LENGTH) > n_test)
+    train, test = _partition(ranked, eligible & (pl.col(_POSITION) >= pl.col(_USER_LENGTH) - n_test))
+    return Split(protocol="temporal-user", train=train, test=test, details=rule | {"min_ratings": min_ratings})
 
 
 def leave_one_out_split(ratings: pl.DataFrame, min_interactions: int = 3) -> tuple[Split, pl.DataFrame]:
@@ -63,34 +170,96 @@ def leave_one_out_split(ratings: pl.DataFrame, min_interactions: int = 3) -> tup
         raise ValueError(f"leave-one-out needs at least 3 interactions per user, got {min_interactions}")
     ranked = _rank_within_users(ratings)
     eligible = pl.col(_USER_LENGTH) >= min_interactions
-    last = pl.col(_USER_LENGTH) - 1
-    train, test = _partition(ranked, eligible & (pl.col(_POSITION) == last))
-    train_ranked = _rank_within_users(train)
-    train, valid = _partition(train_ranked, eligible & (pl.col(_POSITION) == last))
-    details = {"min_interactions": min_interactions}
-    return Split(protocol="leave-one-out", train=train, test=test, details=details), valid
+    train, test = _partition(ranked, eligible & (pl.col(_POSITION) == pl.col(_USER_LENGTH) - 1))
+    split = Split(protocol="leave-one-out", train=train, test=test, details={"min_interactions": min_interactions})
+    with_valid = with_validation(split)
+    return replace(with_valid, valid=None), with_valid.valid
 
 
-def _rank_within_users(ratings: pl.DataFrame) -> pl.DataFrame:
-    """Rows ordered by (user, timestamp, item) with each row's position in its user and the user's length."""
-    return ratings.sort(USER_ORDER).with_columns(
-        pl.int_range(pl.len()).over(USER_ID).alias(_POSITION), pl.len().over(USER_ID).alias(_USER_LENGTH)
-    )
+def rolling_splits(
+    ratings: pl.DataFrame, n_windows: int, window_days: float, end: datetime | int | None = None
+) -> list[Split]:
+    """Backtest: `n_windows` successive windows of `window_days` ending at `end` (default: just after
+    the last rating). Window i trains on every row before its cut-off and tests on [cut-off,
+    cut-off + window); rows after the window belong to neither part of that split.
+
+    A window may hold no test rows (a gap in the data); the caller decides what to do with it.
+    """
+    if n_windows < 1 or window_days <= 0:
+        raise ValueError(f"need n_windows >= 1 and window_days > 0, got {n_windows} and {window_days}")
+    if ratings.height == 0:
+        raise ValueError("cannot backtest on no ratings")
+    ordered = ratings.sort(GLOBAL_ORDER)
+    window = round(window_days * SECONDS_PER_DAY)
+    last = int(ordered[TIMESTAMP].max()) + 1 if end is None else unix_seconds(end)
+    splits = []
+    for index in range(n_windows):
+        start = last - (n_windows - index) * window
+        train = ordered.filter(pl.col(TIMESTAMP) < start)
+        if train.height == 0:
+            raise ValueError(
+                f"window {index} starts at {iso_utc(start)}, before any rating: use fewer or shorter windows"
+            )
+        test = ordered.filter((pl.col(TIMESTAMP) >= start) & (pl.col(TIMESTAMP) < start + window))
+        details = {
+            "window": index,
+            "window_days": window_days,
+            "cutoff_timestamp": start,
+            "window_end_timestamp": start + window,
+            "cutoff": iso_utc(start),
+            "window_end": iso_utc(start + window),
+        }
+        splits.append(Split(protocol=ROLLING, train=train, test=test, details=details))
+    return splits
 
 
-def _partition(ranked: pl.DataFrame, is_second: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split ranked rows by a predicate, dropping the helper columns; each part in global order."""
-    flagged = ranked.with_columns(is_second.alias("_second"))
-    first = flagged.filter(~pl.col("_second")).drop(_POSITION, _USER_LENGTH, "_second").sort(GLOBAL_ORDER)
-    second = flagged.filter(pl.col("_second")).drop(_POSITION, _USER_LENGTH, "_second").sort(GLOBAL_ORDER)
-    return first, second
+def with_validation(split: Split, valid_fraction: float = 0.1) -> Split:
+    """Cut the validation tail from `split.train` by the split's own rule, never touching test.
+
+    Global and rolling splits: the last `valid_fraction` of train in global order. Per-user
+    splits: each user's last `valid_fraction` of their train rows (or last N when the test part
+    was cut by count), with the same minimum. Leave-one-out: each evaluated user's last train row.
+    """
+    if split.valid is not None:
+        raise ValueError("this split already has a validation tail")
+    details = split.details
+    if split.protocol in ("temporal-global", ROLLING):
+        inner = temporal_global_split(split.train, train_fraction=1.0 - valid_fraction)
+    elif split.protocol == "temporal-user":
+        count = details.get("test_count")
+        inner = temporal_user_split(
+            split.train, test_fraction=None if count else valid_fraction, test_count=count,
+            min_ratings=details["min_ratings"],
+        )  # fmt: skip
+    elif split.protocol == "leave-one-out":
+        ranked = _rank_within_users(split.train)
+        tested = pl.col(USER_ID).is_in(split.test[USER_ID].unique().implode())
+        train, valid = _partition(ranked, tested & (pl.col(_POSITION) == pl.col(_USER_LENGTH) - 1))
+        inner = Split(protocol=split.protocol, train=train, test=valid, details={})
+    else:
+        raise ValueError(f"no validation rule for protocol {split.protocol!r}")
+    rule = {} if split.protocol == "leave-one-out" else {"valid_fraction": valid_fraction}
+    if split.protocol == "temporal-user" and details.get("test_count"):
+        rule = {"valid_count": details["test_count"]}
+    return replace(split, train=inner.train, valid=inner.test, details=details | rule)
+
+
+def protocol_split(ratings: pl.DataFrame, settings: SplitSettings) -> Split:
+    """Train, validation tail and test of a protocol, as the split stage writes them."""
+    if settings.protocol == "temporal-global":
+        split = temporal_global_split(ratings, settings.train_fraction, settings.cutoff)
+    elif settings.protocol == "temporal-user":
+        split = temporal_user_split(ratings, settings.test_fraction, settings.test_count, settings.min_ratings)
+    else:
+        split, valid = leave_one_out_split(ratings, settings.min_interactions)
+        return replace(split, valid=valid)
+    return with_validation(split, settings.valid_fraction)
 
 
 def cold_start_counts(train: pl.DataFrame, test: pl.DataFrame) -> dict[str, int]:
     """Test rows, users and items absent from train: counted so they are never silently dropped.
 
-    Rule: cold rows stay in the test file. Rating metrics skip them (and report how many);
-    ranking metrics keep their relevant items in the denominator, since no model can reach them.
+    Pass everything the model learns from as `train` (train + valid). See `COLD_RULE`.
     """
     train_users = train.select(USER_ID).unique()
     train_items = train.select(ITEM_ID).unique()
@@ -105,3 +274,86 @@ def cold_start_counts(train: pl.DataFrame, test: pl.DataFrame) -> dict[str, int]
         "cold_users": test.filter(cold_user)[USER_ID].n_unique(),
         "cold_items": test.filter(cold_item)[ITEM_ID].n_unique(),
     }
+
+
+def leakage_check(history: pl.DataFrame, test: pl.DataFrame, scope: Literal["global", "user"]) -> dict[str, Any]:
+    """Test rows earlier than the training data they are judged against.
+
+    `global`: earlier than the latest row of `history`; `user`: earlier than the latest row of
+    that user's own history. Ties in time are not leakage.
+    """
+    if scope == "global":
+        latest = history[TIMESTAMP].max()
+        earlier = 0 if latest is None else int((test[TIMESTAMP] < latest).sum())
+    elif scope == "user":
+        latest_per_user = history.group_by(USER_ID).agg(pl.col(TIMESTAMP).max().alias("_latest"))
+        joined = test.join(latest_per_user, on=USER_ID, how="inner")
+        earlier = int((joined[TIMESTAMP] < joined["_latest"]).sum())
+    else:
+        raise ValueError(f"scope must be 'global' or 'user', got {scope!r}")
+    return {"scope": scope, "test_rows": test.height, "earlier_test_rows": earlier, "passed": earlier == 0}
+
+
+def split_report(split: Split) -> dict[str, Any]:
+    """What a split's manifest states: sizes, cut-offs, cold counts and rule, leakage checks.
+
+    `leakage.required` names the check the protocol must pass (`leakage.passed`: it and the
+    validation tail's check passed); the other is informational (a per-user split has test rows
+    earlier than other users' training rows by design).
+    """
+    history = split.history
+    valid = split.valid if split.valid is not None else history.clear()
+    required = LEAKAGE_SCOPE[split.protocol]
+    checks = {
+        "global": leakage_check(history, split.test, "global"),
+        "user": leakage_check(history, split.test, "user"),
+        "valid_vs_train": leakage_check(split.train, valid, required),
+    }
+    return {
+        "train_rows": split.train.height,
+        "valid_rows": valid.height,
+        "test_rows": split.test.height,
+        "train_users": history[USER_ID].n_unique(),
+        "train_items": history[ITEM_ID].n_unique(),
+        "first_timestamp": _iso_or_none(history[TIMESTAMP].min()),
+        "last_train_timestamp": _iso_or_none(history[TIMESTAMP].max()),
+        "test": cold_start_counts(history, split.test),
+        "cold_rule": COLD_RULE,
+        "leakage": {
+            "required": required,
+            "passed": checks[required]["passed"] and checks["valid_vs_train"]["passed"],
+        }
+        | checks,
+    }
+
+
+def unix_seconds(moment: datetime | int) -> int:
+    """Unix seconds of a datetime (naive means UTC) or an int already in seconds."""
+    if isinstance(moment, datetime):
+        return int((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
+    return int(moment)
+
+
+def iso_utc(seconds: int) -> str:
+    """ISO 8601 UTC text of Unix seconds."""
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def _iso_or_none(seconds: int | None) -> str | None:
+    return None if seconds is None else iso_utc(int(seconds))
+
+
+def _rank_within_users(ratings: pl.DataFrame) -> pl.DataFrame:
+    """Rows ordered by (user, timestamp, item) with each row's position in its user and the user's length."""
+    return ratings.sort(USER_ORDER).with_columns(
+        pl.int_range(pl.len()).over(USER_ID).alias(_POSITION), pl.len().over(USER_ID).alias(_USER_LENGTH)
+    )
+
+
+def _partition(ranked: pl.DataFrame, is_second: pl.Expr) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Split ranked rows by a predicate, dropping the helper columns; each part in global order."""
+    flagged = ranked.with_columns(is_second.alias(_SECOND))
+    helpers = (_POSITION, _USER_LENGTH, _SECOND)
+    first = flagged.filter(~pl.col(_SECOND)).drop(*helpers).sort(GLOBAL_ORDER)
+    second = flagged.filter(pl.col(_SECOND)).drop(*helpers).sort(GLOBAL_ORDER)
+    return first, second

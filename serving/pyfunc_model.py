@@ -27,12 +27,23 @@ class RecommenderPyfunc(PythonModel):
 
         if "user_id" not in model_input.columns:
             raise ValueError(f"input needs a 'user_id' column; got {list(model_input.columns)}")
-        users = np.asarray(model_input["user_id"], dtype=np.int64)
+        users = _integer_ids(model_input, "user_id")
         if "item_id" in model_input.columns:
-            result = score_raw_pairs(self.model, users, np.asarray(model_input["item_id"], dtype=np.int64))
+            result = score_raw_pairs(self.model, users, _integer_ids(model_input, "item_id"))
         else:
             result = recommend_raw(self.model, users, int((params or {}).get("k", 10)))
         return result.to_pandas()
+
+
+def _integer_ids(frame, column: str) -> np.ndarray:
+    """A column of raw ids as int64, or a ValueError that says what was wrong (not one from torch)."""
+    values = frame[column]
+    if values.isna().any():
+        raise ValueError(f"{column} has missing values")
+    try:
+        return np.asarray(values, dtype=np.int64)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{column} must hold integer ids; got values like {values.iloc[0]!r}") from error
 
 
 mlflow.models.set_model(RecommenderPyfunc())

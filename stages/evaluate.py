@@ -1,25 +1,167 @@
-"""Evaluation: the same metric code for every family, on the split's test file."""
+"""Evaluation: the same metric code for every family, on the split's test file; paired comparisons
+of two evaluated families; the metric-over-time table of a backtest."""
 
+import json
+import logging
+import os
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from recsys_models.evaluation import evaluate_ranking, evaluate_rating
+from recsys_models.columns import ITEM_ID
+from recsys_models.evaluation import (
+    PairedComparison,
+    compare_paired,
+    evaluate_model,
+    item_feature_matrix,
+    protocol_evaluation_config,
+)
+from recsys_models.io import file_sha256
 from recsys_models.registry import load_model
 from stages.manifest import read_manifest, stage
 
+logger = logging.getLogger(__name__)
+RATING_PER_USER = ("mse", "mae")  # per-user columns of per_user_rating.parquet
+BACKTEST_TABLE = "metrics_over_time"
 
-def evaluate(split_dir: Path, train_dir: Path, out_dir: Path, k: int = 10) -> Path:
-    """Write `metrics.json`, `recommendations.parquet` (raw ids, the scored top-k) and `per_user.parquet`."""
+
+def evaluate(
+    split_dir: Path, train_dir: Path, out_dir: Path, k: int = 10, items_dir: Path | None = None,
+    overrides: dict[str, Any] | None = None,
+) -> Path:  # fmt: skip
+    """Write `metrics.json`, `recommendations.parquet` (raw ids, the scored top-max(cutoffs)),
+    `per_user.parquet` (ranking) and `per_user_rating.parquet` (rating errors per user).
+
+    The split's protocol fixes relevance (leave-one-out: every test item; else rating >= 4) and,
+    for leave-one-out, the catalogue (every item of the data set). `items_dir/items.parquet`, when
+    present, gives the genres for intra-list diversity. `overrides` sets other
+    `EvaluationConfig` fields (cut-offs, sampled negatives, slice thresholds, bootstrap).
+    """
     protocol = read_manifest(split_dir)["parameters"]["protocol"]
-    with stage("evaluate", out_dir, {"k": k, "protocol": protocol}) as record:
-        record.record_inputs([split_dir / "test.parquet", train_dir / "model" / "state.npz"])
+    config = protocol_evaluation_config(protocol, k, **(overrides or {}))
+    items_path = items_dir / "items.parquet" if items_dir is not None else None
+    has_items = items_path is not None and items_path.exists()
+    parameters = {"protocol": protocol, "item_features": "genres" if has_items else None}
+    with stage("evaluate", out_dir, parameters | config.model_dump(mode="json")) as record:
+        inputs = [split_dir / "test.parquet", train_dir / "model" / "state.npz"]
+        record.record_inputs(inputs + ([items_path] if has_items else []))
         model = load_model(train_dir / "model")
         test = pl.read_parquet(split_dir / "test.parquet")
-        ranking = evaluate_ranking(model, test, k=k)
-        metrics = {"family": model.family, "protocol": protocol} | evaluate_rating(model, test) | ranking.summary
-        record.write_table("recommendations", ranking.recommendations)
-        record.write_table("per_user", ranking.per_user)
+        features = item_feature_matrix(pl.read_parquet(items_path), model.items) if has_items else None
+        catalogue = _catalogue_size(split_dir) if protocol == "leave-one-out" else None
+        evaluation = evaluate_model(model, test, config, features, catalogue)
+        metrics = {"family": model.family, "protocol": protocol} | evaluation.metrics
+        record.write_table("recommendations", evaluation.recommendations)
+        record.write_table("per_user", evaluation.per_user)
+        record.write_table("per_user_rating", evaluation.per_user_rating)
         record.write_json("metrics", metrics)
         record.counts = {"n_eval_users": metrics["n_eval_users"], "n_eval_rows": metrics["n_eval_rows"]}
     return out_dir
+
+
+def compare_families(eval_dir_a: Path, eval_dir_b: Path, metric: str = "ndcg_at_10", seed: int = 0) -> PairedComparison:
+    """Paired comparison (a - b) of two evaluated families on the users both were scored on.
+
+    Ranking metrics read `per_user.parquet`; `mse` and `mae` read `per_user_rating.parquet`.
+    """
+    name = "per_user_rating.parquet" if metric in RATING_PER_USER else "per_user.parquet"
+    return compare_paired(pl.read_parquet(eval_dir_a / name), pl.read_parquet(eval_dir_b / name), metric, seed=seed)
+
+
+def backtest_report(entries: list[dict[str, Any]], out_dir: Path, k: int = 10) -> Path:
+    """Write the metric-over-time table of a backtest (Parquet and CSV) and, when matplotlib is
+    installed, a PNG of NDCG@k (and RMSE where a family predicts ratings) per window.
+
+    Each entry names `window`, `family`, `split_dir`, and `eval_dir` (None when that family
+    failed or the window was empty, with the reason in `status`).
+    """
+    with stage("backtest-report", out_dir, {"k": k}) as record:
+        table = metrics_over_time(entries, k)
+        record.write_table(BACKTEST_TABLE, table)
+        csv_path = out_dir / f"{BACKTEST_TABLE}.csv"
+        _atomic_write_text(csv_path, table.write_csv())
+        record.outputs[csv_path.name] = {"rows": table.height, "sha256": file_sha256(csv_path)}
+        plot = plot_metrics_over_time(table, out_dir / f"{BACKTEST_TABLE}.png", k)
+        if plot is not None:
+            record.outputs[plot.name] = {"sha256": file_sha256(plot)}
+        record.counts = {"rows": table.height, "plot": plot is not None}
+    return out_dir
+
+
+def metrics_over_time(entries: list[dict[str, Any]], k: int = 10) -> pl.DataFrame:
+    """One row per (window, family): cut-off, sizes, evaluated counts, headline metrics and intervals."""
+    headline = ["rmse", "mae"] + [f"{name}_at_{k}" for name in ("ndcg", "recall", "precision", "hit_rate", "map",
+                                                                  "mrr", "coverage", "gini", "novelty")]  # fmt: skip
+    rows = []
+    for entry in entries:
+        split = read_manifest(entry["split_dir"])
+        metrics = json.loads((entry["eval_dir"] / "metrics.json").read_text()) if entry.get("eval_dir") else {}
+        row: dict[str, Any] = {
+            "window": entry["window"],
+            "cutoff": split["parameters"]["cutoff"],
+            "window_end": split["parameters"]["window_end"],
+            "family": entry["family"],
+            "status": entry.get("status", "ok"),
+            "train_rows": split["counts"]["train_rows"] + split["counts"]["valid_rows"],
+            "test_rows": split["counts"]["test_rows"],
+            "n_eval_users": metrics.get("n_eval_users"),
+            "n_eval_rows": metrics.get("n_eval_rows"),
+        }
+        for name in headline:
+            for suffix in ("", "_ci_low", "_ci_high"):
+                value = metrics.get(name + suffix)
+                row[name + suffix] = float(value) if value is not None else None
+        rows.append(row)
+    schema = {"window": pl.Int64, "cutoff": pl.String, "window_end": pl.String, "family": pl.String,
+              "status": pl.String, "train_rows": pl.Int64, "test_rows": pl.Int64, "n_eval_users": pl.Int64,
+              "n_eval_rows": pl.Int64} | {name + suffix: pl.Float64 for name in headline
+                                          for suffix in ("", "_ci_low", "_ci_high")}  # fmt: skip
+    return pl.DataFrame(rows, schema=schema, orient="row").sort("window", "family")
+
+
+def plot_metrics_over_time(table: pl.DataFrame, path: Path, k: int = 10) -> Path | None:
+    """NDCG@k (and RMSE when present) per window and family with 95% bands; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        logger.warning("matplotlib is not installed: the backtest plot is skipped")
+        return None
+    panels = [f"ndcg_at_{k}"] + (["rmse"] if table["rmse"].drop_nulls().len() else [])
+    figure, axes = plt.subplots(len(panels), 1, figsize=(8, 3.2 * len(panels)), squeeze=False)
+    windows = table.unique("window").sort("window")
+    for axis, metric in zip(axes[:, 0], panels, strict=True):
+        for family in table["family"].unique(maintain_order=True):
+            rows = table.filter((pl.col("family") == family) & pl.col(metric).is_not_null())
+            if rows.height:
+                axis.plot(rows["window"], rows[metric], marker="o", label=family)
+                axis.fill_between(rows["window"], rows[f"{metric}_ci_low"], rows[f"{metric}_ci_high"], alpha=0.2)
+        axis.set_ylabel(metric)
+        axis.set_xticks(windows["window"].to_list(), [cutoff[:10] for cutoff in windows["cutoff"]])
+        axis.legend()
+    axes[-1, 0].set_xlabel("window cut-off (95% intervals over users shaded)")
+    figure.tight_layout()
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as temp:
+        figure.savefig(temp.name, dpi=100)
+    plt.close(figure)
+    os.replace(temp.name, path)
+    return path
+
+
+def _catalogue_size(split_dir: Path) -> int:
+    """Distinct items over train, valid and test: leave-one-out's candidate catalogue."""
+    parts = [pl.read_parquet(split_dir / f"{name}.parquet", columns=[ITEM_ID]) for name in ("train", "valid", "test")]
+    return pl.concat(parts)[ITEM_ID].n_unique()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write text beside `path`, then rename it into place (a killed run leaves no half file)."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as temp:
+        temp.write(text)
+    os.chmod(temp.name, 0o644)
+    os.replace(temp.name, path)
+

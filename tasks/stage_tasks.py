@@ -5,9 +5,11 @@ from typing import Any
 
 from prefect import task
 
-from stages.evaluate import evaluate
+from data_contracts import DriftBounds
+from recsys_models.splitting import SplitSettings
+from stages.evaluate import backtest_report, evaluate
 from stages.ingest import ingest
-from stages.split import split
+from stages.split import rolling_split, split
 from stages.train import train
 from stages.validate import validate
 
@@ -29,13 +31,22 @@ def ingest_task(source: str, out_dir: Path, data_dir: Path | None, cache_dir: Pa
 
 
 @task(name="validate")
-def validate_task(ingest_dir: Path, out_dir: Path) -> Path:
-    return validate(ingest_dir, out_dir)
+def validate_task(
+    ingest_dir: Path, out_dir: Path, max_quarantine_share: float, reference_dir: Path | None, drift_bounds: DriftBounds
+) -> Path:
+    return validate(ingest_dir, out_dir, max_quarantine_share, reference_dir, drift_bounds)
 
 
 @task(name="split")
-def split_task(validated_dir: Path, out_dir: Path, protocol: str, train_fraction: float) -> Path:
-    return split(validated_dir, out_dir, protocol, train_fraction)
+def split_task(validated_dir: Path, out_dir: Path, settings: SplitSettings) -> Path:
+    return split(validated_dir, out_dir, settings)
+
+
+@task(name="rolling-split")
+def rolling_split_task(
+    validated_dir: Path, out_dir: Path, n_windows: int, window_days: float, valid_fraction: float
+) -> list[Path]:
+    return rolling_split(validated_dir, out_dir, n_windows, window_days, valid_fraction)
 
 
 @task(name="train", task_run_name="train-{family}")
@@ -44,5 +55,12 @@ def train_task(split_dir: Path, out_dir: Path, family: str, config: dict[str, An
 
 
 @task(name="evaluate", task_run_name="evaluate-{family}")
-def evaluate_task(split_dir: Path, train_dir: Path, out_dir: Path, family: str, k: int = 10) -> Path:
-    return evaluate(split_dir, train_dir, out_dir, k)
+def evaluate_task(
+    split_dir: Path, train_dir: Path, out_dir: Path, family: str, k: int = 10, items_dir: Path | None = None
+) -> Path:
+    return evaluate(split_dir, train_dir, out_dir, k, items_dir)
+
+
+@task(name="backtest-report")
+def backtest_report_task(entries: list[dict[str, Any]], out_dir: Path, k: int = 10) -> Path:
+    return backtest_report(entries, out_dir, k)

@@ -18,9 +18,9 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import recsys_models
 from stages.manifest import MANIFEST
+from stages.model_card import render_model_card
 
 EXPERIMENT = "recsys-retrain"
-CHAMPION = "champion"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
 VERSION_TAG_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "n_eval_users", "n_eval_rows")
 SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow")
@@ -108,6 +108,8 @@ def log_family(
     client.log_artifact(run_id, str(split_dir / MANIFEST), artifact_path="split")
     client.log_artifact(run_id, str(eval_dir / "metrics.json"), artifact_path="evaluation")
     client.log_artifact(run_id, str(eval_dir / "recommendations.parquet"), artifact_path="evaluation")
+    split_manifest = json.loads((split_dir / MANIFEST).read_text())
+    client.log_text(run_id, render_model_card(family, metrics, train_manifest, split_manifest, tags), "model_card.md")
 
     name = registered_model_name(family)
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
@@ -125,10 +127,8 @@ def log_family(
         )
     version = str(info.registered_model_version)
     headline = {key: f"{metrics[key]:.4f}" for key in VERSION_TAG_METRICS if key in metrics}
-    for key, value in {"protocol": metrics["protocol"], **tags, **headline}.items():
+    seed = {"seed": train_manifest["parameters"]["seed"]}
+    for key, value in {"protocol": metrics["protocol"], **tags, **seed, **headline}.items():
         client.set_model_version_tag(name, version, key, str(value))
-    became_champion = CHAMPION not in client.get_registered_model(name).aliases
-    if became_champion:  # promotion against an existing champion is the promotion gate's job
-        client.set_registered_model_alias(name, CHAMPION, version)
     client.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, "registered_model": name, "version": version, "champion": became_champion}
+    return {"run_id": run_id, "registered_model": name, "version": version}

@@ -53,3 +53,13 @@ def tiny_ratings() -> pl.DataFrame:
             "timestamp": [1, 2, 3, 1, 2, 3, 1, 2, 3, 2, 3, 10, 10, 11],
         }
     )
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """One temporary Prefect server for the whole session; no heartbeat wait per flow run."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield

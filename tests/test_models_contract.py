@@ -13,7 +13,13 @@ from recsys_models.options import TrainingOptions
 from recsys_models.popularity import Popularity
 from recsys_models.registry import FAMILIES, family_class, load_model, make_config
 
-FAST_CONFIGS = {"biased_mf": {"epochs": 5, "n_factors": 8}}
+FAST_CONFIGS = {
+    "biased_mf": {"epochs": 5, "n_factors": 8},
+    "mf": {"epochs": 5, "n_factors": 8},
+    "bpr_mf": {"epochs": 5, "n_factors": 8, "batch_size": 256},
+    "als": {"iterations": 3, "n_factors": 8},
+    "ease": {"l2": 10.0},
+}
 
 
 def low_rank_ratings(n_users: int = 60, n_items: int = 40, density: float = 0.4, seed: int = 0) -> pl.DataFrame:

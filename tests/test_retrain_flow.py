@@ -15,16 +15,6 @@ FAMILIES = ["popularity", "biased_mf"]
 FAST = {"biased_mf": {"epochs": 4, "n_factors": 8}}
 
 
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory: pytest.TempPathFactory):
-    """One temporary Prefect server for the module; no heartbeat wait per flow run."""
-    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
-        yield
-
-
 @pytest.fixture
 def ratings_file(tmp_path: Path) -> Path:
     """A ratings Parquet with two rows that break the contract (rating 7, a timestamp in 2090)."""

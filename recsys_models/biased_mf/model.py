@@ -1,6 +1,6 @@
 """Biased MF: explicit-rating regression with mini-batch Adam, L2, and early stopping on validation RMSE."""
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -37,6 +37,7 @@ class BiasedMF(Recommender):
     config_type = BiasedMFConfig
     predicts_ratings = True
     uses_validation = True
+    use_biases: ClassVar[bool] = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
         self._network, self.history = self._train(train, valid, self.config.epochs)
@@ -50,10 +51,15 @@ class BiasedMF(Recommender):
     ) -> tuple[BiasedMFNetwork, list[dict[str, float]]]:
         """Train a fresh network; with `valid`, stop early and keep the best epoch's weights."""
         config, device = self.config, self.options.torch_device()
-        generator = seeded_generator(self.options.seed)
-        torch.manual_seed(self.options.seed)  # embedding initialisation; the trainer owns its generator
+        generator = seeded_generator(self.options.seed)  # initialisation, then shuffling
         network = BiasedMFNetwork(
-            train.n_users, train.n_items, config.n_factors, float(train.rating.mean()), config.init_std
+            train.n_users,
+            train.n_items,
+            config.n_factors,
+            float(train.rating.mean()),
+            config.init_std,
+            use_biases=self.use_biases,
+            generator=generator,
         ).to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
         users = torch.from_numpy(train.user_idx).to(device)
@@ -69,8 +75,7 @@ class BiasedMF(Recommender):
                 batch = order[start : start + config.batch_size]
                 u, i = users[batch], items[batch]
                 error = network(u, i) - ratings[batch]
-                factor_penalty, bias_penalty = network.penalty(u, i)
-                loss = (error**2).mean() + config.factor_l2 * factor_penalty + config.bias_l2 * bias_penalty
+                loss = (error**2).mean() + self._penalty(network, u, i)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -89,6 +94,11 @@ class BiasedMF(Recommender):
         else:
             self._best_epoch = epochs
         return network.eval(), history
+
+    def _penalty(self, network: BiasedMFNetwork, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """The L2 term of a batch's loss."""
+        factor_penalty, bias_penalty = network.penalty(users, items)
+        return self.config.factor_l2 * factor_penalty + self.config.bias_l2 * bias_penalty
 
     @staticmethod
     @torch.no_grad()
@@ -124,6 +134,8 @@ class BiasedMF(Recommender):
         n_users, n_factors = state["user_factors.weight"].shape
         n_items = state["item_factors.weight"].shape[0]
         self._rating_range = tuple(float(v) for v in state.pop("rating_range"))
-        self._network = BiasedMFNetwork(n_users, n_items, n_factors, float(state["global_mean"]), self.config.init_std)
+        self._network = BiasedMFNetwork(
+            n_users, n_items, n_factors, float(state["global_mean"]), self.config.init_std, use_biases=self.use_biases
+        )
         self._network.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})
         self._network.to(self.options.torch_device()).eval()

@@ -1,0 +1,216 @@
+"""The backtest flow: ingest -> validate -> rolling split -> (train -> evaluate)[window x family] -> report.
+
+For each window the chosen families train on everything before its cut-off (with the validation
+tail cut from that, as in retrain) and are scored on the window after it. The metric-over-time
+table (Parquet + CSV, and a PNG when matplotlib is installed) lands in the run's `backtest/`
+folder and in MLflow (experiment `recsys-backtest`): the table as artefacts of the parent run,
+each family's metrics in a child run with step = window index.
+"""
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from prefect import flow, get_run_logger
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+
+import mlflow
+from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE, DriftBounds
+from flows.retrain import DEFAULT_WORKERS, divide_threads
+from recsys_models.io import atomic_write_json
+from recsys_models.registry import FAMILIES
+from recsys_models.splitting import ROLLING
+from stages.evaluate import BACKTEST_TABLE
+from stages.manifest import read_manifest
+from tasks.stage_tasks import (
+    backtest_report_task,
+    evaluate_task,
+    ingest_task,
+    rolling_split_task,
+    train_task,
+    validate_task,
+)
+from tasks.tracking import code_version, numeric_metrics, start_parent_run
+from tasks.workspace import Workspace, data_dir_from_env, new_run_id
+
+EXPERIMENT = "recsys-backtest"
+MLFLOW_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+
+
+class BacktestConfig(BaseModel):
+    """Parameters of a backtest run (the Prefect UI shows them as a form)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(
+        default="ml-latest-small",
+        description="ml-latest-small, ml-100k, synthetic, or a path to a ratings CSV/Parquet file.",
+    )
+    families: list[str] | None = Field(default=None, description="Families to backtest; None takes all.")
+    n_windows: PositiveInt = Field(default=4, description="Successive test windows, the last ending at the data's end.")
+    window_days: PositiveFloat = Field(default=30.0, description="Length of each test window in days.")
+    valid_fraction: float = Field(
+        default=0.1, gt=0.0, lt=1.0, description="Validation tail: the last share of each window's training data."
+    )
+    max_quarantine_share: float = Field(
+        default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0,
+        description="Share of bad rows in a table above which the source counts as broken and the run fails.",
+    )  # fmt: skip
+    seed: int = Field(default=42, ge=0, description="Seed of every model.")
+    k: PositiveInt = Field(default=10, description="Headline cut-off of the ranking metrics.")
+    family_configs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Hyperparameters per family, validated by the family's config."
+    )
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: list[str] | None) -> list[str] | None:
+        if families is not None:
+            unknown = sorted(set(families) - set(FAMILIES))
+            if unknown or not families:
+                raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+        return families
+
+    def selected_families(self) -> list[str]:
+        return list(self.families or FAMILIES)
+
+
+@flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+def backtest(config: BacktestConfig = BacktestConfig()) -> dict[str, Any]:
+    """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place."""
+    logger = get_run_logger()
+    workspace = Workspace.from_env()
+    run_id = new_run_id()
+    run_dir = workspace.run_dir(run_id)
+    logger.info("backtest %s in %s", run_id, run_dir)
+
+    ingest_dir = ingest_task(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed)
+    # the same contracts as retrain; no drift check against an earlier run: a backtest replays history
+    validated_dir = validate_task(
+        ingest_dir, run_dir / "validate", config.max_quarantine_share, None, DriftBounds()
+    )
+    window_dirs = rolling_split_task(
+        validated_dir, run_dir / "split", config.n_windows, config.window_days, config.valid_fraction
+    )
+    families = config.selected_families()
+    threads = divide_threads(DEFAULT_WORKERS)
+    logger.info("%d windows x %s with %d torch thread(s) per task", len(window_dirs), ", ".join(families), threads)
+
+    entries: list[dict[str, Any]] = []
+    jobs = {}
+    for index, window_dir in enumerate(window_dirs):
+        if read_manifest(window_dir)["counts"]["test_rows"] == 0:
+            entries += [_entry(index, family, window_dir, None, "empty window") for family in families]
+            continue
+        for family in families:
+            trained = train_task.submit(
+                window_dir, run_dir / "train" / window_dir.name / family, family,
+                config.family_configs.get(family), config.seed,
+            )  # fmt: skip
+            evaluated = evaluate_task.submit(
+                window_dir, trained, run_dir / "evaluate" / window_dir.name / family, family, config.k, validated_dir
+            )
+            jobs[index, family] = (window_dir, trained, evaluated)
+    for (index, family), (window_dir, trained, evaluated) in jobs.items():
+        evaluated.wait()
+        failed_state = next((f.state for f in (trained, evaluated) if not f.state.is_completed()), None)
+        if failed_state is None:
+            entries.append(_entry(index, family, window_dir, evaluated.result(), "ok"))
+        else:  # the first failing stage holds the real error, not "upstream failed"
+            message = str(failed_state.message or failed_state.name)
+            logger.error("window %d, family %s failed: %s", index, family, message)
+            entries.append(_entry(index, family, window_dir, None, f"failed: {message}"))
+
+    report_dir = backtest_report_task(entries, run_dir / "backtest", config.k)
+    summary = {
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "config": config.model_dump(mode="json"),
+        "windows": read_manifest(run_dir / "split")["counts"]["windows"],
+        "table": str(report_dir / f"{BACKTEST_TABLE}.parquet"),
+        "table_csv": str(report_dir / f"{BACKTEST_TABLE}.csv"),
+        "plot": str(plot) if (plot := report_dir / f"{BACKTEST_TABLE}.png").exists() else None,
+        "families": {  # families scored on at least one window, with how many
+            family: {"windows_ok": ok}
+            for family in families
+            if (ok := sum(e["family"] == family and e["status"] == "ok" for e in entries))
+        },
+        "failed": {f"{e['window']}/{e['family']}": e["status"] for e in entries if e["status"].startswith("failed")},
+    }
+    summary["mlflow"] = {
+        "run_id": log_backtest(workspace, run_id, config, run_dir, report_dir, entries),
+        "tracking_uri": workspace.tracking_uri(),
+    }
+    atomic_write_json(run_dir / "summary.json", summary)
+    return summary
+
+
+def log_backtest(
+    workspace: Workspace,
+    run_id: str,
+    config: BacktestConfig,
+    run_dir: Path,
+    report_dir: Path,
+    entries: list[dict[str, Any]],
+) -> str:
+    """Parent run with the table (and plot) as artefacts and the headline metrics per family with
+    step = window index; one child run per family with every metric per window. Returns the parent id."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(workspace.tracking_uri())
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id if experiment is not None
+        else client.create_experiment(EXPERIMENT, artifact_location=(workspace.mlflow_artifacts / "backtest").as_uri())
+    )  # fmt: skip
+    tags = {
+        "data_hash": read_manifest(run_dir / "validate")["outputs"]["ratings.parquet"]["sha256"],
+        "protocol": ROLLING,
+        "code_version": code_version(),
+        "dataset": config.dataset,
+        "pipeline_run_id": run_id,
+    }
+    params = {key: config.model_dump(mode="json")[key] for key in ("dataset", "n_windows", "window_days",
+                                                                   "valid_fraction", "seed", "k")}  # fmt: skip
+    parent = start_parent_run(client, experiment_id, run_id, params, tags)
+    for path in sorted(report_dir.glob(f"{BACKTEST_TABLE}.*")):
+        client.log_artifact(parent, str(path), artifact_path="backtest")
+    client.log_artifact(parent, str(run_dir / "split" / "manifest.json"), artifact_path="split")
+    now = int(time.time() * 1000)
+    headline = {"n_eval_users", "n_eval_rows", "rmse", "mae", f"ndcg_at_{config.k}", f"recall_at_{config.k}",
+                f"hit_rate_at_{config.k}", f"coverage_at_{config.k}"}  # fmt: skip
+    parent_metrics = []
+    for family in config.selected_families():
+        child = client.create_run(
+            experiment_id, run_name=family, tags={"mlflow.parentRunId": parent, "family": family, **tags}
+        ).info.run_id
+        child_metrics = []
+        for entry in entries:
+            if entry["family"] != family or entry["eval_dir"] is None:
+                continue
+            values = numeric_metrics(json.loads((entry["eval_dir"] / "metrics.json").read_text()))
+            child_metrics += [Metric(key, value, now, entry["window"]) for key, value in values.items()]
+            parent_metrics += [
+                Metric(f"{family}.{key}", value, now, entry["window"])
+                for key, value in values.items()
+                if key in headline
+            ]
+        _log_metrics(client, child, child_metrics)
+        client.set_terminated(child, "FINISHED")
+    _log_metrics(client, parent, parent_metrics)
+    client.set_terminated(parent, "FINISHED")
+    return parent
+
+
+def _log_metrics(client: MlflowClient, run_id: str, metrics: list[Metric]) -> None:
+    for start in range(0, len(metrics), MLFLOW_BATCH):
+        client.log_batch(run_id, metrics=metrics[start : start + MLFLOW_BATCH])
+
+
+def _entry(window: int, family: str, split_dir: Path, eval_dir: Path | None, status: str) -> dict[str, Any]:
+    return {"window": window, "family": family, "split_dir": split_dir, "eval_dir": eval_dir, "status": status}

@@ -1,0 +1,65 @@
+"""Batch scoring flow: the champion's top-k for every user it knows, written to Parquet."""
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow import MlflowClient
+from prefect import flow, get_run_logger, task
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from stages.manifest import read_manifest
+from stages.score import write_recommendations
+from tasks.workspace import Workspace, new_run_id
+
+SCORING_EXPERIMENT = "recsys-batch-scoring"
+
+
+class ScoreConfig(BaseModel):
+    """Parameters of a batch-scoring run."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_name: str = Field(default="recsys", description="Registered model to score with.")
+    alias: str = Field(default="champion", description="Alias of the version to use.")
+    k: PositiveInt = Field(default=10, description="Recommendations per user.")
+    batch_size: PositiveInt = Field(default=5_000, description="Users per Parquet part file.")
+
+
+@task(name="score-users", retries=2, retry_delay_seconds=[5, 15])
+def score_task(config: ScoreConfig, version: str, out_dir: Path) -> Path:
+    """Load the registered version's pyfunc and write every known user's top-k."""
+    model = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
+    recommender = model.unwrap_python_model().model
+    parameters = {"model": f"{config.model_name}/{version}", "alias": config.alias, "family": recommender.family}
+    predict = lambda frame, params: model.predict(frame, params=params)  # noqa: E731
+    return write_recommendations(predict, recommender.users.ids, config.k, out_dir, config.batch_size, parameters)
+
+
+@flow(name="batch-score")
+def batch_score(config: ScoreConfig = ScoreConfig()) -> dict[str, Any]:
+    """Score every known user with `model_name@alias`; log the output location to MLflow."""
+    logger = get_run_logger()
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    workspace = Workspace.from_env()
+    mlflow.set_tracking_uri(workspace.tracking_uri())
+    client = MlflowClient()
+    version = str(client.get_model_version_by_alias(config.model_name, config.alias).version)
+    run_id = new_run_id()
+    out_dir = score_task(config, version, workspace.root / "scores" / run_id)
+    counts = read_manifest(out_dir)["counts"]
+
+    experiment = client.get_experiment_by_name(SCORING_EXPERIMENT)
+    experiment_id = (
+        experiment.experiment_id
+        if experiment is not None
+        else client.create_experiment(SCORING_EXPERIMENT, artifact_location=workspace.mlflow_artifacts.as_uri())
+    )
+    run = client.create_run(experiment_id, run_name=run_id, tags={"model": f"{config.model_name}/{version}"})
+    client.log_param(run.info.run_id, "output_dir", str(out_dir))
+    for key, value in counts.items():
+        client.log_metric(run.info.run_id, key, value)
+    client.set_terminated(run.info.run_id, "FINISHED")
+    logger.info("wrote %d recommendations for %d users to %s", counts["rows"], counts["users"], out_dir)
+    return {"output_dir": str(out_dir), "model_version": version, "counts": counts}

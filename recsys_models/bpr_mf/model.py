@@ -1,0 +1,166 @@
+"""BPR-MF: pairwise ranking of a user's positives above sampled negatives (Rendle et al., 2009).
+
+Implicit feedback from the ratings: every interaction (or those at or above `min_rating`) is a
+positive. Mini-batches of positive pairs, each with `n_negatives` items drawn uniformly or by
+popularity (count ** alpha) and never among the user's positives when `reject_positives`; BPR
+loss plus L2 on the touched rows; Adam or Adagrad. Early stopping on validation NDCG@10 (full
+ranking, training items excluded), then a refit on train + valid for the best epoch count.
+
+Defaults: TUNING
+"""
+
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+
+from recsys_models.base import Recommender
+from recsys_models.bpr_mf.network import BPRMFNetwork
+from recsys_models.interactions import Interactions
+from recsys_models.losses import bpr_loss
+from recsys_models.sampling import NegativeSampler, popularity_weights
+from recsys_models.training import EarlyStopping, seeded_generator
+from recsys_models.validation_metrics import validation_ndcg
+
+
+class BPRMFConfig(BaseModel):
+    """Hyperparameters of BPR-MF; defaults from the validation search in the module docstring."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")
+    epochs: PositiveInt = Field(default=60, description="Most epochs; early stopping usually ends sooner.")
+    batch_size: PositiveInt = Field(default=4096, description="Positive pairs per mini-batch.")
+    learning_rate: PositiveFloat = Field(default=0.01, description="Optimizer step size.")
+    optimizer: Literal["adam", "adagrad"] = Field(default="adam", description="Optimizer of the embeddings.")
+    l2: NonNegativeFloat = Field(default=1e-4, description="L2 weight on the squared norms of a batch's rows.")
+    n_negatives: PositiveInt = Field(default=1, description="Negatives drawn per positive pair.")
+    negative_sampling: Literal["uniform", "popularity"] = Field(
+        default="uniform", description="Draw negatives uniformly or in proportion to count ** popularity_alpha."
+    )
+    popularity_alpha: NonNegativeFloat = Field(
+        default=0.75, description="Exponent of the training counts for popularity sampling."
+    )
+    reject_positives: bool = Field(default=True, description="Redraw a negative that is one of the user's positives.")
+    item_bias: bool = Field(default=True, description="Add a learned per-item bias to the dot product.")
+    min_rating: float | None = Field(
+        default=None, description="Ratings at or above this value are positives; None makes every interaction one."
+    )
+    init_std: PositiveFloat = Field(default=0.01, description="Standard deviation of the initial factors.")
+    patience: PositiveInt = Field(default=3, description="Epochs without validation NDCG@10 gain before stopping.")
+    refit_on_full: bool = Field(
+        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
+    )
+
+
+class BPRMF(Recommender):
+    """Matrix factorisation trained with the BPR criterion on implicit feedback; ranks, does not rate."""
+
+    family = "bpr_mf"
+    config_type = BPRMFConfig
+    predicts_ratings = False
+    uses_validation = True
+
+    def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
+        train_positives = self._positives(train)
+        validation = None
+        if valid is not None and len(valid):
+            relevant = self._positives(valid)
+            if relevant.nnz:
+                validation = (relevant, train.tocsr(values="binary"))
+        self._network, self.history, best_epoch = self._train(train_positives, self.config.epochs, validation)
+        if validation is not None and self.config.refit_on_full:
+            full_positives = self._positives(train.concat(valid))
+            self._network, refit_history, _ = self._train(full_positives, best_epoch, None)
+            self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit_history]
+
+    def _positives(self, data: Interactions) -> sp.csr_matrix:
+        """Binary (n_users, n_items) matrix of the interactions that count as positive."""
+        keep = np.ones(len(data), dtype=bool)
+        if self.config.min_rating is not None:
+            keep = data.rating >= self.config.min_rating
+        matrix = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float32), (data.user_idx[keep], data.item_idx[keep])),
+            shape=(data.n_users, data.n_items),
+        )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return matrix
+
+    def _sampler(self, positives: sp.csr_matrix, device: str) -> NegativeSampler:
+        config = self.config
+        weights = None
+        if config.negative_sampling == "popularity":
+            weights = popularity_weights(np.diff(positives.tocsc().indptr), config.popularity_alpha)
+        return NegativeSampler(
+            positives.shape[1], weights, positives if config.reject_positives else None, device=device
+        )
+
+    def _train(
+        self, positives: sp.csr_matrix, epochs: int, validation: tuple[sp.csr_matrix, sp.csr_matrix] | None
+    ) -> tuple[BPRMFNetwork, list[dict[str, float]], int]:
+        """Train a fresh network; with `validation` (relevant, excluded), stop early on NDCG@10."""
+        if positives.nnz == 0:
+            threshold = self.config.min_rating
+            raise ValueError(f"{self.family}: no positive interactions to train on (min_rating={threshold})")
+        config, device = self.config, self.options.torch_device()
+        generator = seeded_generator(self.options.seed)  # initialisation, then shuffling
+        sample_generator = torch.Generator(device=device)
+        sample_generator.manual_seed(self.options.seed)
+        n_users, n_items = positives.shape
+        network = BPRMFNetwork(n_users, n_items, config.n_factors, config.init_std, config.item_bias, generator)
+        network = network.to(device)
+        optimizer_class = torch.optim.Adam if config.optimizer == "adam" else torch.optim.Adagrad
+        optimizer = optimizer_class(network.parameters(), lr=config.learning_rate)
+        sampler = self._sampler(positives, device)
+        pairs = positives.tocoo()
+        users = torch.from_numpy(pairs.row.astype(np.int64)).to(device)
+        items = torch.from_numpy(pairs.col.astype(np.int64)).to(device)
+        stopper = EarlyStopping(patience=config.patience, lower_is_better=False) if validation else None
+        history: list[dict[str, float]] = []
+        for epoch in range(1, epochs + 1):
+            network.train()
+            order = torch.randperm(users.numel(), generator=generator).to(device)
+            total = torch.zeros((), device=device)
+            for start in range(0, users.numel(), config.batch_size):
+                batch = order[start : start + config.batch_size]
+                u, i = users[batch], items[batch]
+                j = sampler.sample(u, config.n_negatives, sample_generator)
+                loss = bpr_loss(network(u, i), network(u[:, None], j)) + config.l2 * network.penalty(u, i, j)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                total += loss.detach() * batch.numel()
+            record = {"epoch": epoch, "train_loss": float(total) / users.numel()}
+            history.append(record)
+            if stopper is not None and validation is not None:
+                network.eval()
+                with torch.no_grad():
+                    record["valid_ndcg_at_10"] = validation_ndcg(
+                        lambda batch_users: network.score_all(batch_users.to(device)), *validation
+                    )
+                if stopper.update(epoch, record["valid_ndcg_at_10"], network):
+                    break
+        best_epoch = epochs
+        if stopper is not None:
+            stopper.restore_best(network)
+            best_epoch = stopper.best_epoch
+        return network.eval(), history, best_epoch
+
+    @torch.no_grad()
+    def score(self, user_indices: np.ndarray) -> np.ndarray:
+        users = torch.from_numpy(np.array(self._check_users(user_indices)))
+        device = next(self._network.parameters()).device
+        return self._network.score_all(users.to(device)).cpu().numpy()
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {name: tensor.cpu().numpy() for name, tensor in self._network.state_dict().items()}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        n_users, n_factors = state["user_factors.weight"].shape
+        n_items = state["item_factors.weight"].shape[0]
+        self._network = BPRMFNetwork(n_users, n_items, n_factors, self.config.init_std, "item_bias.weight" in state)
+        self._network.load_state_dict({name: torch.from_numpy(array) for name, array in state.items()})
+        self._network.to(self.options.torch_device()).eval()

@@ -1,0 +1,111 @@
+"""BPR-MF on block-structured implicit data, its early stopping, and the validation NDCG helper."""
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+import scipy.sparse as sp
+import torch
+
+from recsys_models.bpr_mf import BPRMF, BPRMFConfig
+from recsys_models.interactions import Interactions
+from recsys_models.options import TrainingOptions
+from recsys_models.validation_metrics import validation_ndcg
+
+CPU = TrainingOptions(device="cpu", seed=0)
+N_USERS, N_ITEMS = 120, 40
+
+
+def block_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Two blocks: even users interact with about half of the even items, odd users with odd items.
+
+    Returns (interactions, user block, item block); ratings are 5 inside a block.
+    """
+    rng = np.random.default_rng(seed)
+    user_block, item_block = np.arange(N_USERS) % 2, np.arange(N_ITEMS) % 2
+    matrix = (user_block[:, None] == item_block[None, :]) & (rng.random((N_USERS, N_ITEMS)) < 0.5)
+    return matrix, user_block, item_block
+
+
+def to_frame(matrix: np.ndarray, ratings: np.ndarray | None = None) -> pl.DataFrame:
+    users, items = np.nonzero(matrix)
+    return pl.DataFrame(
+        {
+            "user_id": users + 1,
+            "item_id": items + 1,
+            "rating": np.full(users.size, 5.0) if ratings is None else ratings[users, items],
+            "timestamp": np.random.default_rng(0).permutation(users.size),
+        }
+    )
+
+
+def own_block_share(model: BPRMF, matrix: np.ndarray, user_block: np.ndarray, item_block: np.ndarray) -> float:
+    """Share of users (with an unseen item of their block) whose top item is from their block."""
+    users = model.users.ids - 1
+    unseen_own = (user_block[users][:, None] == item_block[None, model.items.ids - 1]) & ~matrix[users][
+        :, model.items.ids - 1
+    ]
+    eligible = np.flatnonzero(unseen_own.any(axis=1))
+    top, _ = model.recommend(eligible, k=1)
+    return float((item_block[model.items.ids[top[:, 0]] - 1] == user_block[users[eligible]]).mean())
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "sampling", "learning_rate"), [("adam", "uniform", 0.05), ("adagrad", "popularity", 0.3)]
+)
+def test_finds_block_structure(optimizer: str, sampling: str, learning_rate: float) -> None:
+    matrix, user_block, item_block = block_data()
+    config = BPRMFConfig(
+        n_factors=4,
+        epochs=30,
+        batch_size=256,
+        learning_rate=learning_rate,
+        optimizer=optimizer,
+        negative_sampling=sampling,
+    )
+    model = BPRMF(config, CPU).fit(Interactions.from_frame(to_frame(matrix)))
+    assert own_block_share(model, matrix, user_block, item_block) > 0.95
+    losses = [record["train_loss"] for record in model.history]
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def test_only_ratings_at_or_above_min_rating_are_positives() -> None:
+    # inside a block the ratings are 5; the other block's items are rated 1 (seen, disliked)
+    matrix, user_block, item_block = block_data(seed=1)
+    other = (user_block[:, None] != item_block[None, :]) & (np.random.default_rng(2).random(matrix.shape) < 0.5)
+    ratings = np.where(matrix, 5.0, 1.0)
+    data = Interactions.from_frame(to_frame(matrix | other, ratings))
+    config = BPRMFConfig(n_factors=4, epochs=30, batch_size=256, learning_rate=0.05, min_rating=4.0)
+    model = BPRMF(config, CPU).fit(data)
+    assert own_block_share(model, matrix | other, user_block, item_block) > 0.95
+    with pytest.raises(ValueError, match="no positive interactions"):
+        BPRMF(BPRMFConfig(min_rating=6.0), CPU).fit(data)
+
+
+def test_early_stopping_on_validation_ndcg_then_refit() -> None:
+    matrix, _, _ = block_data(seed=3)
+    frame = to_frame(matrix).sort("timestamp")
+    full = Interactions.from_frame(frame)
+    cut = int(frame.height * 0.85)
+    train = Interactions.from_frame(frame.head(cut), full.users, full.items)
+    valid = Interactions.from_frame(frame.slice(cut), full.users, full.items)
+    config = BPRMFConfig(n_factors=4, epochs=40, batch_size=256, learning_rate=0.05, patience=2)
+    model = BPRMF(config, CPU).fit(train, valid)
+    validated = [record for record in model.history if "valid_ndcg_at_10" in record]
+    refit = [record for record in model.history if "refit_train_loss" in record]
+    best = max(validated, key=lambda record: record["valid_ndcg_at_10"])
+    assert validated and best["valid_ndcg_at_10"] > 0.3
+    assert len(refit) == best["epoch"]  # the refit on train + valid runs for the best epoch count
+
+
+def test_validation_ndcg_matches_a_hand_computed_value() -> None:
+    scores = torch.tensor([[0.9, 0.8, 0.7, 0.1], [0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.5, 0.5]])
+    relevant = sp.csr_matrix(np.array([[0, 0, 1, 1], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=np.float32))
+    exclude = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
+    # user 0: item 0 excluded, ranking 1, 2, 3: hit at rank 2 (item 2) and rank 3 (item 3), two relevant
+    user_0 = (1 / math.log2(3) + 1 / math.log2(4)) / (1 + 1 / math.log2(3))
+    # user 1: item 3 excluded, ranking 2, 1, 0: hit at rank 3; user 2 has nothing relevant and is skipped
+    user_1 = 1 / math.log2(4)
+    value = validation_ndcg(lambda users: scores[users], relevant, exclude, k=3)
+    assert value == pytest.approx((user_0 + user_1) / 2)

@@ -1,0 +1,82 @@
+"""EASE against an independent numpy closed form, and on block-structured data."""
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys_models.ease import EASE, EASEConfig
+from recsys_models.interactions import IdVocabulary, Interactions
+from recsys_models.options import TrainingOptions
+
+
+def frame_from_matrix(matrix: np.ndarray) -> pl.DataFrame:
+    users, items = np.nonzero(matrix)
+    return pl.DataFrame(
+        {
+            "user_id": users + 1,
+            "item_id": items + 1,
+            "rating": matrix[users, items].astype(np.float64),
+            "timestamp": np.arange(users.size),
+        }
+    )
+
+
+def reference_weights(matrix: np.ndarray, l2: float) -> np.ndarray:
+    """Steck (2019), eq. 8, in float64: B = I - P diag(1 / diag(P)), P = (X^T X + lambda I)^-1."""
+    inverse = np.linalg.inv(matrix.T @ matrix + l2 * np.eye(matrix.shape[1]))
+    return np.eye(matrix.shape[1]) - inverse / np.diag(inverse)
+
+
+TINY = np.array(
+    [
+        [5, 3, 0, 1, 0],
+        [4, 0, 0, 1, 2],
+        [1, 1, 0, 5, 0],
+        [0, 0, 5, 4, 0],
+        [0, 1, 5, 4, 3],
+        [2, 0, 0, 0, 5],
+    ],
+    dtype=np.float64,
+)
+
+
+@pytest.mark.parametrize("values", ["binary", "rating"])
+def test_scores_match_the_closed_form(values: str) -> None:
+    matrix = TINY if values == "rating" else (TINY > 0).astype(np.float64)
+    model = EASE(EASEConfig(l2=2.0, values=values), TrainingOptions(device="cpu"))
+    model.fit(Interactions.from_frame(frame_from_matrix(TINY)))
+    weights = reference_weights(matrix, 2.0)
+    np.testing.assert_allclose(np.diag(weights), 0.0, atol=1e-12)
+    np.testing.assert_allclose(model.score(np.arange(6)), matrix @ weights, rtol=1e-4, atol=1e-5)
+
+
+def test_an_item_without_interactions_scores_zero_and_changes_nothing() -> None:
+    frame = frame_from_matrix(TINY)
+    items = IdVocabulary(np.array([1, 2, 3, 4, 5, 99]))  # item 99 is in the vocabulary, never interacted
+    model = EASE(EASEConfig(l2=2.0), TrainingOptions(device="cpu"))
+    model.fit(Interactions.from_frame(frame, IdVocabulary.from_values(frame["user_id"].to_numpy()), items))
+    scores = model.score(np.arange(6))
+    binary = (TINY > 0).astype(np.float64)
+    np.testing.assert_allclose(scores[:, 5], 0.0)
+    np.testing.assert_allclose(scores[:, :5], binary @ reference_weights(binary, 2.0), rtol=1e-4, atol=1e-5)
+
+
+def test_recommends_the_missing_item_of_the_users_block() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_items = 80, 20
+    block_of_user, block_of_item = np.arange(n_users) % 2, np.arange(n_items) % 2
+    matrix = (block_of_user[:, None] == block_of_item[None, :]) & (rng.random((n_users, n_items)) < 0.7)
+    model = EASE(EASEConfig(l2=5.0), TrainingOptions(device="cpu")).fit(
+        Interactions.from_frame(frame_from_matrix(matrix.astype(np.float64)))
+    )
+    users = model.users.ids - 1  # raw ids are row + 1
+    own_block = block_of_user[users][:, None] == block_of_item[None, :]
+    has_unseen_own_item = (own_block & ~matrix[users]).any(axis=1)
+    top, _ = model.recommend(np.flatnonzero(has_unseen_own_item), k=1)
+    assert has_unseen_own_item.sum() > 60
+    assert (block_of_item[model.items.ids[top[:, 0]] - 1] == block_of_user[users[has_unseen_own_item]]).all()
+
+
+def test_l2_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="l2"):
+        EASEConfig(l2=0.0)

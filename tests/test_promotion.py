@@ -1,0 +1,151 @@
+"""The promotion gate against a real (SQLite) MLflow registry; champions are re-scored by a stub."""
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tasks import promotion
+from tasks.promotion import CHALLENGER, CHAMPION, PREVIOUS, PromotionGate, decide, promote
+
+NAME = "recsys-test"
+USERS = np.arange(1, 41)
+
+
+def eval_dir(root: Path, label: str, ndcg: np.ndarray) -> Path:
+    """An evaluation folder with per-user NDCG values and their mean."""
+    folder = root / label
+    folder.mkdir(parents=True)
+    pl.DataFrame({"user_id": USERS, "ndcg_at_10": ndcg}).write_parquet(folder / "per_user.parquet")
+    (folder / "metrics.json").write_text(json.dumps({"ndcg_at_10": float(ndcg.mean()), "n_eval_users": len(ndcg)}))
+    return folder
+
+
+@pytest.fixture
+def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient()
+    client.create_registered_model(NAME)
+    scores: dict[str, Path] = {}  # version -> its evaluation on "this run's split"
+    rescored: list[str] = []
+
+    def fake_score_champion(name: str, version: str, split_dir: Path, out_dir: Path) -> Path:
+        rescored.append(version)
+        return scores[version]
+
+    monkeypatch.setattr(promotion, "score_champion", fake_score_champion)
+
+    def add_version(label: str, ndcg: np.ndarray) -> tuple[str, Path]:
+        version = str(client.create_model_version(NAME, source=str(tmp_path)).version)
+        scores[version] = eval_dir(tmp_path / "evals", f"{label}-v{version}", ndcg)
+        return version, scores[version]
+
+    return client, add_version, rescored, tmp_path
+
+
+def run_gate(client, version: str, folder: Path, tmp_path: Path, gate: PromotionGate = PromotionGate()):
+    return promote(client, NAME, version, folder, tmp_path, tmp_path / "work", gate, tmp_path / "promotion.lock")
+
+
+def aliases(client) -> dict[str, str]:
+    return {alias: str(version) for alias, version in client.get_registered_model(NAME).aliases.items()}
+
+
+def test_worse_model_keeps_the_champion_and_better_one_is_promoted(registry) -> None:
+    client, add_version, rescored, tmp_path = registry
+    base = np.linspace(0.1, 0.5, USERS.size)
+
+    first, folder = add_version("first", base)
+    assert run_gate(client, first, folder, tmp_path).promoted
+    assert aliases(client) == {CHAMPION: first, CHALLENGER: first}
+
+    worse, folder = add_version("worse", base - 0.05)
+    decision = run_gate(client, worse, folder, tmp_path)
+    assert not decision.promoted and rescored == [first]
+    assert aliases(client) == {CHAMPION: first, CHALLENGER: worse}
+    tags = client.get_model_version(NAME, worse).tags
+    assert tags["promotion_decision"] == "kept_champion"
+    assert "not better than the champion beyond noise" in tags["promotion_reason"]
+
+    noisy, folder = add_version("noisy", base + np.where(USERS % 2 == 0, 0.03, -0.03))  # same mean
+    assert not run_gate(client, noisy, folder, tmp_path).promoted
+
+    better, folder = add_version("better", base + 0.05)
+    decision = run_gate(client, better, folder, tmp_path)
+    assert decision.promoted and decision.comparison["ci_low"] > 0
+    assert aliases(client) == {CHAMPION: better, CHALLENGER: better, PREVIOUS: first}
+    assert client.get_model_version(NAME, better).tags["promotion_decision"] == "promoted"
+
+
+def test_a_manual_rollback_is_what_the_next_run_compares_against(registry) -> None:
+    client, add_version, rescored, tmp_path = registry
+    base = np.linspace(0.1, 0.5, USERS.size)
+    old, folder = add_version("old", base)
+    run_gate(client, old, folder, tmp_path)
+    new, folder = add_version("new", base + 0.1)
+    run_gate(client, new, folder, tmp_path)
+    client.set_registered_model_alias(NAME, CHAMPION, old)  # a person rolls back in the UI
+    candidate, folder = add_version("candidate", base + 0.02)
+    rescored.clear()
+    run_gate(client, candidate, folder, tmp_path)
+    assert rescored == [old]
+
+
+def test_minimum_quality_blocks_even_a_first_version(registry) -> None:
+    client, add_version, _, tmp_path = registry
+    version, folder = add_version("empty", np.zeros(USERS.size))
+    decision = run_gate(client, version, folder, tmp_path)
+    assert not decision.promoted and "below the minimum quality" in decision.reason
+    assert CHAMPION not in aliases(client)
+    version, folder = add_version("few-users", np.full(USERS.size, 0.3))
+    assert not run_gate(client, version, folder, tmp_path, PromotionGate(min_users=100)).promoted
+
+
+def test_concurrent_runs_leave_consistent_aliases(registry) -> None:
+    client, add_version, _, tmp_path = registry
+    base = np.linspace(0.1, 0.5, USERS.size)
+    first, folder = add_version("first", base)
+    run_gate(client, first, folder, tmp_path)
+    contenders = [add_version(f"contender{i}", base + 0.05 * (i + 1)) for i in range(2)]
+    threads = [threading.Thread(target=run_gate, args=(client, v, f, tmp_path)) for v, f in contenders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    final = aliases(client)
+    best = contenders[1][0]
+    # whichever ran first, the stronger contender ends as champion and previous_champion is a real predecessor
+    assert final[CHAMPION] == best
+    assert final[PREVIOUS] in {first, contenders[0][0]}
+
+
+def test_decide_reports_the_comparison() -> None:
+    per_user = pl.DataFrame({"user_id": USERS, "ndcg_at_10": np.full(USERS.size, 0.2)})
+    promoted, reason, figures = decide({"ndcg_at_10": 0.3, "n_eval_users": 40},
+                                       per_user.with_columns(pl.col("ndcg_at_10") + 0.1), per_user, PromotionGate())
+    assert promoted and figures["n_users"] == 40 and figures["difference"] == pytest.approx(0.1)
+    assert "beats the champion beyond noise" in reason
+
+
+def test_manual_promotion_and_rollback(registry) -> None:
+    from tasks.registry_admin import list_models, roll_back, set_champion
+
+    client, add_version, _, tmp_path = registry
+    base = np.linspace(0.1, 0.5, USERS.size)
+    first, folder = add_version("first", base)
+    run_gate(client, first, folder, tmp_path)
+    second, _ = add_version("second", base)
+    lock = tmp_path / "promotion.lock"
+    assert set_champion(client, NAME, second, lock) == first
+    assert aliases(client)[CHAMPION] == second and aliases(client)[PREVIOUS] == first
+    (row,) = list_models(client)
+    assert (row.name, row.latest_version, row.aliases[CHAMPION]) == (NAME, second, second)
+    assert "by hand" in row.champion_reason
+    assert roll_back(client, NAME, lock) == first
+    assert aliases(client)[CHAMPION] == first and aliases(client)[PREVIOUS] == second
