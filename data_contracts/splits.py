@@ -1,22 +1,24 @@
 """Contract of a split's outputs. Any break is a bug in splitting, so the policy is `fail`."""
 
+from typing import Any
+
 import polars as pl
 
 from data_contracts.engine import ContractViolation, TableContract, table_problems
 from recsys_models import columns
+from recsys_models.splitting import LEAKAGE_SCOPE, leakage_check
 
-GLOBAL_PROTOCOLS = frozenset({"temporal-global", "rolling"})
 PART_NAMES = ("train", "valid", "test")
 
 
-def check_split(
-    parts: dict[str, pl.DataFrame], protocol: str, cutoff_timestamp: int | None = None
-) -> dict[str, object]:
-    """Raise `ContractViolation` when the split leaks or is malformed; return the checks' report.
+def check_split(parts: dict[str, pl.DataFrame], protocol: str) -> dict[str, Any]:
+    """Raise `ContractViolation` when the split is malformed or leaks; return the checks' report.
 
-    Checks: each part has the ratings schema (train and test not empty); no (user, item) pair in
-    both the training part (train + valid) and test; for global protocols no test rating before
-    the cut-off nor before the last training rating.
+    Checks: each part has the ratings schema (train and test not empty, valid may be); no
+    (user, item) pair in both the training part (train + valid) and test; no test rating earlier
+    than the training data it is judged against (the protocol's scope: global for global and
+    rolling splits, the user's own history for per-user splits), and no validation row earlier
+    than train by the same rule.
     """
     problems: list[str] = []
     for name in PART_NAMES:
@@ -26,20 +28,19 @@ def check_split(
     if problems:
         raise ContractViolation(problems)
     history = pl.concat([parts["train"], parts["valid"]])
-    shared_pairs = history.select(columns.USER_ID, columns.ITEM_ID).unique().join(
-        parts["test"].select(columns.USER_ID, columns.ITEM_ID).unique(), on=[columns.USER_ID, columns.ITEM_ID]
-    ).height
+    pairs = [columns.USER_ID, columns.ITEM_ID]
+    shared_pairs = history.select(pairs).unique().join(parts["test"].select(pairs).unique(), on=pairs).height
     if shared_pairs:
         problems.append(f"split: {shared_pairs} (user, item) pairs are in both the training part and test")
-    report: dict[str, object] = {"protocol": protocol, "shared_pairs": shared_pairs}
-    if protocol in GLOBAL_PROTOCOLS:
-        first_test = int(parts["test"][columns.TIMESTAMP].min())
-        last_train = int(history[columns.TIMESTAMP].max())
-        report |= {"first_test_timestamp": first_test, "last_train_timestamp": last_train}
-        if cutoff_timestamp is not None and first_test < cutoff_timestamp:
-            problems.append(f"split: a test rating at {first_test} is before the cut-off {cutoff_timestamp}")
-        if first_test < last_train:
-            problems.append(f"split: test starts at {first_test}, before the last training rating at {last_train}")
+    scope = LEAKAGE_SCOPE[protocol]
+    test_leak = leakage_check(history, parts["test"], scope)
+    valid_leak = leakage_check(parts["train"], parts["valid"], scope)
+    for part, leak in (("test", test_leak), ("valid", valid_leak)):
+        if not leak["passed"]:
+            problems.append(
+                f"split: {leak['earlier_test_rows']} {part} rows are earlier than the training data they are "
+                f"judged against ({scope} scope)"
+            )
     if problems:
         raise ContractViolation(problems)
-    return report | {"success": True}
+    return {"protocol": protocol, "shared_pairs": shared_pairs, "test_leakage": test_leak, "valid_leakage": valid_leak}

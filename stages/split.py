@@ -2,7 +2,8 @@
 
 Every split folder holds `train.parquet`, `valid.parquet` (cut from train by the protocol's own
 rule, never from test; disjoint from train), `test.parquet` and a manifest with sizes, cut-offs,
-cold counts with the rule that handles them, and leakage checks. A failed leakage check is a bug
+cold counts with the rule that handles them, and leakage checks. The split contract
+(`data_contracts.splits`) must hold: a leak or a (user, item) pair in both train and test is a bug
 in the splitter, and fails the stage.
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
+from data_contracts.splits import check_split
 from recsys_models.splitting import (
     ROLLING,
     Split,
@@ -67,9 +69,8 @@ def _write_parts(record: StageRecord, parts: Split) -> None:
     """Write the three parts and the manifest facts; refuse a split that leaks."""
     if parts.valid is None:
         raise ValueError("a split stage writes a validation tail: cut it with with_validation first")
-    report = split_report(parts)
-    if not report["leakage"]["passed"]:
-        raise RuntimeError(f"{parts.protocol} split leaks: {report['leakage']}")
+    contract = check_split({"train": parts.train, "valid": parts.valid, "test": parts.test}, parts.protocol)
+    report = split_report(parts) | {"contract": contract}
     record.write_table("train", parts.train)
     record.write_table("valid", parts.valid)
     record.write_table("test", parts.test)

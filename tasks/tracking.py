@@ -5,6 +5,7 @@ The active MLflow run is per thread, so everything here takes explicit run ids (
 
 import json
 import subprocess
+import time
 import warnings
 from importlib import metadata
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Metric, Param
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -22,6 +24,7 @@ from stages.model_card import render_model_card
 
 EXPERIMENT = "recsys-retrain"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
+MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 VERSION_TAG_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "n_eval_users", "n_eval_rows")
 SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow")
 
@@ -97,14 +100,15 @@ def log_family(
     run_id = child.info.run_id
     params = {"family": family, "seed": train_manifest["parameters"]["seed"]}
     params |= {f"config.{key}": value for key, value in train_manifest["parameters"]["config"].items()}
-    for key, value in params.items():
-        client.log_param(run_id, key, value)
-    for key, value in (numeric_metrics(metrics) | {"fit_seconds": train_manifest["counts"]["fit_seconds"]}).items():
-        client.log_metric(run_id, key, value)
-    for record in json.loads((train_dir / "history.json").read_text()):
-        for key, value in record.items():
-            if key != "epoch":
-                client.log_metric(run_id, key, value, step=int(record["epoch"]))
+    now = int(time.time() * 1000)
+    final = numeric_metrics(metrics) | {"fit_seconds": train_manifest["counts"]["fit_seconds"]}
+    entries = [Metric(key, value, now, 0) for key, value in final.items()]
+    for record in json.loads((train_dir / "history.json").read_text()):  # per-epoch curves
+        step = int(record["epoch"])
+        entries += [Metric(key, float(value), now, step) for key, value in record.items() if key != "epoch"]
+    client.log_batch(run_id, params=[Param(key, str(value)) for key, value in params.items()])
+    for start in range(0, len(entries), MAX_BATCH_METRICS):  # one request per batch, not per metric
+        client.log_batch(run_id, metrics=entries[start : start + MAX_BATCH_METRICS])
     client.log_artifact(run_id, str(split_dir / MANIFEST), artifact_path="split")
     client.log_artifact(run_id, str(eval_dir / "metrics.json"), artifact_path="evaluation")
     client.log_artifact(run_id, str(eval_dir / "recommendations.parquet"), artifact_path="evaluation")

@@ -78,19 +78,20 @@ def test_split_contract_catches_leaks_and_shared_pairs() -> None:
     train = ratings_frame([(1, 1, 4.0, T), (2, 2, 3.0, T + 10)])
     valid = ratings_frame([(1, 2, 4.0, T + 20)])
     test = ratings_frame([(2, 3, 5.0, T + 30)])
-    report = check_split({"train": train, "valid": valid, "test": test}, "temporal-global", cutoff_timestamp=T + 30)
-    assert report["success"] and report["shared_pairs"] == 0
+    report = check_split({"train": train, "valid": valid, "test": test}, "temporal-global")
+    assert report["shared_pairs"] == 0 and report["test_leakage"]["passed"]
     leaking = ratings_frame([(2, 3, 5.0, T + 5), (1, 1, 2.0, T + 40)])
     with pytest.raises(ContractViolation) as caught:
-        check_split({"train": train, "valid": valid, "test": leaking}, "temporal-global", cutoff_timestamp=T + 30)
+        check_split({"train": train, "valid": valid, "test": leaking}, "temporal-global")
     assert caught.value.problems == (
         "split: 1 (user, item) pairs are in both the training part and test",
-        f"split: a test rating at {T + 5} is before the cut-off {T + 30}",
-        f"split: test starts at {T + 5}, before the last training rating at {T + 20}",
+        "split: 1 test rows are earlier than the training data they are judged against (global scope)",
     )
-    # per-user protocols mix time across users: only the pair rule applies
-    assert check_split({"train": train, "valid": valid, "test": test.with_columns(pl.lit(T, dtype=pl.Int64).alias("timestamp"))},
-                       "temporal-user")["success"]
+    # per-user protocols mix time across users: only each user's own history counts
+    early = test.with_columns(pl.lit(T + 15, dtype=pl.Int64).alias("timestamp"))
+    assert check_split({"train": train, "valid": valid, "test": early}, "temporal-user")["test_leakage"]["passed"]
+    with pytest.raises(ContractViolation, match="split test: table is empty"):
+        check_split({"train": train, "valid": valid, "test": test.clear()}, "temporal-global")
 
 
 def test_quarantine_threshold_names_the_worst_expectations() -> None:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
+
+from data_contracts import ContractViolation
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -205,8 +207,9 @@ def test_split_stage_writes_three_disjoint_parts_and_a_manifest(tiny_ratings: pl
 def test_split_stage_refuses_a_leaking_split(tiny_ratings: pl.DataFrame, tmp_path: Path) -> None:
     ordered = tiny_ratings.sort("timestamp")
     leaking = Split("temporal-global", ordered.slice(4), ordered.head(2), {}, valid=ordered.slice(2, 2))
-    with pytest.raises(RuntimeError, match="leaks"):
+    with pytest.raises(ContractViolation, match="test rows are earlier than the training data"):
         _write_parts(StageRecord("split", tmp_path), leaking)
+    assert not (tmp_path / "train.parquet").exists()  # nothing written for a split that leaks
 
 
 def test_rolling_split_stage_writes_one_folder_per_window(tmp_path: Path) -> None:
