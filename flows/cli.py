@@ -1,4 +1,4 @@
-"""The `recsys` command: run the pipeline and open its UIs."""
+"""The `recsys` command: run the pipeline, score, manage the registry, open the UIs."""
 
 import argparse
 import os
@@ -44,6 +44,24 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--windows", type=int, default=4, help="number of successive test windows (default 4)")
     backtest.add_argument("--window-days", type=float, default=30.0, help="length of each window in days (default 30)")
     backtest.add_argument("--seed", type=int, default=42)
+    score = commands.add_parser(
+        "score", help="write the champion's top-k for every known user to Parquet",
+        epilog="example: recsys score --model recsys --alias champion --k 20",
+    )
+    score.add_argument("--model", default="recsys", help="registered model name (default recsys)")
+    score.add_argument("--alias", default="champion", help="alias of the version to use (default champion)")
+    score.add_argument("--k", type=int, default=10)
+    models = commands.add_parser(
+        "models", help="list registered models and aliases; promote or roll back by hand",
+        epilog="examples: recsys models list | recsys models promote recsys-ease 3 | recsys models rollback recsys",
+    )
+    actions = models.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="registered models, aliases, and why the champion is champion")
+    promote = actions.add_parser("promote", help="make a version champion (the old one becomes previous_champion)")
+    promote.add_argument("name")
+    promote.add_argument("version")
+    rollback = actions.add_parser("rollback", help="give champion back to previous_champion")
+    rollback.add_argument("name")
     ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the workspace's store")
     ui.add_argument("--port", type=int, default=5000)
     return parser
@@ -125,6 +143,11 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
         f"rows: {validation['source_rows']} read = {validation['valid_rows']} valid"
         f" + {validation['quarantined_rows']} quarantined + {validation['rejected_at_parse']} unparseable"
     )
+    for table in ("items", "tags"):
+        if f"{table}_valid_rows" in validation:
+            print(f"{table}: {validation[f'{table}_valid_rows']} valid + {validation[f'{table}_quarantine_rows']} quarantined")
+    for breach in validation.get("drift", {}).get("breaches", []):
+        print(f"WARNING {breach}")
     split = summary["split"]
     test = split["test"]
     print(
@@ -137,6 +160,15 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
         print(line)
     for family, error in summary["failed"].items():
         print(f"FAILED {family}: {error}")
+    print("\npromotion:")
+    for family, entry in summary["families"].items():
+        registration = entry["registration"]
+        verdict = "champion" if registration["promoted"] else "challenger"
+        print(f"  {registration['registered_model']} v{registration['version']} -> {verdict}: {registration['reason']}")
+    if summary.get("overall"):
+        overall = summary["overall"]
+        verdict = "champion" if overall["promoted"] else "challenger"
+        print(f"  recsys v{overall['version']} -> {verdict}: {overall['reason']}")
     print(f"\nsummary: {summary['run_dir']}/summary.json")
     print(f"MLflow store: {summary['mlflow'].get('tracking_uri')}  -> open with `make ui` (http://127.0.0.1:5000)")
     print(f"Prefect home: {os.environ['PREFECT_HOME']}  -> `prefect server start --host 127.0.0.1` for its UI")
@@ -177,11 +209,43 @@ def _ui(args: argparse.Namespace, workspace: Workspace) -> int:
     return subprocess.call(command, env=env)
 
 
+def _score(args: argparse.Namespace, workspace: Workspace) -> int:
+    from flows.score import ScoreConfig, batch_score
+
+    result = batch_score(ScoreConfig(model_name=args.model, alias=args.alias, k=args.k))
+    counts = result["counts"]
+    print(f"\n{counts['rows']} recommendations for {counts['users']} users from {args.model} v{result['model_version']}")
+    print(f"written to {result['output_dir']} ({counts['parts']} part files + manifest.json)")
+    return 0
+
+
+def _models(args: argparse.Namespace, workspace: Workspace) -> int:
+    import mlflow
+    from mlflow import MlflowClient
+
+    from tasks.registry_admin import list_models, roll_back, set_champion
+
+    mlflow.set_tracking_uri(workspace.tracking_uri())
+    client, lock = MlflowClient(), workspace.mlflow_db.parent / "promotion.lock"
+    if args.action == "list":
+        for row in list_models(client):
+            aliases = ", ".join(f"{alias}=v{version}" for alias, version in sorted(row.aliases.items())) or "no aliases"
+            print(f"{row.name:<24} latest v{row.latest_version:<4} {aliases}")
+            if row.champion_reason:
+                print(f"{'':<24} champion because: {row.champion_reason}")
+    elif args.action == "promote":
+        before = set_champion(client, args.name, args.version, lock)
+        print(f"{args.name}: champion v{args.version}" + (f" (previous_champion v{before})" if before else ""))
+    else:
+        print(f"{args.name}: champion back to v{roll_back(client, args.name, lock)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     workspace = Workspace.from_env()
     configure_environment(workspace)
-    handlers = {"retrain": _retrain, "backtest": _backtest, "ui": _ui}
+    handlers = {"retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models, "ui": _ui}
     return handlers[args.command](args, workspace)
 
 

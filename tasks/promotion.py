@@ -6,7 +6,8 @@ with the same evaluation code, and the paired difference of the gating metric ov
 were scored on must have a 95% interval above zero. The old champion keeps `previous_champion`,
 so rolling back is one alias move in the UI. Whatever `champion` points to when the run looks,
 including a person's manual change, is what the candidate must beat. The decision and its reason
-are tags on the version (`promotion_decision`, `promotion_reason`).
+are tags on the version (`promotion_decision`, `promotion_reason`). A champion judged on another
+dataset or protocol is never compared: the candidate stays challenger and the reason says so.
 """
 
 import fcntl
@@ -102,6 +103,22 @@ def decide(
     return False, f"not better than the champion beyond noise: {summary}", figures
 
 
+COMPARABLE_TAGS = ("dataset", "protocol")
+
+
+def context_mismatch(client: MlflowClient, name: str, version: str, champion: str) -> str | None:
+    """Why two versions cannot be compared (another dataset or protocol), or None when they can."""
+    tags = {v: client.get_model_version(name, v).tags for v in (version, champion)}
+    differing = [key for key in COMPARABLE_TAGS if tags[version].get(key) != tags[champion].get(key)]
+    if not differing:
+        return None
+    described = ", ".join(f"{key} {tags[champion].get(key)!r} vs {tags[version].get(key)!r}" for key in differing)
+    return (
+        f"not compared: the champion v{champion} was judged on another {'/'.join(differing)} ({described}); "
+        "promote by hand if this version should serve"
+    )
+
+
 def promote(
     client: MlflowClient, name: str, version: str, eval_dir: Path, split_dir: Path, work_dir: Path,
     gate: PromotionGate, lock_file: Path,
@@ -112,11 +129,16 @@ def promote(
     candidate_per_user = pl.read_parquet(eval_dir / "per_user.parquet")
     with promotion_lock(lock_file):
         before = champion_version(client, name)
-        champion_per_user = None
+        champion_per_user, mismatch = None, None
         if before is not None and before != version:
-            champion_dir = score_champion(name, before, split_dir, work_dir / f"{name}-v{before}")
-            champion_per_user = pl.read_parquet(champion_dir / "per_user.parquet")
-        promoted, reason, comparison = decide(candidate, candidate_per_user, champion_per_user, gate)
+            mismatch = context_mismatch(client, name, version, before)
+            if mismatch is None:
+                champion_dir = score_champion(name, before, split_dir, work_dir / f"{name}-v{before}")
+                champion_per_user = pl.read_parquet(champion_dir / "per_user.parquet")
+        if mismatch is not None:
+            promoted, reason, comparison = False, mismatch, None
+        else:
+            promoted, reason, comparison = decide(candidate, candidate_per_user, champion_per_user, gate)
         if promoted:
             if before is not None:
                 client.set_registered_model_alias(name, PREVIOUS, before)
@@ -149,6 +171,8 @@ def promote_global(
     name, version, eval_dir = candidates[best]
     source = client.get_model_version(name, version).source
     global_version = str(mlflow.register_model(source, GLOBAL_MODEL).version)
-    client.set_model_version_tag(GLOBAL_MODEL, global_version, "family", best)
-    client.set_model_version_tag(GLOBAL_MODEL, global_version, "family_version", f"{name}/{version}")
+    family_tags = client.get_model_version(name, version).tags
+    tags = {key: family_tags[key] for key in COMPARABLE_TAGS if key in family_tags}
+    for key, value in (tags | {"family": best, "family_version": f"{name}/{version}"}).items():
+        client.set_model_version_tag(GLOBAL_MODEL, global_version, key, value)
     return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file)

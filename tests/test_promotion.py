@@ -41,8 +41,9 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 
     monkeypatch.setattr(promotion, "score_champion", fake_score_champion)
 
-    def add_version(label: str, ndcg: np.ndarray) -> tuple[str, Path]:
-        version = str(client.create_model_version(NAME, source=str(tmp_path)).version)
+    def add_version(label: str, ndcg: np.ndarray, protocol: str = "temporal-global") -> tuple[str, Path]:
+        tags = {"dataset": "ml-latest-small", "protocol": protocol}
+        version = str(client.create_model_version(NAME, source=str(tmp_path), tags=tags).version)
         scores[version] = eval_dir(tmp_path / "evals", f"{label}-v{version}", ndcg)
         return version, scores[version]
 
@@ -149,3 +150,14 @@ def test_manual_promotion_and_rollback(registry) -> None:
     assert "by hand" in row.champion_reason
     assert roll_back(client, NAME, lock) == first
     assert aliases(client)[CHAMPION] == first and aliases(client)[PREVIOUS] == second
+
+
+def test_a_champion_from_another_protocol_is_never_compared(registry) -> None:
+    client, add_version, rescored, tmp_path = registry
+    base = np.linspace(0.1, 0.5, USERS.size)
+    first, folder = add_version("p2", base)
+    run_gate(client, first, folder, tmp_path)
+    other, folder = add_version("p4", base + 0.2, protocol="temporal-user")
+    decision = run_gate(client, other, folder, tmp_path)
+    assert not decision.promoted and rescored == []
+    assert "another protocol" in decision.reason and aliases(client)[CHAMPION] == first

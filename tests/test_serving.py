@@ -105,3 +105,14 @@ def test_served_champion_answers_known_and_unknown_users(trained_workspace: dict
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_models_command_lists_promotes_and_rolls_back(trained_workspace: dict, capsys: pytest.CaptureFixture) -> None:
+    from flows.cli import main
+
+    assert main(["models", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "recsys-popularity" in listed and "champion=v1" in listed and "champion because:" in listed
+    assert main(["models", "promote", "recsys-popularity", "1"]) == 0
+    with pytest.raises(ValueError, match="no 'previous_champion'"):
+        main(["models", "rollback", "recsys-popularity"])
