@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+from recsys_models.exceptions import RecsysError
 from tasks.workspace import Workspace, configure_environment
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_1
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description="Recommender training pipeline.")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     retrain = commands.add_parser(
         "retrain",
@@ -246,7 +248,13 @@ def main(argv: list[str] | None = None) -> int:
     workspace = Workspace.from_env()
     configure_environment(workspace)
     handlers = {"retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models, "ui": _ui}
-    return handlers[args.command](args, workspace)
+    try:
+        return handlers[args.command](args, workspace)
+    except (RecsysError, ValueError) as error:  # bad data, bad configuration: one clear line
+        if args.debug:
+            raise
+        print(f"recsys {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

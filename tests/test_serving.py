@@ -114,5 +114,7 @@ def test_models_command_lists_promotes_and_rolls_back(trained_workspace: dict, c
     listed = capsys.readouterr().out
     assert "recsys-popularity" in listed and "champion=v1" in listed and "champion because:" in listed
     assert main(["models", "promote", "recsys-popularity", "1"]) == 0
+    assert main(["models", "rollback", "recsys-popularity"]) == 2  # one clear line, no traceback
+    assert "recsys-popularity has no 'previous_champion' alias" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no 'previous_champion'"):
-        main(["models", "rollback", "recsys-popularity"])
+        main(["--debug", "models", "rollback", "recsys-popularity"])
