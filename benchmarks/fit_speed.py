@@ -74,7 +74,10 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         for family in args.families.split(","):
             with context.Pool(1) as pool:
-                row = pool.apply(fit_once, (dataset, family, args.threads, args.seed))
+                try:
+                    row = pool.apply(fit_once, (dataset, family, args.threads, args.seed))
+                except Exception as error:  # a failing family is reported, not allowed to hide the others
+                    row = {"dataset": dataset, "family": family, "error": f"{type(error).__name__}: {error}"}
             print(json.dumps(row), flush=True)
             rows.append(row)
     RESULTS.mkdir(exist_ok=True)

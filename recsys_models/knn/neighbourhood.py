@@ -134,7 +134,6 @@ class NeighbourhoodRecommender(Recommender):
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         """Ranking scores: similarity-weighted sums over the user's items or the neighbours' items."""
         users = self._check_users(user_indices)
-        self._require(getattr(self, "_similarity", None))
         return self._ranking(users).toarray().astype(np.float32)
 
     def predict(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
