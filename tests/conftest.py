@@ -63,3 +63,10 @@ def prefect_server():
 
     with prefect_test_harness(), temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_tracking_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`mlflow.set_tracking_uri` also sets MLFLOW_TRACKING_URI in the environment, which the
+    workspace honours as "a real server": without this, one test's store leaks into the next."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)

@@ -27,15 +27,13 @@ def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) 
     low_rank_ratings(n_users=80, n_items=50, density=0.3).with_columns(
         (pl.col("timestamp") * 3600 + 1_500_000_000).alias("timestamp")
     ).write_parquet(ratings)
-    previous = os.environ.get("RECSYS_WORKSPACE")
-    os.environ["RECSYS_WORKSPACE"] = str(root / "ws")
-    summary = retrain(RetrainConfig(dataset=str(ratings), families=["popularity", "biased_mf"],
-                                    family_configs={"biased_mf": {"epochs": 3, "n_factors": 8}}))
-    yield {"summary": summary, "root": root, "train": pl.read_parquet(Path(summary["run_dir"]) / "split" / "train.parquet")}
-    if previous is None:
-        os.environ.pop("RECSYS_WORKSPACE")
-    else:
-        os.environ["RECSYS_WORKSPACE"] = previous
+    with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot serve
+        patch.setenv("RECSYS_WORKSPACE", str(root / "ws"))
+        patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # left behind by earlier mlflow.set_tracking_uri calls
+        summary = retrain(RetrainConfig(dataset=str(ratings), families=["popularity", "biased_mf"],
+                                        family_configs={"biased_mf": {"epochs": 3, "n_factors": 8}}))
+        split_dir = Path(summary["run_dir"]) / "split"
+        yield {"summary": summary, "root": root, "train": pl.read_parquet(split_dir / "train.parquet")}
 
 
 def test_global_model_points_at_the_best_family(trained_workspace: dict) -> None:
