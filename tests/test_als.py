@@ -47,7 +47,8 @@ def confidence() -> sp.csr_matrix:
 
 
 def test_exact_solver_matches_the_normal_equations(confidence: sp.csr_matrix) -> None:
-    model = ALS(ALSConfig(n_factors=6, regularization=0.3, block_entries=40), CPU)  # degrees < 6: Woodbury path
+    # degrees 0 to 25 around 6 factors: Woodbury blocks, Cholesky blocks and an empty row
+    model = ALS(ALSConfig(n_factors=6, regularization=0.3, solver="cholesky", block_entries=40), CPU)
     fixed = torch.randn(30, 6, generator=torch.Generator().manual_seed(0))
     solved = model._solve_exact(confidence, fixed, torch.zeros(40, 6)).numpy()
     np.testing.assert_allclose(solved, normal_equations(confidence, fixed.numpy(), 0.3), rtol=1e-3, atol=1e-4)
@@ -96,7 +97,7 @@ def test_reconstructs_a_planted_low_rank_matrix(solver: str) -> None:
 def test_cg_with_enough_steps_fits_the_same_model_as_cholesky() -> None:
     users, items = np.nonzero(planted_low_rank(n_users=100, n_items=50, seed=2)[0])
     data = Interactions.from_frame(frame(users, items))
-    exact = ALS(ALSConfig(n_factors=4, iterations=5, alpha=2.0), CPU).fit(data)
+    exact = ALS(ALSConfig(n_factors=4, iterations=5, alpha=2.0, solver="cholesky"), CPU).fit(data)
     cg = ALS(ALSConfig(n_factors=4, iterations=5, alpha=2.0, solver="cg", cg_steps=12), CPU).fit(data)
     every_user = np.arange(len(exact.users))
     np.testing.assert_allclose(cg.score(every_user), exact.score(every_user), rtol=1e-3, atol=1e-3)

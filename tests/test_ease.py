@@ -53,7 +53,7 @@ def test_scores_match_the_closed_form(values: str) -> None:
 def test_an_item_without_interactions_scores_zero_and_changes_nothing() -> None:
     frame = frame_from_matrix(TINY)
     items = IdVocabulary(np.array([1, 2, 3, 4, 5, 99]))  # item 99 is in the vocabulary, never interacted
-    model = EASE(EASEConfig(l2=2.0), TrainingOptions(device="cpu"))
+    model = EASE(EASEConfig(l2=2.0, values="binary"), TrainingOptions(device="cpu"))
     model.fit(Interactions.from_frame(frame, IdVocabulary.from_values(frame["user_id"].to_numpy()), items))
     scores = model.score(np.arange(6))
     binary = (TINY > 0).astype(np.float64)
@@ -66,7 +66,7 @@ def test_recommends_the_missing_item_of_the_users_block() -> None:
     n_users, n_items = 80, 20
     block_of_user, block_of_item = np.arange(n_users) % 2, np.arange(n_items) % 2
     matrix = (block_of_user[:, None] == block_of_item[None, :]) & (rng.random((n_users, n_items)) < 0.7)
-    model = EASE(EASEConfig(l2=5.0), TrainingOptions(device="cpu")).fit(
+    model = EASE(EASEConfig(l2=5.0, values="binary"), TrainingOptions(device="cpu")).fit(
         Interactions.from_frame(frame_from_matrix(matrix.astype(np.float64)))
     )
     users = model.users.ids - 1  # raw ids are row + 1
