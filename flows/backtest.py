@@ -17,13 +17,13 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import Field, PositiveFloat, PositiveInt
 
 import mlflow
-from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE, DriftBounds
+from data_contracts import DriftBounds
 from flows.retrain import DEFAULT_WORKERS, divide_threads
+from flows.config import PipelineRunConfig
 from recsys_models.io import atomic_write_json
-from recsys_models.registry import FAMILIES
 from recsys_models.splitting import ROLLING
 from stages.evaluate import BACKTEST_TABLE
 from stages.manifest import read_manifest
@@ -42,42 +42,14 @@ EXPERIMENT = "recsys-backtest"
 MLFLOW_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 
 
-class BacktestConfig(BaseModel):
+class BacktestConfig(PipelineRunConfig):
     """Parameters of a backtest run (the Prefect UI shows them as a form)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: str = Field(
-        default="ml-latest-small",
-        description="ml-latest-small, ml-100k, synthetic, or a path to a ratings CSV/Parquet file.",
-    )
-    families: list[str] | None = Field(default=None, description="Families to backtest; None takes all.")
     n_windows: PositiveInt = Field(default=4, description="Successive test windows, the last ending at the data's end.")
     window_days: PositiveFloat = Field(default=30.0, description="Length of each test window in days.")
     valid_fraction: float = Field(
         default=0.1, gt=0.0, lt=1.0, description="Validation tail: the last share of each window's training data."
     )
-    max_quarantine_share: float = Field(
-        default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0,
-        description="Share of bad rows in a table above which the source counts as broken and the run fails.",
-    )  # fmt: skip
-    seed: int = Field(default=42, ge=0, description="Seed of every model.")
-    k: PositiveInt = Field(default=10, description="Headline cut-off of the ranking metrics.")
-    family_configs: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Hyperparameters per family, validated by the family's config."
-    )
-
-    @field_validator("families")
-    @classmethod
-    def _known_families(cls, families: list[str] | None) -> list[str] | None:
-        if families is not None:
-            unknown = sorted(set(families) - set(FAMILIES))
-            if unknown or not families:
-                raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
-        return families
-
-    def selected_families(self) -> list[str]:
-        return list(self.families or FAMILIES)
 
 
 @flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))

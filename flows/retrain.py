@@ -2,8 +2,8 @@
 
 import json
 import logging
-from dataclasses import asdict
 import os
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -11,32 +11,25 @@ import torch
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import Field
 
 import mlflow
-from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE, DriftBounds
+from data_contracts import DriftBounds
+from flows.config import PipelineRunConfig
 from recsys_models.io import atomic_write_json
-from recsys_models.registry import FAMILIES
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.stage_tasks import evaluate_task, ingest_task, split_task, train_task, validate_task
-from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
 from tasks.promotion import PromotionGate, promote, promote_global
+from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, new_run_id
 
 DEFAULT_WORKERS = 2
 
 
-class RetrainConfig(BaseModel):
+class RetrainConfig(PipelineRunConfig):
     """Parameters of a retrain run (the Prefect UI shows them as a form)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    dataset: str = Field(
-        default="ml-latest-small",
-        description="ml-latest-small, ml-100k, synthetic, or a path to a ratings CSV/Parquet file.",
-    )
-    families: list[str] | None = Field(default=None, description="Families to train; None trains all.")
     protocol: Literal["temporal-global", "temporal-user", "leave-one-out"] = Field(
         default="temporal-global",
         description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3.",
@@ -44,29 +37,8 @@ class RetrainConfig(BaseModel):
     train_fraction: float = Field(
         default=0.8, gt=0.0, lt=1.0, description="temporal-global: share of rows before the cut-off."
     )
-    seed: int = Field(default=42, ge=0, description="Seed of every model.")
-    k: PositiveInt = Field(default=10, description="Cut-off of the ranking metrics.")
-    max_quarantine_share: float = Field(
-        default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0,
-        description="Share of bad rows in a table above which the source counts as broken and the run fails.",
-    )
     drift: DriftBounds = Field(default_factory=DriftBounds, description="Drift bounds against the last good run.")
     gate: PromotionGate = Field(default_factory=PromotionGate, description="When a new version becomes champion.")
-    family_configs: dict[str, dict[str, Any]] = Field(
-        default_factory=dict, description="Hyperparameters per family, validated by the family's config."
-    )
-
-    @field_validator("families")
-    @classmethod
-    def _known_families(cls, families: list[str] | None) -> list[str] | None:
-        if families is not None:
-            unknown = sorted(set(families) - set(FAMILIES))
-            if unknown or not families:
-                raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
-        return families
-
-    def selected_families(self) -> list[str]:
-        return list(self.families or FAMILIES)
 
 
 def split_settings(config: RetrainConfig) -> SplitSettings:
