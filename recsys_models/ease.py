@@ -4,9 +4,9 @@ Sparse Data").
 B = argmin |X - X B|^2 + lambda |B|^2 subject to diag(B) = 0 has the solution
 P = (X^T X + lambda I)^-1, B_ij = -P_ij / P_jj, B_jj = 0; a user's scores are X_u B. The Gram
 matrix is built over the items with interactions only, as sparse X^T times dense column blocks
-of X; the inverse comes from a float32 Cholesky factor
-(torch.linalg, CPU or CUDA). An item without interactions has a zero row and column in the
-closed form, hence score 0, which is what it gets here.
+of X; the inverse comes from a float32 Cholesky factor (torch.linalg, CPU or CUDA), computed in
+place. An item without interactions has a zero row and column in the closed form, hence score
+0, which is what it gets here.
 
 Defaults (`--validation` of benchmarks/protocol_quality.py: the protocol re-applied to the
 training part, test never seen; NDCG@10 on that inner test, seed 42):
@@ -76,12 +76,13 @@ class EASE(Recommender):
         device = self.options.torch_device()
         gram = _gram(history, self.config.gram_block, device)
         gram.diagonal().add_(self.config.l2)
-        factor, info = torch.linalg.cholesky_ex(gram)
-        del gram
+        # LAPACK's potrf and potri work in place: with the input as `out`, the factor and then the
+        # inverse overwrite the Gram matrix, so the fit holds one n x n matrix instead of three
+        info = torch.empty((), dtype=torch.int32, device=device)
+        torch.linalg.cholesky_ex(gram, out=(gram, info))
         if info.item():
             raise FloatingPointError(f"{self.family}: X^T X + {self.config.l2} I is not positive definite")
-        weights = torch.cholesky_inverse(factor)
-        del factor
+        weights = torch.cholesky_inverse(gram, out=gram)
         weights /= -weights.diagonal().clone()  # column j divided by -P_jj
         weights.fill_diagonal_(0.0)
         self._weights, self._active, self._history = weights, active, history

@@ -81,17 +81,26 @@ class NegativeSampler:
         position = torch.searchsorted(keys, query).clamp_(max=keys.numel() - 1)
         return keys[position] == query
 
+    def has_negatives(self, users: torch.Tensor) -> torch.Tensor:
+        """Boolean mask of `users` that keep some sampling weight outside their positives."""
+        users = users.to(self.device, torch.int64)
+        if self._free_mass is None:
+            return torch.ones_like(users, dtype=torch.bool)
+        if users.numel() and users.max() >= self._free_mass.numel():
+            raise ValueError(f"user index {int(users.max())} lies outside the positives matrix")
+        return self._free_mass[users] > FREE_MASS_TOLERANCE
+
     def sample(self, users: torch.Tensor, n_negatives: int, generator: torch.Generator) -> torch.Tensor:
-        """Item indices, shape (len(users), n_negatives); `generator` must be on the sampler's device."""
+        """Item indices, shape (len(users), n_negatives); `generator` must be on the sampler's device.
+
+        A user whose positives hold all of the sampling weight is an error (see `has_negatives`).
+        """
         if n_negatives < 1:
             raise ValueError(f"n_negatives must be positive, got {n_negatives}")
         users = users.to(self.device, torch.int64)
-        if self._free_mass is not None and users.numel():
-            if users.max() >= self._free_mass.numel():
-                raise ValueError(f"user index {int(users.max())} lies outside the positives matrix")
-            stuck = self._free_mass[users] <= FREE_MASS_TOLERANCE
-            if stuck.any():
-                raise ValueError(f"user {int(users[stuck][0])} has no item left to draw as a negative")
+        stuck = ~self.has_negatives(users)
+        if stuck.any():
+            raise ValueError(f"user {int(users[stuck][0])} has no item left to draw as a negative")
         flat_users = users.repeat_interleave(n_negatives)
         items = self._draw(flat_users.numel(), generator)
         rejected = torch.nonzero(self._is_positive(flat_users, items)).squeeze(1)

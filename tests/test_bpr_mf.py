@@ -83,6 +83,16 @@ def test_only_ratings_at_or_above_min_rating_are_positives() -> None:
         BPRMF(BPRMFConfig(min_rating=6.0), CPU).fit(data)
 
 
+def test_a_user_with_every_item_is_left_out_of_training(caplog: pytest.LogCaptureFixture) -> None:
+    # regression: on 1M synthetic ratings one user had rated every item and sampling raised
+    matrix, user_block, item_block = block_data(seed=4)
+    matrix[0, :] = True
+    config = BPRMFConfig(n_factors=4, epochs=30, batch_size=256, learning_rate=0.05, negative_sampling="uniform")
+    model = BPRMF(config, CPU).fit(Interactions.from_frame(to_frame(matrix)))
+    assert "leaving out 1 users" in caplog.text
+    assert own_block_share(model, matrix, user_block, item_block) > 0.95
+
+
 def test_early_stopping_on_validation_ndcg_then_refit() -> None:
     matrix, _, _ = block_data(seed=3)
     frame = to_frame(matrix).sort("timestamp")

@@ -140,9 +140,18 @@ def test_same_generator_seed_gives_the_same_samples() -> None:
 def test_a_user_without_any_negative_is_a_clear_error() -> None:
     positives = sp.csr_matrix(np.array([[1, 1, 1], [1, 0, 0]], dtype=np.float32))
     sampler = NegativeSampler(3, positives=positives)
+    assert sampler.has_negatives(torch.tensor([0, 1])).tolist() == [False, True]
     assert set(sampler.sample(torch.tensor([1] * 50), 1, generator_on("cpu")).numpy().ravel()) <= {1, 2}
     with pytest.raises(ValueError, match="user 0 has no item left"):
         sampler.sample(torch.tensor([1, 0]), 1, generator_on("cpu"))
+
+
+def test_positives_holding_all_the_weight_leave_no_negative() -> None:
+    # item 2 has weight 0 (never drawn), so user 0 with items 0 and 1 has nothing to draw
+    positives = sp.csr_matrix(np.array([[1, 1, 0], [1, 0, 0]], dtype=np.float32))
+    sampler = NegativeSampler(3, weights=np.array([1.0, 2.0, 0.0]), positives=positives)
+    assert sampler.has_negatives(torch.tensor([0, 1])).tolist() == [False, True]
+    assert (sampler.sample(torch.tensor([1] * 20), 2, generator_on("cpu")) == 1).all()
 
 
 def test_sampler_rejects_bad_inputs() -> None:

@@ -26,6 +26,7 @@ epochs, and l2 <= 1e-3 overfits. The second grid used patience 8, batch 1024, 64
 Adagrad (lr 0.05-0.1) was no better than Adam in a smaller probe.
 """
 
+import logging
 from typing import Any, Literal
 
 import numpy as np
@@ -40,6 +41,8 @@ from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, seeded_generator
 from recsys_models.validation_metrics import validation_ndcg
+
+logger = logging.getLogger(__name__)
 
 
 class BPRMFConfig(BaseModel):
@@ -135,6 +138,16 @@ class BPRMF(Recommender):
         pairs = positives.tocoo()
         users = torch.from_numpy(pairs.row.astype(np.int64)).to(device)
         items = torch.from_numpy(pairs.col.astype(np.int64)).to(device)
+        usable = sampler.has_negatives(users)
+        if not usable.all():  # a user holding every item of positive sampling weight forms no BPR triple
+            logger.warning(
+                "%s: leaving out %d users whose positives cover every item that can be drawn as a negative",
+                self.family,
+                torch.unique(users[~usable]).numel(),
+            )
+            users, items = users[usable], items[usable]
+            if users.numel() == 0:
+                raise ValueError(f"{self.family}: no user has an item left to draw as a negative")
         stopper = EarlyStopping(patience=config.patience, lower_is_better=False) if validation else None
         history: list[dict[str, float]] = []
         for epoch in range(1, epochs + 1):
