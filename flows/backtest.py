@@ -82,7 +82,7 @@ def backtest(config: BacktestConfig = BacktestConfig()) -> dict[str, Any]:
         for family in families:
             trained = train_task.submit(
                 window_dir, run_dir / "train" / window_dir.name / family, family,
-                config.family_configs.get(family), config.seed,
+                config.family_configs.get(family), config.seed, validated_dir,
             )  # fmt: skip
             evaluated = evaluate_task.submit(
                 window_dir, trained, run_dir / "evaluate" / window_dir.name / family, family, config.k, validated_dir

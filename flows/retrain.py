@@ -74,7 +74,8 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
     logger.info("training %s with %d torch thread(s) per task", ", ".join(families), threads)
     trained = {
         family: train_task.submit(
-            split_dir, run_dir / "train" / family, family, config.family_configs.get(family), config.seed
+            split_dir, run_dir / "train" / family, family, config.family_configs.get(family), config.seed,
+            validated_dir,
         )
         for family in families
     }

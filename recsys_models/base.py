@@ -37,6 +37,7 @@ class Recommender(ABC):
     config_type: ClassVar[type[BaseModel]]
     predicts_ratings: ClassVar[bool] = False
     uses_validation: ClassVar[bool] = False
+    uses_item_features: ClassVar[bool] = False  # fit() then expects `features.ItemFeatures` (may be None)
 
     def __init__(self, config: BaseModel | None = None, options: TrainingOptions | None = None) -> None:
         config = config if config is not None else self.config_type()

@@ -6,6 +6,7 @@ from typing import Any
 
 import polars as pl
 
+from recsys_models.features import ItemFeatures, build_item_features, tags_until
 from recsys_models.interactions import Interactions, known_rows
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class
@@ -28,19 +29,44 @@ def load_training_data(split_dir: Path) -> tuple[Interactions, Interactions]:
     )
 
 
+def load_item_features(items_dir: Path | None, train: Interactions, valid: Interactions) -> ItemFeatures | None:
+    """Features of every catalogue item from `items_dir` (the validate folder), with only the tags
+    applied up to the last training timestamp; None when the source has no items table."""
+    if items_dir is None or not (items_dir / "items.parquet").exists():
+        return None
+    tags_path = items_dir / "tags.parquet"
+    tags = pl.read_parquet(tags_path) if tags_path.exists() else None
+    if tags is not None:
+        tags = tags_until(tags, int(max(train.timestamp.max(initial=0), valid.timestamp.max(initial=0))))
+    return build_item_features(pl.read_parquet(items_dir / "items.parquet"), tags)
+
+
 def train(
-    split_dir: Path, out_dir: Path, family: str, config: dict[str, Any] | None = None, seed: int = 42
+    split_dir: Path,
+    out_dir: Path,
+    family: str,
+    config: dict[str, Any] | None = None,
+    seed: int = 42,
+    items_dir: Path | None = None,
 ) -> Path:
-    """Fit `family` with `config` (validated; unknown keys fail) and save it under `out_dir/model`."""
+    """Fit `family` with `config` (validated; unknown keys fail) and save it under `out_dir/model`.
+
+    Families with `uses_item_features` also get the item features of `items_dir` (the validate
+    folder with `items.parquet` and `tags.parquet`), or None when there is none.
+    """
     model_class = family_class(family)
     model_config = model_class.config_type(**(config or {}))
     options = TrainingOptions(seed=seed)
     parameters = {"family": family, "config": model_config.model_dump(mode="json"), "seed": seed}
     with stage("train", out_dir, parameters) as record:
-        record.record_inputs([split_dir / "train.parquet", split_dir / "valid.parquet"])
+        inputs = [split_dir / "train.parquet", split_dir / "valid.parquet"]
+        if model_class.uses_item_features and items_dir is not None:
+            inputs += [path for path in (items_dir / "items.parquet", items_dir / "tags.parquet") if path.exists()]
+        record.record_inputs(inputs)
         train_part, valid_part = load_training_data(split_dir)
+        features = load_item_features(items_dir, train_part, valid_part) if model_class.uses_item_features else None
         started = time.perf_counter()
-        model = model_class(model_config, options).fit(train_part, valid_part)
+        model = model_class(model_config, options).fit(train_part, valid_part, features)
         record.counts = {
             "fit_seconds": round(time.perf_counter() - started, 3),
             "users": train_part.n_users,

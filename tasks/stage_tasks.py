@@ -50,8 +50,10 @@ def rolling_split_task(
 
 
 @task(name="train", task_run_name="train-{family}")
-def train_task(split_dir: Path, out_dir: Path, family: str, config: dict[str, Any] | None, seed: int) -> Path:
-    return train(split_dir, out_dir, family, config, seed)
+def train_task(
+    split_dir: Path, out_dir: Path, family: str, config: dict[str, Any] | None, seed: int, items_dir: Path | None = None
+) -> Path:
+    return train(split_dir, out_dir, family, config, seed, items_dir)
 
 
 @task(name="evaluate", task_run_name="evaluate-{family}")
