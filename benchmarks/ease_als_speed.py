@@ -4,7 +4,9 @@
     .venv/bin/python -m benchmarks.ease_als_speed --skip-ease --repeats 5
 
 1. EASE on 10,000 items (the 1M-rating synthetic set of `benchmarks.fit_speed`): fit time and
-   peak resident memory in a fresh spawned process; target under 10 s and 2 GB.
+   peak resident memory in a fresh spawned process, on `--ease-threads` torch threads (default 1);
+   target under 10 s and 2 GB. Then where the time goes: the Gram product, the Cholesky factor
+   and the inverse (potri) with B, timed apart with the functions the fit calls.
 2. ALS against the `implicit` library (benfred/implicit, CPU) with the same factors, iterations,
    regularisation and confidence (1 + alpha * 1): implicit's conjugate gradient (3 steps, fixed
    in its CPU solver, as our default `cg_steps`) against our `solver="cg"`, and implicit's exact
@@ -22,15 +24,19 @@ import importlib.util
 import json
 import logging
 import multiprocessing
+import os
 import time
 from pathlib import Path
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from benchmarks.fit_speed import load_interactions
 from benchmarks.memory import measure
 from recsys_models.als import ALS, ALSConfig
-from recsys_models.ease import EASE
+from recsys_models.ease import EASE, EASEConfig, _cholesky_in_place, _gram, _weights_from_factor
+from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 
 logger = logging.getLogger(__name__)
@@ -41,9 +47,9 @@ ALS_TARGET_RATIO = 1.5
 ALS_DATASETS = ("ml-latest-small", "synthetic-1m")
 
 
-def ease_fit(dataset: str) -> dict:
-    """Fit EASE with its defaults under `measure`; runs in a fresh child process."""
-    torch.set_num_threads(1)
+def ease_fit(dataset: str, threads: int) -> dict:
+    """Fit EASE with its defaults under `measure`, then time its phases; runs in a fresh child process."""
+    torch.set_num_threads(threads)
     data = load_interactions(dataset)
     model = EASE(options=TrainingOptions(device="cpu"))
     with measure() as before:
@@ -60,6 +66,27 @@ def ease_fit(dataset: str) -> dict:
         "peak_rss_mb": round(cost.peak_rss_mb),
         "rss_before_fit_mb": round(before.peak_rss_mb),
         "meets_target": cost.seconds < EASE_TARGET_SECONDS and cost.peak_rss_mb < EASE_TARGET_MB,
+        "threads": threads,
+        "load_average_1min": round(os.getloadavg()[0], 1),  # other work on the machine inflates the time
+        "phase_seconds": ease_phases(data),
+    }
+
+
+def ease_phases(data: Interactions) -> dict[str, float]:
+    """Seconds of the Gram product, the Cholesky factor and the inverse with B, on the CPU."""
+    config = EASEConfig()
+    matrix = sp.csr_matrix(data.tocsr(values=config.values), dtype=np.float32)
+    started = time.perf_counter()
+    gram = _gram(matrix, config.gram_block, config.dense_share, "cpu")
+    gram_done = time.perf_counter()
+    factor = _cholesky_in_place(gram, config.l2)
+    factor_done = time.perf_counter()
+    _weights_from_factor(factor)
+    finished = time.perf_counter()
+    return {
+        "gram": round(gram_done - started, 2),
+        "cholesky": round(factor_done - gram_done, 2),
+        "inverse": round(finished - factor_done, 2),
     }
 
 
@@ -124,13 +151,14 @@ def als_against_implicit(dataset: str, config: ALSConfig, repeats: int) -> list[
 
 
 def result_key(row: dict) -> tuple:
-    """What a result row measures: benchmark, dataset and (for ALS) solver."""
-    return row["benchmark"], row["dataset"], row.get("solver")
+    """What a result row measures: benchmark, dataset, (for ALS) solver and (for EASE) threads."""
+    return row["benchmark"], row["dataset"], row.get("solver"), row.get("threads", 1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="fits per timing; the best counts")
+    parser.add_argument("--ease-threads", type=int, default=1, help="torch threads of the EASE fit")
     parser.add_argument("--skip-ease", action="store_true")
     parser.add_argument("--skip-als", action="store_true")
     args = parser.parse_args()
@@ -139,7 +167,7 @@ def main() -> None:
     rows: list[dict] = []
     if not args.skip_ease:
         with multiprocessing.get_context("spawn").Pool(1) as pool:
-            rows.append(pool.apply(ease_fit, ("synthetic-1m",)))
+            rows.append(pool.apply(ease_fit, ("synthetic-1m", args.ease_threads)))
         print(json.dumps(rows[-1]), flush=True)
     if not args.skip_als:
         if importlib.util.find_spec("implicit") is None:

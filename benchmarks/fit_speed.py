@@ -6,7 +6,9 @@
 Every (dataset, family) pair is fitted in a fresh spawned process with the family's default config,
 so one fit's leftovers never count in the next one's memory; the data are loaded there before the
 clock starts. Reports fit seconds, the peak resident memory of that process during the fit
-(`benchmarks.memory.measure`, data included) and the resident memory before the fit. Writes
+(`benchmarks.memory.measure`, data included), the resident memory before the fit and the
+machine's one-minute load average when the fit ended. Families that early-stop get no validation
+tail here, so they run their full epoch budget: the worst case of a pipeline fit. Writes
 benchmarks/results/fit_speed.json and prints one JSON line per fit. The synthetic set has
 20,000 users, 10,000 items and 1,000,000 ratings (power-law activity and popularity). Times are
 wall-clock: other work on the machine changes them, not the memory figures.
@@ -29,7 +31,7 @@ from recsys_models.registry import family_class
 
 RESULTS = Path(__file__).parent / "results"
 DATASETS = ("ml-latest-small", "synthetic-1m")
-DEFAULT_FAMILIES = ("popularity", "bias", "item_knn", "user_knn", "mf", "bpr_mf", "als", "ease")
+DEFAULT_FAMILIES = ("popularity", "bias", "item_knn", "user_knn", "mf", "biased_mf", "bpr_mf", "als", "ease")
 SYNTHETIC_1M = SyntheticConfig(n_users=20_000, n_items=10_000, n_ratings=1_000_000, seed=0)
 
 
@@ -59,6 +61,7 @@ def fit_once(dataset: str, family: str, threads: int, seed: int) -> dict:
         "peak_rss_mb": round(cost.peak_rss_mb),
         "rss_before_fit_mb": round(before.peak_rss_mb),
         "threads": threads,
+        "load_average_1min": round(os.getloadavg()[0], 1),  # other work on the machine inflates the time
     }
 
 

@@ -21,14 +21,15 @@ from pydantic import Field, PositiveFloat, PositiveInt
 
 import mlflow
 from data_contracts import DriftBounds
-from flows.retrain import DEFAULT_WORKERS, divide_threads
 from flows.config import PipelineRunConfig
+from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.io import atomic_write_json
 from recsys_models.splitting import ROLLING
 from stages.evaluate import BACKTEST_TABLE
 from stages.manifest import read_manifest
 from tasks.stage_tasks import (
     backtest_report_task,
+    cached,
     evaluate_task,
     ingest_task,
     rolling_split_task,
@@ -36,7 +37,7 @@ from tasks.stage_tasks import (
     validate_task,
 )
 from tasks.tracking import code_version, numeric_metrics, start_parent_run
-from tasks.workspace import Workspace, data_dir_from_env, new_run_id
+from tasks.workspace import Workspace, data_dir_from_env, link_stage, new_run_id
 
 EXPERIMENT = "recsys-backtest"
 MLFLOW_BATCH = 1000  # MLflow's limit of metrics per log_batch call
@@ -53,25 +54,36 @@ class BacktestConfig(PipelineRunConfig):
 
 
 @flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
-def backtest(config: BacktestConfig = BacktestConfig()) -> dict[str, Any]:
-    """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place."""
+def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = Execution()) -> dict[str, Any]:
+    """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place.
+    Stages reused from the cache show as links to the earlier run's folders, as in retrain."""
     logger = get_run_logger()
     workspace = Workspace.from_env()
     run_id = new_run_id()
     run_dir = workspace.run_dir(run_id)
     logger.info("backtest %s in %s", run_id, run_dir)
 
-    ingest_dir = ingest_task(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed)
-    # the same contracts as retrain; no drift check against an earlier run: a backtest replays history
-    validated_dir = validate_task(
-        ingest_dir, run_dir / "validate", config.max_quarantine_share, None, DriftBounds()
+    ingest, validate, rolling_split, train, evaluate = (
+        cached(stage_task, workspace.cache, execution.refresh_cache)
+        for stage_task in (ingest_task, validate_task, rolling_split_task, train_task, evaluate_task)
     )
-    window_dirs = rolling_split_task(
+    ingest_dir = link_stage(
+        ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
+        run_dir / "ingest",
+    )
+    # the same contracts as retrain; no drift check against an earlier run: a backtest replays history
+    validated_dir = link_stage(
+        validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, None, DriftBounds()),
+        run_dir / "validate",
+    )
+    window_dirs = rolling_split(
         validated_dir, run_dir / "split", config.n_windows, config.window_days, config.valid_fraction
     )
+    if window_dirs:
+        link_stage(window_dirs[0].parent, run_dir / "split")
     families = config.selected_families()
-    threads = divide_threads(DEFAULT_WORKERS)
-    logger.info("%d windows x %s with %d torch thread(s) per task", len(window_dirs), ", ".join(families), threads)
+    threads = divide_threads(execution)
+    logger.info("%d windows x %s, torch threads per task: %s", len(window_dirs), ", ".join(families), threads)
 
     entries: list[dict[str, Any]] = []
     jobs = {}
@@ -80,11 +92,11 @@ def backtest(config: BacktestConfig = BacktestConfig()) -> dict[str, Any]:
             entries += [_entry(index, family, window_dir, None, "empty window") for family in families]
             continue
         for family in families:
-            trained = train_task.submit(
+            trained = train.submit(
                 window_dir, run_dir / "train" / window_dir.name / family, family,
-                config.family_configs.get(family), config.seed, validated_dir,
+                config.family_configs.get(family), config.seed, validated_dir, threads,
             )  # fmt: skip
-            evaluated = evaluate_task.submit(
+            evaluated = evaluate.submit(
                 window_dir, trained, run_dir / "evaluate" / window_dir.name / family, family, config.k, validated_dir
             )
             jobs[index, family] = (window_dir, trained, evaluated)

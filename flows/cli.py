@@ -1,14 +1,16 @@
-"""The `recsys` command: run the pipeline, score, manage the registry, open the UIs."""
+"""The `recsys` command: run the pipeline (with a live progress view), score, manage the registry,
+datasets and reports, open the UIs. Errors print as one line (`--debug` shows the traceback)."""
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+from flows import datasets_cli, ui_cli
+from flows.cold_start_report import format_warm_cold_table
 from recsys_models.exceptions import RecsysError
+from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
 from tasks.workspace import Workspace, configure_environment
 
 if TYPE_CHECKING:
@@ -17,17 +19,35 @@ if TYPE_CHECKING:
 RATING_COLUMNS = ["rmse", "mae"]
 RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "mrr_at_10"]
 BASELINE = "popularity"
+MAX_ERROR_CHARS = 500
 BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
+EXAMPLES = """examples:
+  recsys retrain                                   # the nightly flow once: ml-latest-small, every family
+  recsys report --open                             # the latest run's HTML report
+  recsys models list                               # registered models, aliases, why the champion is champion
+  recsys ui                                        # MLflow UI on http://127.0.0.1:5000
+  recsys <command> --help                          # options and examples of each command"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="recsys", description="Recommender training pipeline.")
+    parser = argparse.ArgumentParser(
+        prog="recsys", description="Recommender training pipeline.", epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    parser.add_argument(
+        "--plain", action="store_true", help="plain progress lines even on a terminal (the default in CI or a pipe)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     retrain = commands.add_parser(
         "retrain",
         help="run the nightly retrain flow once, locally",
-        epilog="example: recsys retrain --dataset ml-100k --families popularity,biased_mf --protocol temporal-user",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  recsys retrain\n"
+        "  recsys retrain --dataset ml-100k --families popularity,biased_mf --protocol temporal-user\n"
+        "  recsys retrain --dataset my_ratings.parquet --families popularity,ease",
     )
     retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic or a file")
     retrain.add_argument("--families", default=None, help="comma-separated families (default: all)")
@@ -36,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
         help="split protocol: temporal-global (P1/P2, default), temporal-user (P4), leave-one-out (P3)",
     )  # fmt: skip
     retrain.add_argument("--seed", type=int, default=42)
+    _add_execution_arguments(retrain)
     backtest = commands.add_parser(
         "backtest",
         help="run the rolling backtest flow once, locally",
@@ -46,6 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--windows", type=int, default=4, help="number of successive test windows (default 4)")
     backtest.add_argument("--window-days", type=float, default=30.0, help="length of each window in days (default 30)")
     backtest.add_argument("--seed", type=int, default=42)
+    _add_execution_arguments(backtest)
     score = commands.add_parser(
         "score", help="write the champion's top-k for every known user to Parquet",
         epilog="example: recsys score --model recsys --alias champion --k 20",
@@ -59,13 +81,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     actions = models.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="registered models, aliases, and why the champion is champion")
-    promote = actions.add_parser("promote", help="make a version champion (the old one becomes previous_champion)")
+    promote = actions.add_parser("promote", help="make a version champion (the old one becomes previous_champion)",
+                                 epilog="example: recsys models promote recsys-ease 3")  # fmt: skip
     promote.add_argument("name")
     promote.add_argument("version")
-    rollback = actions.add_parser("rollback", help="give champion back to previous_champion")
+    rollback = actions.add_parser("rollback", help="give champion back to previous_champion",
+                                  epilog="example: recsys models rollback recsys")  # fmt: skip
     rollback.add_argument("name")
-    ui = commands.add_parser("ui", help="start the MLflow UI on 127.0.0.1 against the workspace's store")
-    ui.add_argument("--port", type=int, default=5000)
+    datasets_cli.add_parser(commands)
+    ui_cli.add_parsers(commands)
     return parser
 
 
@@ -133,12 +157,35 @@ def format_backtest_table(table: "pl.DataFrame") -> str:
     return "\n".join(lines)
 
 
+def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the flow runs (flows/runners.py): task runner, parallel tasks, cache."""
+    parser.add_argument("--runner", default="local", choices=["local", "dask"], help="task runner (default local)")
+    parser.add_argument(
+        "--dask-address", default=None, help="Dask scheduler address; without it --runner dask starts a local cluster"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=2, help="tasks at once: threads, or local Dask worker processes (default 2)"
+    )
+    parser.add_argument("--no-cache", action="store_true", help="recompute every stage, reusing nothing")
+
+
+def _execution(args: argparse.Namespace) -> Any:
+    from flows.runners import Execution
+
+    return Execution(
+        runner=args.runner, workers=args.workers, dask_address=args.dask_address, refresh_cache=args.no_cache
+    )
+
+
 def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     from flows.retrain import RetrainConfig, retrain
+    from flows.runners import run_flow
+    from reporting.progress import progress_view
 
     families = [name.strip() for name in args.families.split(",")] if args.families else None
     config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed)
-    summary = retrain(config)
+    with progress_view(live=False if args.plain else None):
+        summary = run_flow(retrain, config, _execution(args))
     print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {args.protocol}")
     validation = summary["validation"]
     print(
@@ -158,6 +205,7 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     )
     print(format_metrics_table(summary["families"]))
     print("(95% percentile-bootstrap intervals over users)")
+    print("\n" + format_warm_cold_table(summary["families"]))  # cold-item slice (flows/cold_start_report.py)
     for line in format_paired(Path(summary["run_dir"]), list(summary["families"])):
         print(line)
     for family, error in summary["failed"].items():
@@ -172,6 +220,8 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
         verdict = "champion" if overall["promoted"] else "challenger"
         print(f"  recsys v{overall['version']} -> {verdict}: {overall['reason']}")
     print(f"\nsummary: {summary['run_dir']}/summary.json")
+    if summary.get("report"):
+        print(f"report:  {summary['report']}  -> `recsys report --open`")
     print(f"MLflow store: {summary['mlflow'].get('tracking_uri')}  -> open with `make ui` (http://127.0.0.1:5000)")
     print(f"Prefect home: {os.environ['PREFECT_HOME']}  -> `prefect server start --host 127.0.0.1` for its UI")
     return 1 if summary["failed"] else 0
@@ -181,12 +231,15 @@ def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
     import polars as pl
 
     from flows.backtest import BacktestConfig, backtest
+    from flows.runners import run_flow
+    from reporting.progress import progress_view
 
     families = [name.strip() for name in args.families.split(",")] if args.families else None
     config = BacktestConfig(
         dataset=args.dataset, families=families, n_windows=args.windows, window_days=args.window_days, seed=args.seed
     )
-    summary = backtest(config)
+    with progress_view(live=False if args.plain else None):
+        summary = run_flow(backtest, config, _execution(args))
     print(f"\nbacktest {summary['run_id']}  folder {summary['run_dir']}\n")
     print(format_backtest_table(pl.read_parquet(summary["table"])))
     print("(95% percentile-bootstrap intervals over users)")
@@ -196,19 +249,6 @@ def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
         print(f"FAILED {key}: {error}")
     print(f"MLflow store: {summary['mlflow']['tracking_uri']}  (experiment recsys-backtest)")
     return 1 if summary["failed"] else 0
-
-
-def _ui(args: argparse.Namespace, workspace: Workspace) -> int:
-    workspace.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", workspace.tracking_uri(),
-        "--default-artifact-root", workspace.mlflow_artifacts.as_uri(),
-        "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
-    ]
-    print(f"MLflow UI on http://127.0.0.1:{args.port} (Ctrl-C stops it)")
-    return subprocess.call(command, env=env)
 
 
 def _score(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -247,14 +287,28 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     workspace = Workspace.from_env()
     configure_environment(workspace)
-    handlers = {"retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models, "ui": _ui}
+    handlers = {
+        "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
+        "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report,
+    }  # fmt: skip
     try:
         return handlers[args.command](args, workspace)
-    except (RecsysError, ValueError) as error:  # bad data, bad configuration: one clear line
+    except KeyboardInterrupt:
+        print(f"recsys {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # one clear line; bad data or configuration exits 2, anything else 1
         if args.debug:
             raise
-        print(f"recsys {args.command}: {type(error).__name__}: {error}", file=sys.stderr)
-        return 2
+        code = 2 if isinstance(error, RecsysError | ValueError) else 1
+        print(f"recsys {args.command}: {type(error).__name__}: {_first_line(error)} (--debug shows the traceback)",
+              file=sys.stderr)  # fmt: skip
+        return code
+
+
+def _first_line(error: Exception) -> str:
+    """The error's message on one line (MLflow and contract errors can span many), at most 500 characters."""
+    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
 if __name__ == "__main__":

@@ -2,29 +2,30 @@
 
 import json
 import logging
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from mlflow import MlflowClient
 from prefect import flow, get_run_logger
+from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
 import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
+from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.io import atomic_write_json
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
-from tasks.stage_tasks import evaluate_task, ingest_task, split_task, train_task, validate_task
+from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
 from tasks.promotion import PromotionGate, promote, promote_global
+from tasks.run_report import publish_run_report
 from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
-from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, new_run_id
+from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, link_stage, new_run_id
 
-DEFAULT_WORKERS = 2
+PARTLY_FAILED = "Partly failed"
 
 
 class RetrainConfig(PipelineRunConfig):
@@ -48,41 +49,50 @@ def split_settings(config: RetrainConfig) -> SplitSettings:
     return SplitSettings(protocol=config.protocol)
 
 
-def divide_threads(workers: int) -> int:
-    """Torch threads per parallel task so that threads x tasks <= cores (set once, before fanning out)."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    torch.set_num_threads(threads)
-    return threads
-
-
 @flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
-def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
-    """Run the whole pipeline once; returns (and writes as summary.json) what each family scored."""
+def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Execution()) -> Any:
+    """Run the whole pipeline once; returns (and writes as summary.json) what each family scored.
+
+    Stages whose input content, parameters and code match an earlier run's are reused from the
+    cache (their folder here is a link to the earlier one). A family that fails is reported in
+    `summary["failed"]` and the others go on; the run then ends in the state "Partly failed"
+    (a completed run, so the summary is still returned). It raises only when every family failed.
+    """
     logger = get_run_logger()
     workspace = Workspace.from_env()
     run_id = new_run_id()
     run_dir = workspace.run_dir(run_id)
     logger.info("run %s in %s", run_id, run_dir)
+    ingest, validate, split, train, evaluate = (
+        cached(stage_task, workspace.cache, execution.refresh_cache)
+        for stage_task in (ingest_task, validate_task, split_task, train_task, evaluate_task)
+    )
 
-    ingest_dir = ingest_task(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed)
+    ingest_dir = link_stage(
+        ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
+        run_dir / "ingest",
+    )
     reference = last_successful_validation(workspace, config.dataset, before=run_id)
-    validated_dir = validate_task(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift)
-    split_dir = split_task(validated_dir, run_dir / "split", split_settings(config))
+    validated_dir = link_stage(
+        validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift),
+        run_dir / "validate",
+    )
+    split_dir = link_stage(split(validated_dir, run_dir / "split", split_settings(config)), run_dir / "split")
 
     families = config.selected_families()
-    threads = divide_threads(DEFAULT_WORKERS)
-    logger.info("training %s with %d torch thread(s) per task", ", ".join(families), threads)
+    threads = divide_threads(execution)
+    logger.info(
+        "training %s, %d at a time, torch threads per task: %s", ", ".join(families), execution.workers, threads
+    )
     trained = {
-        family: train_task.submit(
+        family: train.submit(
             split_dir, run_dir / "train" / family, family, config.family_configs.get(family), config.seed,
-            validated_dir,
-        )
+            validated_dir, threads,
+        )  # fmt: skip
         for family in families
     }
     evaluated = {
-        family: evaluate_task.submit(
-            split_dir, future, run_dir / "evaluate" / family, family, config.k, validated_dir
-        )
+        family: evaluate.submit(split_dir, future, run_dir / "evaluate" / family, family, config.k, validated_dir)
         for family, future in trained.items()
     }
     failures: dict[str, str] = {}
@@ -92,16 +102,42 @@ def retrain(config: RetrainConfig = RetrainConfig()) -> dict[str, Any]:
         if failed_state is not None:  # the first failing stage holds the real error, not "upstream failed"
             failures[family] = str(failed_state.message or failed_state.name)
             logger.error("family %s failed: %s", family, failures[family])
+            continue
+        link_stage(trained[family].result(), run_dir / "train" / family)
+        link_stage(future.result(), run_dir / "evaluate" / family)
     succeeded = [family for family in families if family not in failures]
 
     parent_run_id, registered, overall = register(workspace, run_id, config, run_dir, succeeded)
     summary = build_summary(run_id, run_dir, config, registered, failures)
     summary["overall"] = overall
+    summary["reused"] = reused_stages(run_dir)
     summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
+    # run report (HTML + plots in run_dir/report/, logged to the parent MLflow run): tasks/run_report.py
+    report = publish_run_report(run_dir, summary, workspace.tracking_uri())
+    summary["report"] = str(report) if report is not None else None
     atomic_write_json(run_dir / "summary.json", summary)
     if not succeeded:
         raise RuntimeError(f"every family failed: {failures}")
+    if failures:
+        return partly_failed(summary, failures)
     return summary
+
+
+def partly_failed(summary: dict[str, Any], failures: dict[str, str]) -> State:
+    """The final state of a run where some families failed: completed (the summary is its result),
+    named "Partly failed", its message listing each failed family with its error."""
+    listed = "; ".join(f"{family}: {error}" for family, error in failures.items())
+    return Completed(name=PARTLY_FAILED, message=f"{len(failures)} family(ies) failed: {listed}", data=summary)
+
+
+def reused_stages(run_dir: Path) -> dict[str, str]:
+    """Stage folders of this run that are links to an earlier run's (cache hits), by stage."""
+    folders = [run_dir / "ingest", run_dir / "validate", run_dir / "split"]
+    for parent in (run_dir / "train", run_dir / "evaluate"):
+        folders += list(parent.iterdir()) if parent.is_dir() else []
+    return {
+        str(folder.relative_to(run_dir)): str(folder.resolve()) for folder in sorted(folders) if folder.is_symlink()
+    }
 
 
 def register(

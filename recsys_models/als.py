@@ -42,6 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
+from recsys_models.progress import report_epoch
 from recsys_models.sparse_tensors import torch_csr
 from recsys_models.training import seeded_generator
 
@@ -127,9 +128,10 @@ class ALS(Recommender):
         generator = seeded_generator(self.options.seed)
         users = (torch.randn((train.n_users, config.n_factors), generator=generator) * config.init_std).to(device)
         items = (torch.randn((train.n_items, config.n_factors), generator=generator) * config.init_std).to(device)
-        for _ in range(config.iterations):
+        for iteration in range(1, config.iterations + 1):
             items = solve_items(users, items)
             users = solve_users(items, users)
+            report_epoch(self.family, iteration, config.iterations, {})
         self._user_factors, self._item_factors = users, items
 
     def _gram(self, fixed: torch.Tensor) -> torch.Tensor:

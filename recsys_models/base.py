@@ -17,6 +17,7 @@ import torch
 from pydantic import BaseModel
 
 from recsys_models.exceptions import NotFittedError
+from recsys_models.features import ItemFeatures
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.io import atomic_write_json, atomic_write_npz
 from recsys_models.options import TrainingOptions
@@ -38,6 +39,7 @@ class Recommender(ABC):
     predicts_ratings: ClassVar[bool] = False
     uses_validation: ClassVar[bool] = False
     uses_item_features: ClassVar[bool] = False  # fit() then expects `features.ItemFeatures` (may be None)
+    scores_new_items: ClassVar[bool] = False  # implements `score_new_items` (items absent from training)
 
     def __init__(self, config: BaseModel | None = None, options: TrainingOptions | None = None) -> None:
         config = config if config is not None else self.config_type()
@@ -83,6 +85,12 @@ class Recommender(ABC):
     def predict(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         """Predicted ratings for (user, item) index pairs; only for families that predict ratings."""
         raise NotImplementedError(f"{self.family} ranks items and does not predict ratings")
+
+    def score_new_items(self, user_indices: np.ndarray, new_items: ItemFeatures) -> np.ndarray:
+        """Scores of known users for items absent from training, from their features alone, shape
+        (len(user_indices), len(new_items.items)), comparable within a user's row; only for families
+        with `scores_new_items` (the others cannot reach a cold item)."""
+        raise NotImplementedError(f"{self.family} cannot score items absent from training")
 
     def fallback_rating(self) -> float:
         """The rating predicted for an unknown user or item: the family's global mean."""

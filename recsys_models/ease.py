@@ -3,10 +3,10 @@ Sparse Data").
 
 B = argmin |X - X B|^2 + lambda |B|^2 subject to diag(B) = 0 has the solution
 P = (X^T X + lambda I)^-1, B_ij = -P_ij / P_jj, B_jj = 0; a user's scores are X_u B. The Gram
-matrix is built over the items with interactions only, as sparse X^T times dense column blocks
-of X; the inverse comes from a float32 Cholesky factor (torch.linalg, CPU or CUDA), computed in
-place. An item without interactions has a zero row and column in the closed form, hence score
-0, which is what it gets here.
+matrix is built over the items with interactions only: the heaviest users through dense BLAS
+products, the rest through a sparse product; the inverse comes from a float32 Cholesky factor
+(torch.linalg, CPU or CUDA), computed in place. An item without interactions has a zero row and
+column in the closed form, hence score 0, which is what it gets here.
 
 Defaults (`--validation` of benchmarks/protocol_quality.py: the protocol re-applied to the
 training part, test never seen; NDCG@10 on that inner test, seed 42):
@@ -33,6 +33,8 @@ from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
 from recsys_models.sparse_tensors import torch_csr
 
+SPARSE_PRODUCT_ENTRIES = 1 << 24  # sum of squared activities per chunk of the light users' product
+
 
 class EASEConfig(BaseModel):
     """Hyperparameters of EASE; defaults from the validation search in the module docstring."""
@@ -44,20 +46,65 @@ class EASEConfig(BaseModel):
         default="rating", description="X holds 1 per interaction, or the rating value."
     )
     gram_block: PositiveInt = Field(
-        default=2048, description="Columns of X made dense per Gram product; bounds memory (x users floats)."
+        default=1024,
+        description="Heavy users made dense per block of the Gram product; bounds memory (x items floats).",
+    )
+    dense_share: float = Field(
+        default=0.02,
+        gt=0.0,
+        le=1.0,
+        description="Users with more than this share of the items enter the Gram matrix by a dense product.",
     )
 
 
-def _gram(matrix: sp.csr_matrix, block: int, device: str) -> torch.Tensor:
-    """Dense float32 X^T X on `device`: sparse X^T times dense column blocks of X."""
-    sparse = torch_csr(matrix.T, device)
-    by_column = matrix.tocsc()
+def _gram(matrix: sp.csr_matrix, block: int, dense_share: float, device: str) -> torch.Tensor:
+    """Dense float32 X^T X on `device`, split by user activity.
+
+    Heavy users (more than `dense_share` of the items) hold most of the sum of squared activities
+    that a sparse product pays for: their rows enter as dense blocks of `block` users through one
+    BLAS product each. The light users' sparse product, in chunks of bounded size, is added entry
+    by entry.
+    """
     n_items = matrix.shape[1]
-    gram = torch.empty((n_items, n_items), dtype=torch.float32, device=device)
-    for start in range(0, n_items, block):
-        columns = torch.from_numpy(by_column[:, start : start + block].toarray()).to(device)
-        gram[:, start : start + block] = torch.sparse.mm(sparse, columns)
+    activity = np.diff(matrix.indptr)
+    heavy = activity > dense_share * n_items
+    gram = torch.zeros((n_items, n_items), dtype=torch.float32, device=device)
+    heavy_rows = np.flatnonzero(heavy)
+    for start in range(0, heavy_rows.size, block):
+        rows = torch.from_numpy(matrix[heavy_rows[start : start + block]].toarray()).to(device)
+        gram.addmm_(rows.T, rows)
+    light = matrix[~heavy]
+    cost = np.cumsum(np.diff(light.indptr).astype(np.int64) ** 2)  # entries a product up to each row makes
+    n_chunks = -(-int(cost[-1]) // SPARSE_PRODUCT_ENTRIES) if cost.size else 0
+    edges = np.searchsorted(cost, np.arange(1, n_chunks) * SPARSE_PRODUCT_ENTRIES)
+    bounds = np.unique(np.concatenate([[0], edges, [light.shape[0]]]))
+    flat = gram.view(-1)
+    for first, last in zip(bounds[:-1], bounds[1:], strict=True):
+        product = (light[first:last].T @ light[first:last]).tocoo()
+        keys = torch.from_numpy(product.row.astype(np.int64) * n_items + product.col).to(device)
+        flat.index_add_(0, keys, torch.from_numpy(product.data.astype(np.float32)).to(device))
     return gram
+
+
+def _cholesky_in_place(gram: torch.Tensor, l2: float) -> torch.Tensor:
+    """The Cholesky factor of gram + l2 I, overwriting `gram` (LAPACK potrf works in place)."""
+    gram.diagonal().add_(l2)
+    info = torch.empty((), dtype=torch.int32, device=gram.device)
+    torch.linalg.cholesky_ex(gram, out=(gram, info))
+    if info.item():
+        raise FloatingPointError(f"ease: X^T X + {l2} I is not positive definite")
+    return gram
+
+
+def _weights_from_factor(factor: torch.Tensor) -> torch.Tensor:
+    """B from the Cholesky factor of P^-1, overwriting it: P by potri, then -P_ij / P_jj, zero diagonal.
+
+    All of it in the factor's memory: the fit holds one n x n matrix instead of three.
+    """
+    weights = torch.cholesky_inverse(factor, out=factor)
+    weights /= -weights.diagonal().clone()  # column j divided by -P_jj
+    weights.fill_diagonal_(0.0)
+    return weights
 
 
 class EASE(Recommender):
@@ -74,17 +121,8 @@ class EASE(Recommender):
         active = np.flatnonzero(np.diff(matrix.tocsc().indptr))
         history = sp.csr_matrix(matrix[:, active], dtype=np.float32)
         device = self.options.torch_device()
-        gram = _gram(history, self.config.gram_block, device)
-        gram.diagonal().add_(self.config.l2)
-        # LAPACK's potrf and potri work in place: with the input as `out`, the factor and then the
-        # inverse overwrite the Gram matrix, so the fit holds one n x n matrix instead of three
-        info = torch.empty((), dtype=torch.int32, device=device)
-        torch.linalg.cholesky_ex(gram, out=(gram, info))
-        if info.item():
-            raise FloatingPointError(f"{self.family}: X^T X + {self.config.l2} I is not positive definite")
-        weights = torch.cholesky_inverse(gram, out=gram)
-        weights /= -weights.diagonal().clone()  # column j divided by -P_jj
-        weights.fill_diagonal_(0.0)
+        gram = _gram(history, self.config.gram_block, self.config.dense_share, device)
+        weights = _weights_from_factor(_cholesky_in_place(gram, self.config.l2))
         self._weights, self._active, self._history = weights, active, history
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys_models.columns import GENRES, ITEM_ID, TAG, TIMESTAMP, TITLE, YEAR
+from recsys_models.columns import GENRES, ITEM_ID, ITEMS_SCHEMA, TAG, TIMESTAMP, TITLE, YEAR
 from recsys_models.interactions import IdVocabulary
 from recsys_models.io import atomic_write_npz
 
@@ -65,6 +65,28 @@ class ItemFeatures:
         )
         return sp.csr_matrix(selector @ self.matrix, dtype=np.float32)
 
+    def subset(self, item_ids: np.ndarray) -> "ItemFeatures":
+        """The features of `item_ids` (raw ids, any order; duplicates count once) that have a row."""
+        position = self.items.index_of(np.unique(np.asarray(item_ids, dtype=np.int64)))
+        position = position[position >= 0]
+        return ItemFeatures(IdVocabulary(self.items.ids[position]), sp.csr_matrix(self.matrix[position]), self.names)
+
+    def in_columns(self, names: np.ndarray) -> sp.csr_matrix:
+        """The matrix with columns laid out as `names` (a model's feature names, e.g. from training):
+        a name this build lacks is a zero column, a feature outside `names` is dropped."""
+        names = np.asarray(names).astype(str)
+        own = self.names.astype(str)
+        if own.size == 0:
+            return sp.csr_matrix((len(self.items), names.size), dtype=np.float32)
+        order = np.argsort(own, kind="stable")
+        position = np.clip(np.searchsorted(own[order], names), 0, own.size - 1)
+        known = own[order][position] == names
+        selector = sp.csr_matrix(
+            (np.ones(int(known.sum()), dtype=np.float32), (order[position[known]], np.flatnonzero(known))),
+            shape=(self.names.size, names.size),
+        )
+        return sp.csr_matrix(self.matrix @ selector, dtype=np.float32)
+
     def save(self, path: Path) -> None:
         atomic_write_npz(
             path,
@@ -108,10 +130,13 @@ def build_item_features(
 
     A tag or title word must occur on at least `min_tag_items` / `min_title_items` distinct items
     to become a feature (a word on one item cannot generalise). Tags are lower-cased and trimmed.
-    Years fall into buckets of `year_bucket` years (`year:1990s` for 10).
+    Years fall into buckets of `year_bucket` years (`year:1990s` for 10). A missing title, year or
+    genres column counts as null in every row (a source with genres only still gets features).
     """
     if year_bucket < 1 or min_tag_items < 1 or min_title_items < 1:
         raise ValueError("year_bucket, min_tag_items and min_title_items must be positive")
+    missing = {name: dtype for name, dtype in ITEMS_SCHEMA.items() if name != ITEM_ID and name not in items.columns}
+    items = items.with_columns(pl.lit(None, dtype=dtype).alias(name) for name, dtype in missing.items())
     vocabulary = IdVocabulary.from_values(items[ITEM_ID].to_numpy())
     genre = (
         items.select(ITEM_ID, pl.col(GENRES).alias("value"))
@@ -157,13 +182,25 @@ def _frequent(counts: pl.DataFrame, kind: str, min_items: int) -> pl.DataFrame:
     )
 
 
-def tfidf(matrix: sp.csr_matrix, sublinear: bool = True) -> sp.csr_matrix:
-    """Row-normalised TF-IDF: tf = 1 + log(count) when `sublinear`, idf = log((1 + n) / (1 + df)) + 1."""
+def idf_weights(matrix: sp.csr_matrix) -> np.ndarray:
+    """Smoothed inverse document frequency of each column: log((1 + n) / (1 + df)) + 1."""
+    document_frequency = np.diff(sp.csc_matrix(matrix).indptr)
+    return (np.log((1.0 + matrix.shape[0]) / (1.0 + document_frequency)) + 1.0).astype(np.float32)
+
+
+def tfidf(matrix: sp.csr_matrix, sublinear: bool = True, idf: np.ndarray | None = None) -> sp.csr_matrix:
+    """Row-normalised TF-IDF: tf = 1 + log(count) when `sublinear`, idf = log((1 + n) / (1 + df)) + 1.
+
+    `idf` (one weight per column) reuses the weights of another matrix, e.g. a model's training
+    catalogue when weighting new items; by default they come from `matrix` itself.
+    """
     counts = sp.csr_matrix(matrix, dtype=np.float32, copy=True)
+    counts.eliminate_zeros()
     if sublinear:
         counts.data = 1.0 + np.log(np.maximum(counts.data, 1e-12))
-    document_frequency = np.diff(counts.tocsc().indptr)
-    idf = np.log((1.0 + counts.shape[0]) / (1.0 + document_frequency)) + 1.0
-    weighted = sp.csr_matrix(counts @ sp.diags(idf.astype(np.float32)), dtype=np.float32)
+    weights = idf_weights(counts) if idf is None else np.asarray(idf, dtype=np.float32)
+    if weights.shape != (counts.shape[1],):
+        raise ValueError(f"idf has shape {weights.shape}, expected ({counts.shape[1]},)")
+    weighted = sp.csr_matrix(counts @ sp.diags(weights), dtype=np.float32)
     norms = np.sqrt(np.asarray(weighted.multiply(weighted).sum(axis=1)).ravel())
     return sp.csr_matrix(sp.diags(1.0 / np.where(norms > 0, norms, 1.0)) @ weighted, dtype=np.float32)

@@ -51,6 +51,11 @@ def atomic_write_json(target: Path, payload: Any) -> Path:
     return _write_atomically(target, lambda temp: temp.write_text(json.dumps(payload, indent=2, default=str)))
 
 
+def atomic_write_bytes(target: Path, data: bytes) -> Path:
+    """Write raw bytes (e.g. a serialised index) at `target`, atomically."""
+    return _write_atomically(target, lambda temp: temp.write_bytes(data))
+
+
 def atomic_write_npz(target: Path, **arrays: np.ndarray) -> Path:
     """Write arrays as an uncompressed .npz at `target`, atomically."""
 

@@ -45,3 +45,22 @@ def binary_cross_entropy_loss(
     positive, negative = _pairwise(positive, negative)
     positive_term = -F.logsigmoid(positive).mean()
     return positive_term + _masked_mean(-F.logsigmoid(-negative), mask)
+
+
+def multinomial_loss(logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Negative multinomial log-likelihood of each row's counts, averaged over rows (Liang et al., 2018).
+
+    `logits` and `counts` are (batch, n_items); the row's item probabilities are softmax(logits),
+    and the loss of a row is -sum_i counts_i log p_i (the multinomial coefficient is constant).
+    """
+    if logits.shape != counts.shape or logits.ndim != 2:
+        raise ValueError(f"logits and counts must be equal (batch, n) shapes; got {tuple(logits.shape)}, "
+                         f"{tuple(counts.shape)}")  # fmt: skip
+    return -(F.log_softmax(logits, dim=1) * counts).sum(1).mean()
+
+
+def gaussian_kl_divergence(mean: torch.Tensor, log_variance: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, exp(log_variance)) || N(0, I)) summed over latent dimensions, averaged over rows."""
+    if mean.shape != log_variance.shape:
+        raise ValueError(f"mean {tuple(mean.shape)} and log_variance {tuple(log_variance.shape)} differ in shape")
+    return 0.5 * (log_variance.exp() + mean**2 - 1.0 - log_variance).sum(-1).mean()

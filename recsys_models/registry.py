@@ -10,13 +10,19 @@ from recsys_models.base import MODEL_FILE, Recommender
 from recsys_models.bias import Bias
 from recsys_models.biased_mf import MF, BiasedMF
 from recsys_models.bpr_mf import BPRMF
+from recsys_models.content import ContentTFIDF
 from recsys_models.ease import EASE
 from recsys_models.exceptions import UnknownFamilyError
+from recsys_models.hybrid import HybridFeatures, HybridSwitching, HybridWeighted
 from recsys_models.knn import ItemKNN, UserKNN
+from recsys_models.ncf import GMF, MLP, NeuMF
 from recsys_models.popularity import Popularity
+from recsys_models.sequential import GRU4Rec, Markov, SASRec
+from recsys_models.two_tower import TwoTower, TwoTowerRerank
+from recsys_models.vae import MultDAE, MultVAE
 
 FAMILIES: dict[str, type[Recommender]] = {
-    cls.family: cls for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE)
+    cls.family: cls for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE, GMF, MLP, NeuMF, MultVAE, MultDAE, GRU4Rec, SASRec, Markov, TwoTower, TwoTowerRerank, ContentTFIDF, HybridWeighted, HybridSwitching, HybridFeatures)
 }
 
 

@@ -3,15 +3,21 @@
 Items are drawn uniformly or in proportion to fixed weights, typically `count ** alpha`
 (word2vec-style popularity smoothing; Rendle & Freudenthaler 2014 on popularity-aware
 sampling for BPR). With the users' positives given, a drawn positive is redrawn (rejection
-sampling): only the rejected entries are redrawn, in a few rounds for typical sparsity.
+sampling): only the rejected entries are redrawn, which settles in a few rounds for typical
+sparsity. Entries still rejected after `REJECTION_ROUNDS` belong to users whose positives hold
+most of the weight; they are drawn exactly from the weights with the user's positives zeroed.
+Whether a drawn item is a positive is one lookup in a bitmap of the (user, item) matrix while that
+fits in `BITMAP_MAX_BITS`, else a binary search in the sorted (user, item) keys.
 """
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
-MAX_REJECTION_ROUNDS = 200
+REJECTION_ROUNDS = 10
 FREE_MASS_TOLERANCE = 1e-9  # relative to the total weight: below this a user has no negative to draw
+EXACT_DRAW_FLOATS = 1 << 22  # weight-matrix entries per chunk of the exact draw (32 MB of float64)
+BITMAP_MAX_BITS = 1 << 31  # positives as a bitmap up to 256 MB (e.g. 100k users x 20k items)
 
 
 def popularity_weights(counts: np.ndarray, alpha: float) -> np.ndarray:
@@ -49,9 +55,11 @@ class NegativeSampler:
         if total <= 0:
             raise ValueError("weights must not all be zero")
         self._uniform = weights is None
-        self._cdf = torch.from_numpy(np.cumsum(item_weights)).to(self.device)
+        self._weights = torch.from_numpy(item_weights).to(self.device)
+        self._cdf = torch.cumsum(self._weights, 0)
         self._last_item = int(np.flatnonzero(item_weights > 0)[-1])
         self._keys: torch.Tensor | None = None
+        self._bitmap: torch.Tensor | None = None
         self._free_mass: torch.Tensor | None = None
         if positives is not None:
             self._set_positives(sp.csr_matrix(positives), item_weights, total)
@@ -65,6 +73,10 @@ class NegativeSampler:
         keys = rows * self.n_items + positives.indices.astype(np.int64)
         free_mass = total - np.bincount(rows, weights=weights[positives.indices], minlength=positives.shape[0])
         self._keys = torch.from_numpy(keys).to(self.device)
+        if positives.shape[0] * self.n_items <= BITMAP_MAX_BITS:
+            bitmap = np.zeros((positives.shape[0] * self.n_items + 7) // 8, dtype=np.uint8)
+            np.bitwise_or.at(bitmap, keys >> 3, np.left_shift(1, keys & 7).astype(np.uint8))
+            self._bitmap = torch.from_numpy(bitmap).to(self.device)
         self._free_mass = torch.from_numpy(free_mass / total).to(self.device)
 
     def _draw(self, size: int, generator: torch.Generator) -> torch.Tensor:
@@ -78,6 +90,8 @@ class NegativeSampler:
         if keys is None or keys.numel() == 0:
             return torch.zeros_like(items, dtype=torch.bool)
         query = users * self.n_items + items
+        if self._bitmap is not None:
+            return (self._bitmap[query >> 3] >> (query & 7).to(torch.uint8)) & 1 == 1
         position = torch.searchsorted(keys, query).clamp_(max=keys.numel() - 1)
         return keys[position] == query
 
@@ -104,14 +118,48 @@ class NegativeSampler:
         flat_users = users.repeat_interleave(n_negatives)
         items = self._draw(flat_users.numel(), generator)
         rejected = torch.nonzero(self._is_positive(flat_users, items)).squeeze(1)
-        for _ in range(MAX_REJECTION_ROUNDS):
+        for _ in range(REJECTION_ROUNDS):
             if rejected.numel() == 0:
                 break
             items[rejected] = self._draw(rejected.numel(), generator)
             rejected = rejected[self._is_positive(flat_users[rejected], items[rejected])]
         if rejected.numel():
-            raise RuntimeError(
-                f"{rejected.numel()} negatives still hit positives after {MAX_REJECTION_ROUNDS} rounds: "
-                "some users hold nearly all of the sampling weight"
-            )
+            items[rejected] = self._draw_excluding_positives(flat_users[rejected], generator)
         return items.view(users.numel(), n_negatives)
+
+    def _draw_excluding_positives(self, users: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """One exact draw per entry from the weights with that user's positives zeroed.
+
+        Per chunk of distinct users: their zeroed weight rows, one cumulative sum over the rows
+        laid end to end, and an inverse-CDF lookup of a uniform point inside the entry's own row.
+        """
+        keys = self._keys
+        if keys is None:
+            raise RuntimeError("exact draws need the positives")
+        distinct, row_of_entry = torch.unique(users, return_inverse=True)
+        drawn = torch.empty_like(users)
+        rows_per_chunk = max(1, EXACT_DRAW_FLOATS // self.n_items)
+        for start in range(0, distinct.numel(), rows_per_chunk):
+            chunk = distinct[start : start + rows_per_chunk]
+            first = torch.searchsorted(keys, chunk * self.n_items)
+            count = torch.searchsorted(keys, (chunk + 1) * self.n_items) - first
+            row = torch.repeat_interleave(torch.arange(chunk.numel(), device=self.device), count)
+            rank = torch.arange(row.numel(), device=self.device) - torch.repeat_interleave(
+                torch.cumsum(count, 0) - count, count
+            )
+            weights = self._weights.repeat(chunk.numel(), 1)
+            weights[row, keys[first[row] + rank] - chunk[row] * self.n_items] = 0.0
+            cumulative = torch.cumsum(weights.view(-1), 0)
+            row_end = cumulative.view(chunk.numel(), self.n_items)[:, -1]
+            row_start = torch.cat([row_end.new_zeros(1), row_end[:-1]])  # exactly where the row's sums begin
+            columns = torch.arange(self.n_items, device=self.device)
+            last_drawable = torch.where(weights > 0, columns, 0).amax(1) + columns.numel() * torch.arange(
+                chunk.numel(), device=self.device
+            )
+            entries = torch.nonzero((row_of_entry >= start) & (row_of_entry < start + chunk.numel())).squeeze(1)
+            entry_row = row_of_entry[entries] - start
+            uniform = torch.rand(entries.numel(), generator=generator, device=self.device, dtype=torch.float64)
+            target = row_start[entry_row] + uniform * (row_end - row_start)[entry_row]
+            flat = torch.minimum(torch.searchsorted(cumulative, target, right=True), last_drawable[entry_row])
+            drawn[entries] = flat - entry_row * self.n_items
+        return drawn

@@ -1,9 +1,13 @@
-"""Pieces every torch family shares: seeded generators, thread-safe device choice, early stopping."""
+"""Pieces every torch family shares: seeded generators, mini-batches, early stopping, the epoch loop."""
 
 import copy
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
+
+from recsys_models.progress import report_epoch
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -46,3 +50,66 @@ class EarlyStopping:
         """Load the weights of the best epoch into `module`."""
         if self._best_state is not None:
             module.load_state_dict(self._best_state)
+
+
+def shuffled_batches(
+    n_rows: int, batch_size: int, generator: torch.Generator, device: str | torch.device = "cpu"
+) -> Iterator[torch.Tensor]:
+    """Row indices of one epoch: a seeded permutation of range(n_rows) cut into batches, on `device`.
+
+    The permutation is drawn on the CPU `generator` (see `seeded_generator`), so a seed gives the
+    same batches on every device. Index the training tensors with each batch.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+    order = torch.randperm(n_rows, generator=generator).to(device)
+    for start in range(0, n_rows, batch_size):
+        yield order[start : start + batch_size]
+
+
+def run_epochs(
+    family: str,
+    module: torch.nn.Module,
+    epochs: int,
+    train_epoch: Callable[[int], dict[str, float]],
+    validate: Callable[[], float] | None = None,
+    stopper: EarlyStopping | None = None,
+    metric: str = "valid_ndcg_at_10",
+) -> tuple[list[dict[str, float]], int]:
+    """The epoch loop every torch family shares; returns (history, best epoch).
+
+    Each epoch calls `train_epoch(epoch)` with `module` in training mode (it returns the epoch's
+    training figures, e.g. {"train_loss": ...}), then `validate()` in eval mode without gradients
+    when given, records the value under `metric`, reports the epoch (`progress.report_epoch`) and
+    feeds `stopper`. On return the module holds the best epoch's weights (when a stopper ran) and
+    is in eval mode. Records also hold `epoch_seconds`, the wall time of the training part.
+    """
+    if validate is not None and stopper is None:
+        raise ValueError("validate needs a stopper to select the best epoch")
+    history: list[dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        module.train()
+        started = time.perf_counter()
+        record: dict[str, float] = {"epoch": epoch, **train_epoch(epoch)}
+        record["epoch_seconds"] = time.perf_counter() - started
+        stop = False
+        if validate is not None and stopper is not None:
+            module.eval()
+            with torch.no_grad():
+                record[metric] = float(validate())
+            stop = stopper.update(epoch, record[metric], module)
+        history.append(record)
+        report_epoch(family, epoch, epochs, record)
+        if stop:
+            break
+    best_epoch = len(history)
+    if stopper is not None and validate is not None:
+        stopper.restore_best(module)
+        best_epoch = stopper.best_epoch
+    module.eval()
+    return history, best_epoch
+
+
+def refit_record(record: dict[str, float]) -> dict[str, float]:
+    """A refit epoch's history record, its figures prefixed `refit_` to keep them apart from the first run's."""
+    return {key if key == "epoch" else f"refit_{key}": value for key, value in record.items()}

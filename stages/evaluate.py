@@ -14,6 +14,7 @@ from recsys_models.columns import ITEM_ID
 from recsys_models.evaluation import (
     PairedComparison,
     compare_paired,
+    evaluate_cold_items,
     evaluate_model,
     item_feature_matrix,
     protocol_evaluation_config,
@@ -21,6 +22,7 @@ from recsys_models.evaluation import (
 from recsys_models.io import file_sha256
 from recsys_models.registry import load_model
 from stages.manifest import read_manifest, stage
+from stages.train import load_item_features, load_training_data
 
 logger = logging.getLogger(__name__)
 RATING_PER_USER = ("mse", "mae")  # per-user columns of per_user_rating.parquet
@@ -36,7 +38,9 @@ def evaluate(
 
     The split's protocol fixes relevance (leave-one-out: every test item; else rating >= 4) and,
     for leave-one-out, the catalogue (every item of the data set). `items_dir/items.parquet`, when
-    present, gives the genres for intra-list diversity. `overrides` sets other
+    present, gives the genres for intra-list diversity and, with `tags.parquet` (tags up to the
+    last training timestamp), the features of the cold-item slice (`cold_items_*` metrics and
+    `per_user_cold_items.parquet`; see `evaluate_cold_items`). `overrides` sets other
     `EvaluationConfig` fields (cut-offs, sampled negatives, slice thresholds, bootstrap).
     """
     protocol = read_manifest(split_dir)["parameters"]["protocol"]
@@ -46,13 +50,18 @@ def evaluate(
     parameters = {"protocol": protocol, "item_features": "genres" if has_items else None}
     with stage("evaluate", out_dir, parameters | config.model_dump(mode="json")) as record:
         inputs = [split_dir / "test.parquet", train_dir / "model" / "state.npz"]
-        record.record_inputs(inputs + ([items_path] if has_items else []))
+        tags_path = items_dir / "tags.parquet" if has_items else None
+        has_tags = tags_path is not None and tags_path.exists()
+        record.record_inputs(inputs + ([items_path] if has_items else []) + ([tags_path] if has_tags else []))
         model = load_model(train_dir / "model")
         test = pl.read_parquet(split_dir / "test.parquet")
         features = item_feature_matrix(pl.read_parquet(items_path), model.items) if has_items else None
         catalogue = _catalogue_size(split_dir) if protocol == "leave-one-out" else None
         evaluation = evaluate_model(model, test, config, features, catalogue)
-        metrics = {"family": model.family, "protocol": protocol} | evaluation.metrics
+        catalogue_features = load_item_features(items_dir, *load_training_data(split_dir)) if has_items else None
+        cold_items = evaluate_cold_items(model, test, catalogue_features, config)
+        metrics = {"family": model.family, "protocol": protocol} | evaluation.metrics | cold_items.summary
+        record.write_table("per_user_cold_items", cold_items.per_user)
         record.write_table("recommendations", evaluation.recommendations)
         record.write_table("per_user", evaluation.per_user)
         record.write_table("per_user_rating", evaluation.per_user_rating)

@@ -26,7 +26,7 @@ EXPERIMENT = "recsys-retrain"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
 MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 VERSION_TAG_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "n_eval_users", "n_eval_rows")
-SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow")
+SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow", "faiss-cpu")
 
 
 def registered_model_name(family: str) -> str:
@@ -102,6 +102,8 @@ def log_family(
     params |= {f"config.{key}": value for key, value in train_manifest["parameters"]["config"].items()}
     now = int(time.time() * 1000)
     final = numeric_metrics(metrics) | {"fit_seconds": train_manifest["counts"]["fit_seconds"]}
+    for report in sorted((train_dir / "model").rglob("index_report.json")):  # ANN index: build time, size, recall
+        final |= numeric_metrics(json.loads(report.read_text()))
     entries = [Metric(key, value, now, 0) for key, value in final.items()]
     for record in json.loads((train_dir / "history.json").read_text()):  # per-epoch curves
         step = int(record["epoch"])

@@ -38,6 +38,11 @@ class Workspace:
         return self.root / "downloads"
 
     @property
+    def cache(self) -> Path:
+        """Prefect's stage results and cache records (what a rerun reuses)."""
+        return self.root / "cache"
+
+    @property
     def prefect_home(self) -> Path:
         return self.root / "prefect"
 
@@ -69,6 +74,19 @@ def last_successful_validation(workspace: Workspace, dataset: str, before: str) 
     return None
 
 
+def link_stage(produced: Path, expected: Path) -> Path:
+    """Show a stage folder reused from an earlier run (`produced`) at this run's place for it
+    (`expected`) as a symbolic link, made atomically; returns `expected`. A no-op when the stage
+    ran in this run."""
+    if expected.exists() and expected.resolve() == produced.resolve():
+        return expected
+    expected.parent.mkdir(parents=True, exist_ok=True)
+    temp = expected.parent / f".{expected.name}.{secrets.token_hex(4)}.link"
+    os.symlink(produced.resolve(), temp, target_is_directory=True)
+    os.replace(temp, expected)
+    return expected
+
+
 def data_dir_from_env() -> Path | None:
     """RECSYS_DATA_DIR: a folder already holding ml-latest-small/ and ml-100k/ (then nothing is downloaded)."""
     value = os.environ.get("RECSYS_DATA_DIR")
@@ -80,6 +98,8 @@ def configure_environment(workspace: Workspace) -> None:
     for name, value in TELEMETRY_OFF.items():
         os.environ.setdefault(name, value)
     os.environ.setdefault("PREFECT_HOME", str(workspace.prefect_home))
+    # Prefect's temporary server gets 20 s to start by default: too short on two busy cores
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect does not create parents
 
 

@@ -119,3 +119,25 @@ def test_validation_ndcg_matches_a_hand_computed_value() -> None:
     user_1 = 1 / math.log2(4)
     value = validation_ndcg(lambda users: scores[users], relevant, exclude, k=3)
     assert value == pytest.approx((user_0 + user_1) / 2)
+
+
+def test_large_data_get_larger_batches_instead_of_more_steps() -> None:
+    # max_batches_per_epoch=1: every epoch is one step over all pairs, as if batch_size were that large
+    data = Interactions.from_frame(to_frame(block_data(seed=5)[0]))
+    common = {"n_factors": 4, "epochs": 3, "negative_sampling": "uniform"}
+    capped = BPRMF(BPRMFConfig(**common, max_batches_per_epoch=1), CPU).fit(data)
+    one_batch = BPRMF(BPRMFConfig(**common, batch_size=len(data)), CPU).fit(data)
+    small_batches = BPRMF(BPRMFConfig(**common, batch_size=64), CPU).fit(data)
+    users = np.arange(data.n_users)
+    np.testing.assert_array_equal(capped.score(users), one_batch.score(users))
+    assert not np.allclose(capped.score(users), small_batches.score(users))
+
+
+def test_validation_scores_a_seeded_sample_of_at_most_validation_users() -> None:
+    relevant = sp.csr_matrix(np.eye(10, 6, dtype=np.float32)[np.arange(10) % 6 != 5])  # 8 users with an item
+    model = BPRMF(BPRMFConfig(validation_users=3), CPU)
+    sample = model._validation_sample(relevant)
+    kept = np.flatnonzero(np.diff(sample.indptr))
+    assert kept.size == 3 and (sample[kept] != relevant[kept]).nnz == 0
+    np.testing.assert_array_equal(kept, np.flatnonzero(np.diff(model._validation_sample(relevant).indptr)))
+    assert BPRMF(BPRMFConfig(validation_users=8), CPU)._validation_sample(relevant) is relevant

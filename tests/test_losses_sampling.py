@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from recsys_models import sampling
 from recsys_models.losses import binary_cross_entropy_loss, bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
 
@@ -81,8 +82,9 @@ def test_popularity_weights_are_counts_to_the_power_alpha() -> None:
 
 
 @pytest.mark.parametrize("weighted", [False, True])
-def test_rejection_never_returns_a_positive(device: str, weighted: bool) -> None:
-    positives = random_positives(50, 30, density=0.6, seed=1)  # dense users: many draws are rejected
+def test_rejection_never_returns_a_positive(device: str, weighted: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampling, "EXACT_DRAW_FLOATS", 90)  # exact draws in chunks of three users
+    positives = random_positives(50, 30, density=0.6, seed=1)  # dense users: many draws reach the exact path
     weights = popularity_weights(np.asarray(positives.sum(0)).ravel() + 1, 1.0) if weighted else None
     sampler = NegativeSampler(30, weights, positives, device=device)
     users = torch.arange(50, device=device).repeat(40)
@@ -124,6 +126,22 @@ def test_rejection_samples_the_weights_restricted_to_the_users_negatives() -> No
         np.testing.assert_allclose(frequency, expected, atol=0.005)
 
 
+def test_a_user_holding_nearly_all_the_weight_gets_exact_draws() -> None:
+    # regression: on 1M synthetic ratings a user with 9,990 of 10,000 items made rejection give up;
+    # here rejection almost never succeeds (free weight 1e-4), so the exact fallback does the work
+    weights = np.full(1000, 10.0)
+    weights[[3, 500, 999]] = [1e-3, 2e-3, 3e-3]
+    dense = np.ones((2, 1000), dtype=np.float32)
+    dense[0, [3, 500, 999]] = 0.0  # user 0 holds everything but three light items
+    dense[1, 10:] = 0.0  # user 1 is an ordinary user
+    sampler = NegativeSampler(1000, weights, sp.csr_matrix(dense))
+    drawn = sampler.sample(torch.tensor([0, 1]), 30_000, generator_on("cpu")).numpy()
+    frequency = np.bincount(drawn[0], minlength=1000)[[3, 500, 999]] / 30_000
+    np.testing.assert_allclose(frequency, [1 / 6, 2 / 6, 3 / 6], atol=0.015)
+    assert set(np.unique(drawn[0])) <= {3, 500, 999}
+    assert (drawn[1] >= 10).all()
+
+
 def test_uniform_sampling_is_uniform() -> None:
     drawn = NegativeSampler(8).sample(torch.zeros(160_000, dtype=torch.int64), 1, generator_on("cpu")).numpy()
     np.testing.assert_allclose(np.bincount(drawn.ravel(), minlength=8) / drawn.size, np.full(8, 1 / 8), atol=0.004)
@@ -161,3 +179,36 @@ def test_sampler_rejects_bad_inputs() -> None:
         NegativeSampler(3, weights=np.zeros(3))
     with pytest.raises(ValueError, match="columns"):
         NegativeSampler(3, positives=sp.csr_matrix((2, 4)))
+
+
+def test_bitmap_and_key_search_find_the_same_positives(monkeypatch: pytest.MonkeyPatch) -> None:
+    positives = random_positives(40, 70, density=0.3, seed=5)
+    weights = popularity_weights(np.asarray(positives.sum(0)).ravel() + 1, 0.5)
+    users = torch.arange(40).repeat(30)
+    with_bitmap = NegativeSampler(70, weights, positives)
+    monkeypatch.setattr(sampling, "BITMAP_MAX_BITS", 0)  # too small: binary search in the sorted keys
+    with_keys = NegativeSampler(70, weights, positives)
+    assert with_bitmap._bitmap is not None and with_keys._bitmap is None
+    every_pair = torch.arange(40).repeat_interleave(70), torch.arange(70).repeat(40)
+    expected = torch.from_numpy(positives.toarray().ravel() > 0)
+    assert torch.equal(with_bitmap._is_positive(*every_pair), expected)
+    assert torch.equal(with_keys._is_positive(*every_pair), expected)
+    drawn = with_bitmap.sample(users, 5, generator_on("cpu", seed=2))
+    assert torch.equal(drawn, with_keys.sample(users, 5, generator_on("cpu", seed=2)))
+
+
+def test_exact_draws_follow_each_users_restricted_weights_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sampling, "EXACT_DRAW_FLOATS", 12)  # two users per chunk: five users span three chunks
+    weights = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    dense = np.array(
+        [[0, 1, 0, 0, 0, 1], [0, 0, 1, 1, 1, 0], [1, 1, 1, 1, 1, 0], [0, 0, 0, 0, 0, 0], [0, 1, 1, 0, 1, 1]],
+        dtype=np.float32,
+    )
+    sampler = NegativeSampler(6, weights, sp.csr_matrix(dense))
+    n = 60_000
+    users = torch.arange(5).repeat(n)[torch.randperm(5 * n, generator=generator_on("cpu", seed=1))]
+    drawn = sampler._draw_excluding_positives(users, generator_on("cpu")).numpy()
+    for user in range(5):
+        allowed = weights * (dense[user] == 0)
+        frequency = np.bincount(drawn[users.numpy() == user], minlength=6) / n
+        np.testing.assert_allclose(frequency, allowed / allowed.sum(), atol=0.01)

@@ -76,3 +76,14 @@ def test_biases_matter_on_biased_data() -> None:
 def test_config_has_no_bias_terms() -> None:
     with pytest.raises(ValueError, match="bias_l2"):
         MFConfig(bias_l2=0.1)
+
+
+def test_large_data_get_larger_batches_instead_of_more_steps() -> None:
+    # max_batches_per_epoch=1: every epoch is one step over all ratings, as if batch_size were that large
+    train, _, _ = planted_ratings(bias_std=0.3)
+    users, items = np.arange(train.n_users), np.zeros(train.n_users, dtype=np.int64)
+    capped = BiasedMF(BiasedMFConfig(n_factors=4, epochs=3, max_batches_per_epoch=1), CPU).fit(train)
+    one_batch = BiasedMF(BiasedMFConfig(n_factors=4, epochs=3, batch_size=len(train)), CPU).fit(train)
+    small_batches = BiasedMF(BiasedMFConfig(n_factors=4, epochs=3, batch_size=64), CPU).fit(train)
+    np.testing.assert_array_equal(capped.predict(users, items), one_batch.predict(users, items))
+    assert not np.allclose(capped.predict(users, items), small_batches.predict(users, items))

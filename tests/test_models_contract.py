@@ -8,7 +8,8 @@ import pytest
 
 from recsys_models.biased_mf import BiasedMF, BiasedMFConfig
 from recsys_models.exceptions import NotFittedError, UnknownFamilyError
-from recsys_models.interactions import Interactions
+from recsys_models.features import ItemFeatures, build_item_features
+from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.popularity import Popularity
 from recsys_models.registry import FAMILIES, family_class, load_model, make_config
@@ -19,6 +20,19 @@ FAST_CONFIGS = {
     "bpr_mf": {"epochs": 5, "n_factors": 8, "batch_size": 256},
     "als": {"iterations": 3, "n_factors": 8},
     "ease": {"l2": 10.0},
+    "hybrid_weighted": {"component": "ease", "component_config": {"l2": 10.0}},
+    "hybrid_switching": {"component": "ease", "component_config": {"l2": 10.0}},
+    "hybrid_features": {"epochs": 4, "n_factors": 8, "batch_size": 256},
+    "gmf": {"epochs": 3, "n_factors": 8, "batch_size": 256},
+    "mlp": {"epochs": 3, "layers": [16, 8], "batch_size": 256},
+    "neumf": {"epochs": 2, "n_factors": 8, "layers": [16, 8], "batch_size": 256, "pretrain": True},
+    "mult_vae": {"epochs": 4, "hidden": [32], "latent": 8, "batch_size": 16},
+    "mult_dae": {"epochs": 4, "hidden": [32], "latent": 8, "batch_size": 16},
+    "gru4rec": {"epochs": 2, "dim": 8, "hidden_size": 8, "max_length": 8, "batch_size": 32},
+    "sasrec": {"epochs": 2, "dim": 8, "max_length": 8, "batch_size": 32},
+    "two_tower": {"epochs": 3, "dimension": 8, "batch_size": 256},
+    "two_tower_rerank": {"retriever": {"epochs": 3, "dimension": 8, "batch_size": 256}, "ranker_config": {"l2": 10.0},
+                         "n_candidates": 20},
 }
 
 
@@ -49,10 +63,24 @@ def parts() -> tuple[Interactions, Interactions]:
     )
 
 
+def synthetic_item_features(items: IdVocabulary) -> ItemFeatures:
+    """One or two of five genres, a title word shared by a third of the items and a decade per item."""
+    ids = items.ids
+    genres = [["Action", "Comedy", "Drama", "Horror", "Romance"][i % 5 : i % 5 + 1 + i % 2] for i in range(ids.size)]
+    frame = pl.DataFrame(
+        {"item_id": ids, "title": [f"{'star' if i % 3 else 'love'} story {i}" for i in range(ids.size)],
+         "year": [1970 + 10 * (i % 4) for i in range(ids.size)], "genres": genres},
+        schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
+    )  # fmt: skip
+    return build_item_features(frame)
+
+
 def fitted(family: str, parts: tuple[Interactions, Interactions], seed: int = 3):
+    """Fit with FAST_CONFIGS; families that use item features get `synthetic_item_features`."""
     model_class = family_class(family)
+    features = synthetic_item_features(parts[0].items) if model_class.uses_item_features else None
     return model_class(make_config(family, FAST_CONFIGS.get(family)), TrainingOptions(seed=seed, device="cpu")).fit(
-        *parts
+        *parts, features
     )
 
 

@@ -34,7 +34,11 @@ class MFConfig(BaseModel):
 
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")
     epochs: PositiveInt = Field(default=40, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=1024, description="Ratings per mini-batch.")
+    batch_size: PositiveInt = Field(default=1024, description="Ratings per mini-batch (at least).")
+    max_batches_per_epoch: PositiveInt = Field(
+        default=200,
+        description="Most optimizer steps per epoch: larger data get larger batches, ceil(ratings / this).",
+    )
     learning_rate: PositiveFloat = Field(default=0.002, description="Adam step size.")
     factor_l2: NonNegativeFloat = Field(default=0.1, description="L2 weight on the factors of a batch.")
     init_std: PositiveFloat = Field(default=0.05, description="Standard deviation of the initial factors.")

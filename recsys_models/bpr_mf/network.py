@@ -39,10 +39,22 @@ class BPRMFNetwork(nn.Module):
             scores = scores + self.item_bias.weight.T
         return scores
 
-    def penalty(self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
-        """Batch mean of |p_u|^2 + |q_i|^2 + mean_j |q_j|^2 (and the squared biases of i and j)."""
-        norms = (self.user_factors(users) ** 2).sum(-1) + (self.item_factors(positives) ** 2).sum(-1)
-        norms = norms + (self.item_factors(negatives) ** 2).sum(-1).mean(-1)
+    def batch_terms(
+        self, users: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Scores of the positives (batch,) and negatives (batch, n), and the L2 penalty, from one lookup.
+
+        The penalty is the batch mean of |p_u|^2 + |q_i|^2 + mean_j |q_j|^2 (plus the squared
+        biases of i and j). Looking every row up once halves the embedding backward passes.
+        """
+        user = self.user_factors(users)
+        items = torch.cat([positives[:, None], negatives], 1)
+        factors = self.item_factors(items)
+        scores = (factors * user[:, None, :]).sum(-1)  # a broadcast product: CPU bmm is slow on tiny matrices
+        squares = factors.square().sum(-1)
+        norms = user.square().sum(-1) + squares[:, 0] + squares[:, 1:].mean(-1)
         if self.item_bias is not None:
-            norms = norms + self.item_bias(positives).squeeze(-1) ** 2 + (self.item_bias(negatives) ** 2).mean((-2, -1))
-        return norms.mean()
+            bias = self.item_bias(items).squeeze(-1)
+            scores = scores + bias
+            norms = norms + bias[:, 0].square() + bias[:, 1:].square().mean(-1)
+        return scores[:, 0], scores[:, 1:], norms.mean()

@@ -1,0 +1,49 @@
+"""The run summary's warm vs cold-item table: each family's headline ranking figures on the
+ordinary test (warm candidates) beside its figures on the cold-item slice (`cold_items_*`).
+
+A family that cannot score items absent from training is listed with zeros and says so, so
+that the table shows which families reach new items at all rather than hiding the others.
+"""
+
+from typing import Any
+
+WARM = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10")
+COLD = tuple(f"cold_items_{name}" for name in WARM)
+
+
+def _cell(metrics: dict[str, Any], name: str) -> str:
+    value = metrics.get(name)
+    if value is None:
+        return "-"
+    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
+    if low is None or high is None or low != low:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{low:.3f}, {high:.3f}]"
+
+
+def format_warm_cold_table(families: dict[str, Any]) -> str:
+    """One line per family: warm NDCG/recall/HR@10 and users, then the same on the cold-item slice
+    (candidates: the cold items only), its users, and whether the family can score cold items.
+    `families` maps a family to {"metrics": its metrics.json}; families without the slice show `-`."""
+    width = max([12] + [len(name) + 2 for name in families])
+    header = (f"{'family':<{width}}" + "".join(f"{name:>24}" for name in WARM) + f"{'users':>7}  |"
+              + "".join(f"{name.removeprefix('cold_items_'):>24}" for name in COLD) + f"{'users':>7}  cold items")
+    lines = [f"{'':<{width}}{'warm (ordinary test)':^{24 * len(WARM) + 7}}  |{'cold-item slice':^{24 * len(COLD) + 7}}",
+             header]  # fmt: skip
+    for family, entry in families.items():
+        metrics = entry["metrics"]
+        warm = "".join(f"{_cell(metrics, name):>24}" for name in WARM)
+        cold = "".join(f"{_cell(metrics, name):>24}" for name in COLD)
+        scored = metrics.get("cold_items_scored")
+        status = "-" if scored is None else ("scored from features" if scored else "cannot score: zeros")
+        lines.append(f"{family:<{width}}{warm}{metrics.get('n_eval_users', '-'):>7}  |{cold}"
+                     f"{metrics.get('cold_items_n_eval_users', '-'):>7}  {status}")  # fmt: skip
+    sliced = [entry["metrics"] for entry in families.values() if "cold_items_random_ndcg_at_10" in entry["metrics"]]
+    if sliced:  # the slice is the same for every family of a run
+        metrics = sliced[0]
+        random = "".join(f"{metrics[f'cold_items_random_{name}']:>24.4f}" for name in WARM)
+        lines += [f"{'(random)':<{width}}{'':>{24 * len(WARM) + 7}}  |{random}"
+                  f"{metrics['cold_items_n_eval_users']:>7}  expected value of a random order",
+                  f"cold-item slice: {metrics['cold_items_n_candidate_items']} candidate items absent from train, "
+                  "with features; relevant = each user's relevant test rows on them (as on the warm test)"]  # fmt: skip
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Switching hybrid: content scores where collaborative filtering has too little to go on,
+collaborative scores elsewhere (Burke 2002, "Hybrid Recommender Systems: Survey and
+Experiments", the switching design).
+
+A user with fewer than `threshold` training interactions is ranked by content, the others by
+the collaborative component; an item absent from training is always scored by content (the only
+part that can reach it). The threshold is chosen from `thresholds` by NDCG@10 on the validation
+tail (parts trained on train only, counts from train), then both parts are retrained on
+train + valid. 0 means "always collaborative for known items": on MovieLens, where every user
+has at least 20 ratings, that is the expected choice, and the hybrid then equals its component
+on warm items and the content model on cold ones. Validation chose 0 on ml-latest-small and
+ml-100k, P2 and P4 (benchmarks/cold_start_quality.py, seed 42): on these data sets switching
+does not help warm users; it only adds the cold items.
+"""
+
+import logging
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+
+from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
+from recsys_models.features import ItemFeatures
+from recsys_models.hybrid.parts import (
+    CompositeRecommender,
+    component_config,
+    fit_component,
+    per_user_ndcg,
+    validation_targets,
+)
+from recsys_models.interactions import Interactions
+
+logger = logging.getLogger(__name__)
+COLLABORATIVE, CONTENT = "collaborative", "content"
+
+
+class HybridSwitchingConfig(BaseModel):
+    """Hyperparameters of the switching hybrid; the threshold itself is fitted on validation."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    component: str = Field(default="ease", description="Collaborative family used for users with enough history.")
+    component_config: dict[str, Any] = Field(
+        default_factory=dict, description="Hyperparameters of the component, validated by its own config."
+    )
+    content: ContentTFIDFConfig = Field(default_factory=ContentTFIDFConfig, description="The content part.")
+    thresholds: tuple[NonNegativeInt, ...] = Field(
+        default=(0, 5, 10, 20, 30, 50, 100),
+        description="Candidate history sizes below which a user gets content scores; chosen by validation NDCG@10.",
+    )
+    default_threshold: NonNegativeInt = Field(
+        default=0, description="The threshold when the validation tail has no relevant row."
+    )
+    relevance_threshold: float | None = Field(
+        default=4.0, description="Validation ratings at or above are relevant; None makes every row relevant."
+    )
+
+    @model_validator(mode="after")
+    def _valid_parts(self) -> "HybridSwitchingConfig":
+        component_config(self.component, self.component_config)
+        if not self.thresholds:
+            raise ValueError("thresholds must not be empty")
+        return self
+
+
+class HybridSwitching(CompositeRecommender):
+    """Content for light users and cold items, the collaborative component otherwise; ranks, does not rate."""
+
+    family = "hybrid_switching"
+    config_type = HybridSwitchingConfig
+    predicts_ratings = False
+    uses_validation = True
+    uses_item_features = True
+    scores_new_items = True
+    part_names = (COLLABORATIVE, CONTENT)
+
+    def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
+        config = self.config
+        targets = validation_targets(train, valid, config.relevance_threshold) if valid is not None else None
+        self._threshold = config.default_threshold
+        if targets is not None:
+            self._parts = self._fit_parts(train, None, item_features)
+            users, ndcg = per_user_ndcg(
+                lambda batch: {part: self._parts[part].score(batch) for part in (COLLABORATIVE, CONTENT)}, *targets
+            )
+            history = np.bincount(train.user_idx, minlength=train.n_users)[users]
+            mean = {t: float(np.where(history < t, ndcg[CONTENT], ndcg[COLLABORATIVE]).mean())
+                    for t in config.thresholds}  # fmt: skip
+            self._threshold = min(config.thresholds, key=lambda t: (-mean[t], t))
+            self.history = [{"epoch": index + 1, "threshold": t, "valid_ndcg_at_10": mean[t],
+                             "content_users": int((history < t).sum())}
+                            for index, t in enumerate(config.thresholds)]  # fmt: skip
+            logger.info("%s: threshold %d (validation NDCG@10 %.4f on %d users)", self.family,
+                        self._threshold, mean[self._threshold], users.size)  # fmt: skip
+        else:
+            logger.warning("%s: no relevant validation row, threshold %d", self.family, self._threshold)
+        self._parts = self._fit_parts(train, valid, item_features)
+
+    def _fit_parts(self, train: Interactions, valid: Interactions | None, item_features: Any) -> dict:
+        collaborative = fit_component(self.config.component, self.config.component_config, self.options,
+                                      train, valid, item_features)  # fmt: skip
+        content = ContentTFIDF(self.config.content, self.options).fit(train, valid, item_features)
+        return {COLLABORATIVE: collaborative, CONTENT: content}
+
+    @property
+    def threshold(self) -> int:
+        """Users with fewer training interactions than this get content scores."""
+        return int(self._threshold)
+
+    def uses_content(self, user_indices: np.ndarray) -> np.ndarray:
+        """Which of these users are ranked by content (history below the threshold)."""
+        return np.diff(self.seen.indptr)[self._check_users(user_indices)] < self._threshold
+
+    def score(self, user_indices: np.ndarray) -> np.ndarray:
+        users = self._check_users(user_indices)
+        content_users = self.uses_content(users)
+        scores = np.empty((users.size, self.n_items), dtype=np.float32)
+        if content_users.any():
+            scores[content_users] = self.part(CONTENT).score(users[content_users])
+        if not content_users.all():
+            scores[~content_users] = self.part(COLLABORATIVE).score(users[~content_users])
+        return scores
+
+    def score_new_items(self, user_indices: np.ndarray, new_items: ItemFeatures) -> np.ndarray:
+        return self.part(CONTENT).score_new_items(self._check_users(user_indices), new_items)
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return {"threshold": np.array(self._threshold, dtype=np.int64)}
+
+    def _restore(self, state: dict[str, np.ndarray]) -> None:
+        self._threshold = int(state["threshold"])

@@ -1,0 +1,200 @@
+"""Contrastive training of the two towers: in-batch softmax (InfoNCE) with a temperature and the
+log-frequency correction for in-batch sampling bias (Yi et al., 2019, "Sampling-bias-corrected
+neural modeling for large corpus item recommendations"), optionally mixed with uniformly drawn
+extra negatives (Yang et al., 2020, "Mixed negative sampling").
+
+Each training pair (u, i) sees as its user history the `history_length` items u interacted
+with before i (ordered by `(timestamp, item)`), so the positive is never inside its own query.
+The candidates of a batch are its B positives plus R random items; the logit of every candidate
+j is corrected by -log(B q_j + R / n_items), the expected number of times j is drawn into a batch
+(q_j = j's share of training pairs). A candidate equal to the row's own positive (a duplicate in
+the batch) is masked out of that row's negatives.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from recsys_models.progress import report_epoch
+from recsys_models.training import EarlyStopping, seeded_generator
+from recsys_models.two_tower.network import TwoTowerNetwork
+from recsys_models.validation_metrics import validation_ndcg
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Recent items per training pair (previous items only) and per user (the latest ones)."""
+
+    per_pair: np.ndarray  # (n_pairs, L), most recent first, padding = n_items
+    per_user: np.ndarray  # (n_users, L)
+
+
+def recent_items(
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, n_users: int, n_items: int, length: int
+) -> Histories:
+    """Each pair's previous `length` items and each user's last `length` items, padded with n_items."""
+    order = np.lexsort((items, timestamps, users))
+    sorted_users, sorted_items = users[order], items[order]
+    first = np.searchsorted(sorted_users, sorted_users, side="left")
+    rank = np.arange(order.size) - first  # position of each pair in its user's sequence
+    per_pair_sorted = np.full((order.size, length), n_items, dtype=np.int64)
+    for offset in range(1, length + 1):
+        has = rank >= offset
+        per_pair_sorted[has, offset - 1] = sorted_items[np.flatnonzero(has) - offset]
+    per_pair = np.empty_like(per_pair_sorted)
+    per_pair[order] = per_pair_sorted
+    counts = np.bincount(sorted_users, minlength=n_users)
+    last = np.cumsum(counts) - 1
+    per_user = np.full((n_users, length), n_items, dtype=np.int64)
+    for offset in range(length):
+        has = counts > offset
+        per_user[has, offset] = sorted_items[last[has] - offset]
+    return Histories(per_pair, per_user)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Positive pairs with their histories, on the training device."""
+
+    users: torch.Tensor
+    items: torch.Tensor
+    history: torch.Tensor
+    user_history: torch.Tensor  # (n_users, L): what the user tower reads at scoring time
+    log_frequency: torch.Tensor  # (n_items,) log of each item's share of the pairs (floored)
+
+
+def training_data(
+    users: np.ndarray,
+    items: np.ndarray,
+    timestamps: np.ndarray,
+    n_users: int,
+    n_items: int,
+    history_length: int,
+    device: str,
+) -> TrainingData:
+    if users.size == 0:
+        raise ValueError("two_tower: no positive interactions to train on")
+    histories = recent_items(users, items, timestamps, n_users, n_items, history_length)
+    share = np.bincount(items, minlength=n_items) / items.size
+    log_frequency = np.log(np.maximum(share, 0.5 / items.size))  # an unseen item: half a draw
+
+    def tensor(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
+
+    return TrainingData(
+        tensor(users.astype(np.int64)),
+        tensor(items.astype(np.int64)),
+        tensor(histories.per_pair),
+        tensor(histories.per_user),
+        tensor(log_frequency.astype(np.float32)),
+    )
+
+
+@dataclass(frozen=True)
+class TrainerSettings:
+    """What the trainer needs from the config, without the config type (no import cycle)."""
+
+    family: str
+    dimension: int
+    temperature: float
+    item_bias: bool
+    init_std: float
+    batch_size: int
+    n_random_negatives: int
+    logq_correction: bool
+    learning_rate: float
+    weight_decay: float
+    patience: int
+
+
+def in_batch_loss(
+    network: TwoTowerNetwork,
+    users: torch.Tensor,
+    items: torch.Tensor,
+    history: torch.Tensor,
+    random_items: torch.Tensor,
+    log_frequency: torch.Tensor,
+    settings: TrainerSettings,
+) -> torch.Tensor:
+    """Sampled softmax over the batch's positives plus `random_items`, corrected for sampling bias."""
+    queries = network.query_vectors(users, history)
+    candidates = torch.cat([items, random_items])
+    logits = queries @ network.item_vectors()[candidates].T
+    if settings.logq_correction:
+        expected = items.numel() * log_frequency.exp() + random_items.numel() / network.n_items
+        logits = logits - expected.log()[candidates]
+    rows = torch.arange(items.numel(), device=items.device)
+    duplicate = candidates[None, :] == items[:, None]
+    duplicate[rows, rows] = False  # the row's own target stays
+    logits = logits.masked_fill(duplicate, -torch.inf)
+    return F.cross_entropy(logits, rows)
+
+
+def train_towers(
+    data: TrainingData,
+    n_users: int,
+    n_items: int,
+    features: sp.csr_matrix | None,
+    settings: TrainerSettings,
+    epochs: int,
+    seed: int,
+    device: str,
+    validation: tuple[sp.csr_matrix, sp.csr_matrix] | None = None,
+) -> tuple[TwoTowerNetwork, list[dict[str, float]], int]:
+    """Train fresh towers; with `validation` (relevant, excluded), stop early on NDCG@10.
+
+    Returns the network (best epoch's weights when validating), per-epoch records and the best
+    epoch count.
+    """
+    generator = seeded_generator(seed)
+    sample_generator = torch.Generator(device=device)
+    sample_generator.manual_seed(seed)
+    network = TwoTowerNetwork(
+        n_users, n_items, settings.dimension, settings.temperature, settings.item_bias, settings.init_std,
+        features, generator,
+    ).to(device)  # fmt: skip
+    optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    stopper = EarlyStopping(patience=settings.patience, lower_is_better=False) if validation else None
+    n_pairs = data.users.numel()
+    history: list[dict[str, float]] = []
+    for epoch in range(1, epochs + 1):
+        network.train()
+        order = torch.randperm(n_pairs, generator=generator).to(device)
+        total = torch.zeros((), device=device)
+        for start in range(0, n_pairs, settings.batch_size):
+            batch = order[start : start + settings.batch_size]
+            random_items = torch.randint(
+                n_items, (settings.n_random_negatives,), generator=sample_generator, device=device
+            )
+            loss = in_batch_loss(
+                network, data.users[batch], data.items[batch], data.history[batch], random_items,
+                data.log_frequency, settings,
+            )  # fmt: skip
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += loss.detach() * batch.numel()
+        record = {"epoch": epoch, "train_loss": float(total) / n_pairs}
+        if not np.isfinite(record["train_loss"]):
+            raise FloatingPointError(f"{settings.family}: training loss became {record['train_loss']} at epoch {epoch}")
+        if stopper is not None and validation is not None:
+            network.eval()
+            with torch.no_grad():
+                items_side = network.item_vectors()
+                record["valid_ndcg_at_10"] = validation_ndcg(
+                    lambda users: network.query_vectors(users.to(device), data.user_history[users.to(device)])
+                    @ items_side.T,
+                    *validation,
+                )
+        history.append(record)
+        report_epoch(settings.family, epoch, epochs, record)
+        if stopper is not None and stopper.update(epoch, record["valid_ndcg_at_10"], network):
+            break
+    best_epoch = epochs
+    if stopper is not None:
+        stopper.restore_best(network)
+        best_epoch = stopper.best_epoch
+    return network.eval(), history, best_epoch
