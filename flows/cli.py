@@ -11,6 +11,7 @@ from flows import datasets_cli, ui_cli
 from flows.cold_start_report import format_warm_cold_table
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+from reporting.formatting import format_interval
 from tasks.workspace import Workspace, configure_environment
 
 if TYPE_CHECKING:
@@ -93,19 +94,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_value(metrics: dict[str, Any], name: str, digits: int = 4) -> str:
-    """`value [ci_low, ci_high]` when the metric has an interval, `-` when it is absent."""
-    value = metrics.get(name)
-    if value is None:
-        return "-"
-    if isinstance(value, int):
-        return str(value)
-    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
-    if low is None or high is None or low != low:
-        return f"{value:.{digits}f}"
-    return f"{value:.{digits}f} [{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
-
-
 def format_metrics_table(families: dict[str, Any]) -> str:
     """One line per family: ranking metrics at 10 with their 95% intervals, coverage and evaluated
     users; then, for the families that predict ratings, RMSE and MAE with intervals and evaluated rows."""
@@ -114,14 +102,14 @@ def format_metrics_table(families: dict[str, Any]) -> str:
              + f"{'coverage_at_10':>16}{'eval users':>12}"]  # fmt: skip
     for family, entry in families.items():
         metrics = entry["metrics"]
-        cells = "".join(f"{format_value(metrics, name):>23}" for name in RANKING_COLUMNS)
-        coverage = format_value(metrics, "coverage_at_10")
+        cells = "".join(f"{format_interval(metrics, name):>23}" for name in RANKING_COLUMNS)
+        coverage = format_interval(metrics, "coverage_at_10")
         lines.append(f"{family:<{width}}{cells}{coverage:>16}{metrics['n_eval_users']:>12}")
     raters = {family: entry["metrics"] for family, entry in families.items() if "rmse" in entry["metrics"]}
     if raters:
         lines += ["", f"{'family':<{width}}" + "".join(f"{name:>23}" for name in RATING_COLUMNS) + f"{'eval rows':>12}"]
         for family, metrics in raters.items():
-            cells = "".join(f"{format_value(metrics, name):>23}" for name in RATING_COLUMNS)
+            cells = "".join(f"{format_interval(metrics, name):>23}" for name in RATING_COLUMNS)
             lines.append(f"{family:<{width}}{cells}{metrics['n_eval_rows']:>12}")
     return "\n".join(lines)
 
@@ -152,7 +140,7 @@ def format_backtest_table(table: "pl.DataFrame") -> str:
     lines = [header]
     for row in table.iter_rows(named=True):
         status = row["status"] if len(row["status"]) <= 7 else row["status"][:6] + "…"
-        cells = "".join(f"{format_value(row, name):>28}" for name in BACKTEST_COLUMNS)
+        cells = "".join(f"{format_interval(row, name):>28}" for name in BACKTEST_COLUMNS)
         lines.append(f"{row['window']:>6}  {row['cutoff']:<26}{row['family']:<14}{status:<8}" + cells)
     return "\n".join(lines)
 

@@ -7,18 +7,10 @@ that the table shows which families reach new items at all rather than hiding th
 
 from typing import Any
 
+from reporting.formatting import format_interval
+
 WARM = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10")
 COLD = tuple(f"cold_items_{name}" for name in WARM)
-
-
-def _cell(metrics: dict[str, Any], name: str) -> str:
-    value = metrics.get(name)
-    if value is None:
-        return "-"
-    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
-    if low is None or high is None or low != low:
-        return f"{value:.4f}"
-    return f"{value:.4f} [{low:.3f}, {high:.3f}]"
 
 
 def format_warm_cold_table(families: dict[str, Any]) -> str:
@@ -32,8 +24,8 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
              header]  # fmt: skip
     for family, entry in families.items():
         metrics = entry["metrics"]
-        warm = "".join(f"{_cell(metrics, name):>24}" for name in WARM)
-        cold = "".join(f"{_cell(metrics, name):>24}" for name in COLD)
+        warm = "".join(f"{format_interval(metrics, name):>24}" for name in WARM)
+        cold = "".join(f"{format_interval(metrics, name):>24}" for name in COLD)
         scored = metrics.get("cold_items_scored")
         status = "-" if scored is None else ("scored from features" if scored else "cannot score: zeros")
         lines.append(f"{family:<{width}}{warm}{metrics.get('n_eval_users', '-'):>7}  |{cold}"

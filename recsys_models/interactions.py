@@ -113,6 +113,18 @@ class Interactions:
         matrix.sum_duplicates()
         return matrix
 
+    def positives(self, min_rating: float | None = None) -> sp.csr_matrix:
+        """Binary (n_users, n_items) matrix of the implicit positives: every interaction, or those
+        rated at least `min_rating`; a pair rated twice is one positive."""
+        keep = np.ones(len(self), dtype=bool) if min_rating is None else self.rating >= min_rating
+        matrix = sp.csr_matrix(
+            (np.ones(int(keep.sum()), dtype=np.float32), (self.user_idx[keep], self.item_idx[keep])),
+            shape=(self.n_users, self.n_items),
+        )
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0
+        return matrix
+
     def concat(self, other: "Interactions") -> "Interactions":
         """Rows of both, which must share vocabularies (e.g. a training split and its validation tail)."""
         if other.users is not self.users or other.items is not self.items:

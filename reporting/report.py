@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 
 from recsys_models.io import atomic_write_bytes
+from reporting.formatting import format_interval
 from reporting.plots import (
     plot_metric_comparison,
     plot_popularity_bias,
@@ -159,9 +160,9 @@ def _family_table(families: Mapping[str, Any], failed: Mapping[str, str]) -> str
     rows = []
     for family in ranked:
         metrics = families[family]["metrics"]
-        rows.append([family, *(_interval(metrics, name) for name in TABLE_METRICS),
-                     _interval(metrics, "coverage_at_10"), metrics.get("n_eval_users", "-"),
-                     _interval(metrics, "rmse"), metrics.get("n_eval_rows", "-") if "rmse" in metrics else "-"])  # fmt: skip
+        rows.append([family, *(format_interval(metrics, name) for name in TABLE_METRICS),
+                     format_interval(metrics, "coverage_at_10"), metrics.get("n_eval_users", "-"),
+                     format_interval(metrics, "rmse"), metrics.get("n_eval_rows", "-") if "rmse" in metrics else "-"])  # fmt: skip
     rows += [[family, "failed", reason[:200], *([""] * (len(headers) - 3))] for family, reason in failed.items()]
     note = "<p class='note'>value [95% percentile-bootstrap interval over users]; sorted by ndcg_at_10</p>"
     return f"<div class='wide'>{_table(headers, rows)}</div>" + note
@@ -211,16 +212,6 @@ def _popularity_shares(run_dir: Path, families: Iterable[str], k: int) -> dict[s
         if path.exists():
             recommended[family] = pl.read_parquet(path).filter(pl.col("rank") <= k)["item_id"].to_list()
     return popularity_deciles(item_counts, recommended) if item_counts else {}
-
-
-def _interval(metrics: Mapping[str, Any], name: str) -> str:
-    value = metrics.get(name)
-    if value is None:
-        return "-"
-    low, high = metrics.get(f"{name}_ci_low"), metrics.get(f"{name}_ci_high")
-    if low is None or high is None or low != low:
-        return f"{value:.4f}"
-    return f"{value:.4f} [{low:.3f}, {high:.3f}]"
 
 
 def _status(success: bool, skipped: bool) -> str:

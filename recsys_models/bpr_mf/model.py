@@ -97,30 +97,18 @@ class BPRMF(Recommender):
     uses_validation = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
-        train_positives = self._positives(train)
+        train_positives = train.positives(self.config.min_rating)
         validation = None
         if valid is not None and len(valid):
-            relevant = self._validation_sample(self._positives(valid))
+            relevant = self._validation_sample(valid.positives(self.config.min_rating))
             if relevant.nnz:
                 validation = (relevant, train.tocsr(values="binary"))
         self._network, self.history, best_epoch = self._train(train_positives, self.config.epochs, validation)
         if validation is not None and self.config.refit_on_full:
-            full_positives = self._positives(train.concat(valid))
+            full_positives = train.concat(valid).positives(self.config.min_rating)
             self._network, refit_history, _ = self._train(full_positives, best_epoch, None)
             self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit_history]
 
-    def _positives(self, data: Interactions) -> sp.csr_matrix:
-        """Binary (n_users, n_items) matrix of the interactions that count as positive."""
-        keep = np.ones(len(data), dtype=bool)
-        if self.config.min_rating is not None:
-            keep = data.rating >= self.config.min_rating
-        matrix = sp.csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32), (data.user_idx[keep], data.item_idx[keep])),
-            shape=(data.n_users, data.n_items),
-        )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix
 
     def _validation_sample(self, relevant: sp.csr_matrix) -> sp.csr_matrix:
         """`relevant` with the rows of at most `validation_users` users (a seeded sample) kept."""

@@ -12,15 +12,17 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from recsys_models.base import Recommender
+from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
 from recsys_models.interactions import Interactions
 from recsys_models.metrics import ranking_metrics
 from recsys_models.options import TrainingOptions
 
 PARTS_FOLDER = "parts"
 HYBRID_FAMILIES = ("hybrid_weighted", "hybrid_switching")  # not allowed as a component of themselves
+COLLABORATIVE, CONTENT = "collaborative", "content"
 
 
 def component_config(family: str, values: dict[str, Any]) -> BaseModel:
@@ -117,10 +119,30 @@ def per_user_ndcg(
     return users, values
 
 
+class BlendConfig(BaseModel):
+    """What every collaborative + content hybrid is configured with; each hybrid adds its own fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    component: str = Field(default="ease", description="Collaborative family of the hybrid (any registered).")
+    component_config: dict[str, Any] = Field(
+        default_factory=dict, description="Hyperparameters of the component, validated by its own config."
+    )
+    content: ContentTFIDFConfig = Field(default_factory=ContentTFIDFConfig, description="The content part.")
+    relevance_threshold: float | None = Field(
+        default=4.0, description="Validation ratings at or above are relevant; None makes every row relevant."
+    )
+
+    @model_validator(mode="after")
+    def _valid_component(self) -> Self:
+        component_config(self.component, self.component_config)
+        return self
+
+
 class CompositeRecommender(Recommender):
     """A recommender made of other fitted recommenders (`part_names`), saved in sub-folders."""
 
-    part_names: ClassVar[tuple[str, ...]]
+    part_names: ClassVar[tuple[str, ...]] = (COLLABORATIVE, CONTENT)
 
     def __init__(self, config: BaseModel | None = None, options: TrainingOptions | None = None) -> None:
         super().__init__(config, options)
@@ -129,6 +151,16 @@ class CompositeRecommender(Recommender):
     def part(self, name: str) -> Recommender:
         """A fitted part by name (`collaborative`, `content`)."""
         return self._require(self._parts.get(name))
+
+    def _fit_parts(self, train: Interactions, valid: Interactions | None, item_features: Any) -> dict:
+        """The collaborative component and the content model of a `BlendConfig`, fitted on `train`
+        (and `valid`, which each uses as its own class says)."""
+        config = self.config
+        collaborative = fit_component(
+            config.component, config.component_config, self.options, train, valid, item_features
+        )
+        content = ContentTFIDF(config.content, self.options).fit(train, valid, item_features)
+        return {COLLABORATIVE: collaborative, CONTENT: content}
 
     def save(self, directory: Path) -> None:
         super().save(directory)

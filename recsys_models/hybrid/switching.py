@@ -17,33 +17,25 @@ import logging
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, model_validator
+from pydantic import Field, NonNegativeInt, model_validator
 
-from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
 from recsys_models.features import ItemFeatures
 from recsys_models.hybrid.parts import (
+    COLLABORATIVE,
+    CONTENT,
+    BlendConfig,
     CompositeRecommender,
-    component_config,
-    fit_component,
     per_user_ndcg,
     validation_targets,
 )
 from recsys_models.interactions import Interactions
 
 logger = logging.getLogger(__name__)
-COLLABORATIVE, CONTENT = "collaborative", "content"
 
 
-class HybridSwitchingConfig(BaseModel):
+class HybridSwitchingConfig(BlendConfig):
     """Hyperparameters of the switching hybrid; the threshold itself is fitted on validation."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    component: str = Field(default="ease", description="Collaborative family used for users with enough history.")
-    component_config: dict[str, Any] = Field(
-        default_factory=dict, description="Hyperparameters of the component, validated by its own config."
-    )
-    content: ContentTFIDFConfig = Field(default_factory=ContentTFIDFConfig, description="The content part.")
     thresholds: tuple[NonNegativeInt, ...] = Field(
         default=(0, 5, 10, 20, 30, 50, 100),
         description="Candidate history sizes below which a user gets content scores; chosen by validation NDCG@10.",
@@ -51,13 +43,9 @@ class HybridSwitchingConfig(BaseModel):
     default_threshold: NonNegativeInt = Field(
         default=0, description="The threshold when the validation tail has no relevant row."
     )
-    relevance_threshold: float | None = Field(
-        default=4.0, description="Validation ratings at or above are relevant; None makes every row relevant."
-    )
 
     @model_validator(mode="after")
     def _valid_parts(self) -> "HybridSwitchingConfig":
-        component_config(self.component, self.component_config)
         if not self.thresholds:
             raise ValueError("thresholds must not be empty")
         return self
@@ -72,7 +60,6 @@ class HybridSwitching(CompositeRecommender):
     uses_validation = True
     uses_item_features = True
     scores_new_items = True
-    part_names = (COLLABORATIVE, CONTENT)
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
         config = self.config
@@ -95,12 +82,6 @@ class HybridSwitching(CompositeRecommender):
         else:
             logger.warning("%s: no relevant validation row, threshold %d", self.family, self._threshold)
         self._parts = self._fit_parts(train, valid, item_features)
-
-    def _fit_parts(self, train: Interactions, valid: Interactions | None, item_features: Any) -> dict:
-        collaborative = fit_component(self.config.component, self.config.component_config, self.options,
-                                      train, valid, item_features)  # fmt: skip
-        content = ContentTFIDF(self.config.content, self.options).fit(train, valid, item_features)
-        return {COLLABORATIVE: collaborative, CONTENT: content}
 
     @property
     def threshold(self) -> int:

@@ -23,14 +23,14 @@ import logging
 from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
 from recsys_models.features import ItemFeatures
 from recsys_models.hybrid.parts import (
+    COLLABORATIVE,
+    CONTENT,
+    BlendConfig,
     CompositeRecommender,
-    component_config,
-    fit_component,
     per_user_ndcg,
     standardise,
     standardise_like,
@@ -39,19 +39,11 @@ from recsys_models.hybrid.parts import (
 from recsys_models.interactions import Interactions
 
 logger = logging.getLogger(__name__)
-COLLABORATIVE, CONTENT = "collaborative", "content"
 
 
-class HybridWeightedConfig(BaseModel):
+class HybridWeightedConfig(BlendConfig):
     """Hyperparameters of the weighted hybrid; the weight itself is fitted on validation."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    component: str = Field(default="ease", description="Collaborative family blended with content (any registered).")
-    component_config: dict[str, Any] = Field(
-        default_factory=dict, description="Hyperparameters of the component, validated by its own config."
-    )
-    content: ContentTFIDFConfig = Field(default_factory=ContentTFIDFConfig, description="The content part.")
     weights: tuple[float, ...] = Field(
         default=(0.0, 0.5, 0.7, 0.8, 0.85, 0.9, 0.95, 1.0),
         description="Candidate weights w of the collaborative scores, chosen by validation NDCG@10.",
@@ -59,13 +51,9 @@ class HybridWeightedConfig(BaseModel):
     default_weight: float = Field(
         default=0.9, ge=0.0, le=1.0, description="The weight when the validation tail has no relevant row."
     )
-    relevance_threshold: float | None = Field(
-        default=4.0, description="Validation ratings at or above are relevant; None makes every row relevant."
-    )
 
     @model_validator(mode="after")
     def _valid_parts(self) -> "HybridWeightedConfig":
-        component_config(self.component, self.component_config)
         if not self.weights or any(not 0.0 <= w <= 1.0 for w in self.weights):
             raise ValueError(f"weights must be a non-empty list of values in [0, 1], got {self.weights}")
         return self
@@ -80,7 +68,6 @@ class HybridWeighted(CompositeRecommender):
     uses_validation = True
     uses_item_features = True
     scores_new_items = True
-    part_names = (COLLABORATIVE, CONTENT)
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
         config = self.config
@@ -98,12 +85,6 @@ class HybridWeighted(CompositeRecommender):
         else:
             logger.warning("%s: no relevant validation row, weight %.2f", self.family, self._weight)
         self._parts = self._fit_parts(train, valid, item_features)
-
-    def _fit_parts(self, train: Interactions, valid: Interactions | None, item_features: Any) -> dict:
-        collaborative = fit_component(self.config.component, self.config.component_config, self.options,
-                                      train, valid, item_features)  # fmt: skip
-        content = ContentTFIDF(self.config.content, self.options).fit(train, valid, item_features)
-        return {COLLABORATIVE: collaborative, CONTENT: content}
 
     def _candidates(self, users: np.ndarray) -> dict[float, np.ndarray]:
         collaborative = standardise(self._parts[COLLABORATIVE].score(users))

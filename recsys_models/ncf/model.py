@@ -175,7 +175,7 @@ class NCFRecommender(Recommender):
             users, items = torch.from_numpy(train.user_idx).to(device), torch.from_numpy(train.item_idx).to(device)
             ratings = torch.from_numpy(train.rating).to(device)
         else:
-            positives = self._positives(train)
+            positives = train.positives(self.config.min_rating)
             pairs = positives.tocoo()
             users = torch.from_numpy(pairs.row.astype(np.int64)).to(device)
             items = torch.from_numpy(pairs.col.astype(np.int64)).to(device)
@@ -212,7 +212,7 @@ class NCFRecommender(Recommender):
                 validate, metric = self._rmse_of(network, valid), "valid_rmse"
                 stopper = EarlyStopping(patience=config.patience, lower_is_better=True)
             else:
-                relevant = self._positives(valid)
+                relevant = valid.positives(self.config.min_rating)
                 if relevant.nnz:
                     exclude = train.tocsr(values="binary")
                     validate = lambda: validation_ndcg(  # noqa: E731
@@ -228,17 +228,6 @@ class NCFRecommender(Recommender):
         ratings = torch.from_numpy(data.rating).to(device)
         return lambda: float(torch.sqrt(((network(users, items).clamp(low, high) - ratings) ** 2).mean()))
 
-    def _positives(self, data: Interactions) -> sp.csr_matrix:
-        """Binary (n_users, n_items) matrix of the interactions that count as positive."""
-        threshold = self.config.min_rating
-        keep = np.ones(len(data), dtype=bool) if threshold is None else data.rating >= threshold
-        matrix = sp.csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32), (data.user_idx[keep], data.item_idx[keep])),
-            shape=(data.n_users, data.n_items),
-        )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix
 
     def _sampler(self, positives: sp.csr_matrix, device: str) -> NegativeSampler:
         weights = None

@@ -79,28 +79,18 @@ class MultVAE(Recommender):
 
     # --- training -------------------------------------------------------------------------
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
-        train_rows = self._rows(train)
+        train_rows = train.positives(self.config.min_rating)
         validation = None
         if valid is not None and len(valid):
-            relevant = self._rows(valid)
+            relevant = valid.positives(self.config.min_rating)
             if relevant.nnz:
                 validation = relevant
         self._network, self.history, best_epoch = self._train(train_rows, self.config.epochs, validation)
         if validation is not None and self.config.refit_on_full and valid is not None:
-            self._network, refit, _ = self._train(self._rows(train.concat(valid)), best_epoch, None)
+            full_rows = train.concat(valid).positives(self.config.min_rating)
+            self._network, refit, _ = self._train(full_rows, best_epoch, None)
             self.history += [refit_record(record) for record in refit]
 
-    def _rows(self, data: Interactions) -> sp.csr_matrix:
-        """Binary (n_users, n_items) history matrix of the interactions that count."""
-        threshold = self.config.min_rating
-        keep = np.ones(len(data), dtype=bool) if threshold is None else data.rating >= threshold
-        matrix = sp.csr_matrix(
-            (np.ones(int(keep.sum()), dtype=np.float32), (data.user_idx[keep], data.item_idx[keep])),
-            shape=(data.n_users, data.n_items),
-        )
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix
 
     def _train(
         self, rows: sp.csr_matrix, epochs: int, relevant: sp.csr_matrix | None

@@ -97,24 +97,15 @@ class HybridFeatures(Recommender):
         self._names = item_features.names[keep].astype(str)
         self._idf = idf_weights(item_features.matrix[:, keep])
         self._weights = tfidf(item_features.aligned(train.items)[:, keep], idf=self._idf)
-        positives = self._positives(train)
-        validation = None
-        if valid is not None and self._positives(valid).nnz:
-            validation = (self._positives(valid), train.tocsr(values="binary"))
+        min_rating = self.config.min_rating
+        relevant = valid.positives(min_rating) if valid is not None else None
+        validation = (relevant, train.tocsr(values="binary")) if relevant is not None and relevant.nnz else None
+        positives = train.positives(min_rating)
         self._network, self.history, best_epoch = self._train(positives, self.config.epochs, validation)
         if validation is not None and self.config.refit_on_full:
-            self._network, refit, _ = self._train(self._positives(train.concat(valid)), best_epoch, None)
+            self._network, refit, _ = self._train(train.concat(valid).positives(min_rating), best_epoch, None)
             self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit]
 
-    def _positives(self, data: Interactions) -> sp.csr_matrix:
-        """Binary (n_users, n_items) matrix of the interactions that count as positive."""
-        threshold = self.config.min_rating
-        keep = np.ones(len(data), dtype=bool) if threshold is None else data.rating >= threshold
-        matrix = sp.csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (data.user_idx[keep], data.item_idx[keep])),
-                               shape=(data.n_users, data.n_items))  # fmt: skip
-        matrix.sum_duplicates()
-        matrix.data[:] = 1.0
-        return matrix
 
     def _train(
         self, positives: sp.csr_matrix, epochs: int, validation: tuple[sp.csr_matrix, sp.csr_matrix] | None
