@@ -88,7 +88,7 @@ def source_fingerprint(source: str, data_dir: Path | None) -> str:
 
 
 @lru_cache(maxsize=1)
-def library_fingerprint() -> str:
+def source_code_fingerprint() -> str:
     """SHA-256 over the source of the packages the stages run (Python and contract suites)."""
     digest = hashlib.sha256()
     for package in LIBRARY_PACKAGES:
@@ -109,7 +109,7 @@ class StageContent(CachePolicy):
     def compute_key(
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> str:
-        digest = hashlib.sha256(library_fingerprint().encode())
+        digest = hashlib.sha256(source_code_fingerprint().encode())
         for name in sorted(inputs):
             if name in self.exclude:
                 continue

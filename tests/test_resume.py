@@ -14,7 +14,7 @@ import pytest
 
 from recsys_models.io import atomic_write_parquet, file_sha256
 from tasks import caching
-from tasks.caching import StageContent, fingerprint, folder_fingerprint, library_fingerprint
+from tasks.caching import StageContent, fingerprint, folder_fingerprint, source_code_fingerprint
 from tests.conftest import REPO_ROOT
 from tests.pipeline_helpers import BLOCK_ENV, TEST_FAMILIES, write_ratings
 
@@ -23,7 +23,7 @@ FAMILIES = ["popularity", "blocking_popularity"]
 RUN_SCRIPT = """
 import sys
 import tasks.caching
-tasks.caching.library_fingerprint = lambda: sys.argv[2]  # the code as the test saw it (others edit it)
+tasks.caching.source_code_fingerprint = lambda: sys.argv[2]  # the code as the test saw it (others edit it)
 from recsys_models.registry import FAMILIES
 from tests.pipeline_helpers import register_test_families
 register_test_families(FAMILIES)
@@ -129,8 +129,8 @@ def test_a_run_killed_during_training_is_rerun_and_reuses_what_finished(
     config = RetrainConfig(dataset=str(ratings), families=FAMILIES)
 
     # one view of the code for both processes: in a shared checkout others may edit it meanwhile
-    code = library_fingerprint()
-    monkeypatch.setattr(caching, "library_fingerprint", lambda: code)
+    code = source_code_fingerprint()
+    monkeypatch.setattr(caching, "source_code_fingerprint", lambda: code)
     process = subprocess.Popen(
         [sys.executable, "-c", RUN_SCRIPT, config.model_dump_json(), code],
         cwd=REPO_ROOT, env=stage_env(**{BLOCK_ENV: str(marker)}), start_new_session=True,
