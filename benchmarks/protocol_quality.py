@@ -23,7 +23,7 @@ import polars as pl
 import torch
 
 from data_contracts import validate_ratings
-from recsys_models.datasets import load_dataset
+from recsys_models.datasets import RawDataset, load_dataset
 from recsys_models.evaluation import evaluate_model, protocol_evaluation_config
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
@@ -42,10 +42,19 @@ def protocol_parts(ratings: pl.DataFrame, protocol: str) -> Split:
     return protocol_split(ratings, SplitSettings(protocol=PROTOCOL_NAMES[protocol]))
 
 
-def valid_ratings(dataset: str) -> pl.DataFrame:
+def load_source(dataset: str) -> RawDataset:
+    """The parsed dataset from RECSYS_DATA_DIR (default ../shared/datasets beside the checkout)."""
     data_dir = os.environ.get("RECSYS_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    raw = load_dataset(dataset, Path(data_dir), Path("workspace/downloads"))
+    return load_dataset(dataset, Path(data_dir), Path("workspace/downloads"))
+
+
+def contract_valid(raw: RawDataset) -> pl.DataFrame:
+    """The ratings that pass the ratings contract."""
     return validate_ratings(raw.ratings, raw.items, raw.scale).valid
+
+
+def valid_ratings(dataset: str) -> pl.DataFrame:
+    return contract_valid(load_source(dataset))
 
 
 def main() -> None:

@@ -14,17 +14,13 @@ the served lists against the exact ones. `--validation` tunes without touching t
 
 import argparse
 import json
-import os
 import time
-from pathlib import Path
 
 import numpy as np
 import polars as pl
 import torch
 
-from benchmarks.protocol_quality import HEADLINE, PROTOCOL_NAMES, protocol_parts
-from data_contracts import validate_ratings
-from recsys_models.datasets import load_dataset
+from benchmarks.protocol_quality import HEADLINE, PROTOCOL_NAMES, contract_valid, load_source, protocol_parts
 from recsys_models.evaluation import evaluate_model, protocol_evaluation_config
 from recsys_models.features import build_item_features, tags_until
 from recsys_models.interactions import Interactions
@@ -45,9 +41,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    data_dir = os.environ.get("RECSYS_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
-    raw = load_dataset(args.dataset, Path(data_dir), Path("workspace/downloads"))
-    parts = protocol_parts(validate_ratings(raw.ratings, raw.items, raw.scale).valid, args.protocol)
+    raw = load_source(args.dataset)
+    parts = protocol_parts(contract_valid(raw), args.protocol)
     if args.validation:
         parts = protocol_parts(parts.history, args.protocol)
     full = Interactions.from_frame(parts.history)
