@@ -52,6 +52,20 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.01)
 
 
+def whole_cache_records(cache_dir: Path) -> list[Path]:
+    """Prefect's records that are fully written: it opens the file before it writes the record, so a
+    record that exists may still be empty for a moment (a run killed then recomputes that stage)."""
+
+    def is_whole(path: Path) -> bool:
+        try:
+            json.loads(path.read_bytes())
+        except (OSError, ValueError):
+            return False
+        return True
+
+    return [path for path in cache_dir.iterdir() if is_whole(path)]
+
+
 def stage_env(**extra: str) -> dict[str, str]:
     """The subprocess's environment: this one (the test's workspace) and this session's Prefect server."""
     from prefect.settings import PREFECT_API_URL
@@ -139,7 +153,7 @@ def test_a_run_killed_during_training_is_rerun_and_reuses_what_finished(
         wait_for(lambda: marker.exists() or process.poll() is not None, 180, "training to start")
         (killed,) = (workspace / "runs").iterdir()
         # popularity finished: ingest, validate, split, train and evaluate have their cache records
-        wait_for(lambda: len(list((workspace / "cache").iterdir())) >= 5, 120, "popularity to finish")
+        wait_for(lambda: len(whole_cache_records(workspace / "cache")) >= 5, 120, "popularity to finish")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
