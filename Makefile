@@ -34,6 +34,7 @@ run: install
 	$(BIN)/recsys retrain
 
 test: install
+	mkdir -p $(PREFECT_HOME)  # Prefect warns, and does not create parents, when it is missing
 	$(BIN)/python -m pytest
 
 ui: install
