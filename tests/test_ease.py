@@ -3,8 +3,9 @@
 import numpy as np
 import polars as pl
 import pytest
+import torch
 
-from recsys_models.ease import EASE, EASEConfig
+from recsys_models.ease import EASE, EASEConfig, _cholesky_in_place, _inverse_from_factor, _mirror_upper_triangle
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.options import TrainingOptions
 
@@ -80,3 +81,18 @@ def test_recommends_the_missing_item_of_the_users_block() -> None:
 def test_l2_must_be_positive() -> None:
     with pytest.raises(ValueError, match="l2"):
         EASEConfig(l2=0.0)
+
+
+def test_the_inverse_is_mirrored_block_by_block_into_a_symmetric_matrix() -> None:
+    upper = torch.randn(203, 203, generator=torch.Generator().manual_seed(0)).triu()
+    matrix = upper + torch.randn(203, 203).tril(-1)  # garbage below the diagonal, as potri leaves it
+    _mirror_upper_triangle(matrix, block=64)
+    assert torch.equal(matrix, upper + upper.triu(1).T)
+
+
+def test_the_cpu_lapack_inverse_matches_numpy() -> None:
+    rows = np.random.default_rng(3).random((80, 50)).astype(np.float32)
+    gram = torch.from_numpy(rows.T @ rows)
+    expected = np.linalg.inv(rows.T.astype(np.float64) @ rows + 2.0 * np.eye(50))
+    inverse = _inverse_from_factor(_cholesky_in_place(gram.clone(), 2.0))
+    np.testing.assert_allclose(inverse.numpy(), expected, rtol=1e-3, atol=1e-5)
