@@ -3,9 +3,9 @@ that quarantine.
 
 1. Table level, in Polars: required columns with their dtypes, at least one row, id columns not
    null everywhere. Any failure raises `ContractViolation` naming each problem.
-2. Row level, from `suites/<table>.json`: Great Expectations 1.x validates the table as a pandas
-   frame (GX has no Polars data source) with result format COMPLETE, which returns the row index
-   of every offending row. Expectations under `meta.polars_expectations` run in Polars, where
+2. Row level, from `suites/<table>.json`: Great Expectations 1.x validates the table as pandas
+   frames of `GX_CHUNK_ROWS` rows (GX has no Polars data source) with result format COMPLETE,
+   which returns the row index of every offending row. Expectations under `meta.polars_expectations` run in Polars, where
    GX has no built-in (scale step, duplicates, text and list checks) or is too slow (large value
    sets). Offending rows go to `quarantine` with the names of the expectations they broke; the
    other rows stay in `valid`, in input order.
@@ -39,6 +39,8 @@ IDS_PRESENT_CHECK = "expect_column_values_to_not_be_null_everywhere"
 
 _ROW_INDEX = "__contract_row__"  # name of the pandas index GX reports offending rows by
 _STEP_TOLERANCE = 1e-6  # in units of the scale step
+# Rows per GX batch: bounds the pandas copy GX works on, whatever the table size
+GX_CHUNK_ROWS = 2_000_000
 _GX_RESULT_FORMAT: dict[str, Any] = {
     "result_format": "COMPLETE",
     "unexpected_index_column_names": [_ROW_INDEX],
@@ -231,19 +233,34 @@ def ephemeral_context() -> Any:
 def _run_great_expectations(
     frame: pl.DataFrame, suite_name: str, expectations: tuple[RowExpectation, ...], parameters: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Validate `frame` with GX; return the row positions each expectation flagged."""
+    """Validate `frame` with GX, `GX_CHUNK_ROWS` rows at a time; return the row positions each
+    expectation flagged. GX's row-level expectations look at one row each, so chunks give the
+    same rows as the whole table; only one chunk is ever a pandas frame."""
     gx_expectations = [e for e in expectations if e.engine == GX_ENGINE]
     gx_suite = build_gx_suite(suite_name, expectations)
-    batch = (
+    batches = (
         ephemeral_context()
         .data_sources.add_pandas(name=suite_name)
         .add_dataframe_asset(name=suite_name)
         .add_batch_definition_whole_dataframe(name="whole_table")
-        .get_batch(batch_parameters={"dataframe": _to_pandas_with_row_index(frame)})
     )
     needed = {name: parameters[name] for e in gx_expectations for name in e.parameters}
-    result = batch.validate(gx_suite, result_format=_GX_RESULT_FORMAT, expectation_parameters=needed)
+    found: dict[str, list[np.ndarray]] = {e.name: [] for e in gx_expectations}
+    for offset in range(0, frame.height, GX_CHUNK_ROWS):
+        chunk = _to_pandas_with_row_index(frame.slice(offset, GX_CHUNK_ROWS))
+        result = batches.get_batch(batch_parameters={"dataframe": chunk}).validate(
+            gx_suite, result_format=_GX_RESULT_FORMAT, expectation_parameters=needed
+        )
+        returned = _flagged_rows(result)
+        if missing := found.keys() - returned.keys():
+            raise RuntimeError(f"Great Expectations returned no result for {', '.join(sorted(missing))}")
+        for name, rows in returned.items():
+            found[name].append(rows + offset)
+    return {name: np.concatenate(parts) if parts else np.empty(0, np.int64) for name, parts in found.items()}
 
+
+def _flagged_rows(result: Any) -> dict[str, np.ndarray]:
+    """The row positions of one GX validation result, per expectation; raises on GX's own errors."""
     flagged: dict[str, np.ndarray] = {}
     for outcome in result.results:
         name = f"{outcome.expectation_config.type}({outcome.expectation_config.kwargs['column']})"
@@ -257,9 +274,6 @@ def _run_great_expectations(
                 f" but counted {outcome.result.get('unexpected_count')}"
             )
         flagged[name] = rows
-    missing = {e.name for e in gx_expectations} - set(flagged)
-    if missing:
-        raise RuntimeError(f"Great Expectations returned no result for {', '.join(sorted(missing))}")
     return flagged
 
 

@@ -28,9 +28,9 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from data_contracts import engine
 from data_contracts.ratings import (
     FAILED_EXPECTATIONS,
     ITEM_ID_NOT_NULL,
@@ -192,6 +193,18 @@ def test_mixed_frame_gives_exact_counts_and_keeps_order():
     assert outcome.quarantine.get_column("line").to_list() == list(range(3, 13))
     assert outcome.valid.get_column("line").to_list() == [0, 1, 2, 13, 14, 15]
     assert (outcome.report["input_rows"], outcome.report["valid_rows"], outcome.report["quarantined_rows"]) == (16, 6, 10)
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 3, 7])
+def test_great_expectations_in_chunks_flags_the_rows_of_one_whole_batch(monkeypatch, chunk_rows):
+    bad = [(None, 10, 4.0, T + 1), (1, 10, 6.0, T + 5), (1, 10, 3.7, T + 6), (1, 10, 4.0, YEAR_1980), (-1, 20, 3.0, T + 9)]
+    ratings = ratings_frame([*CLEAN_ROWS[:2], bad[0], *CLEAN_ROWS[2:5], *bad[1:], CLEAN_ROWS[5]])
+    whole = validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
+    monkeypatch.setattr(engine, "GX_CHUNK_ROWS", chunk_rows)
+    chunked = validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
+    assert counts(chunked.report) == counts(whole.report)
+    assert chunked.quarantine.equals(whole.quarantine) and chunked.valid.equals(whole.valid)
+    assert chunked.quarantine.get_column("line").to_list() == [2, 6, 7, 8, 9]
 
 
 def test_without_item_table_the_unknown_item_check_is_skipped():

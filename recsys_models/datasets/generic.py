@@ -8,6 +8,7 @@ Range checks (rating scale, plausible timestamps, unknown items) belong to valid
 
 import logging
 from pathlib import Path
+from typing import TypeVar
 
 import polars as pl
 
@@ -30,6 +31,35 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
 EXTRA_FIELDS = "__extra_fields__"  # non-null where a text row has more fields than its header
 ROW_INDEX = "__row_number__"  # ROW_NUMBER while reading, named apart from the source's columns
 SEPARATORS = {".csv": ",", ".tsv": "\t"}
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
+
+
+def _text_table_options(names: list[str], separator: str, skip_header: bool, quote_char: str | None) -> dict:
+    """Polars CSV options shared by the eager and the lazy reader: every field a string."""
+    return {
+        "has_header": False,
+        "skip_rows": 1 if skip_header else 0,
+        "separator": separator,
+        "quote_char": quote_char,
+        "schema": {name: pl.String() for name in [*names, EXTRA_FIELDS]},
+        "missing_columns": "insert",
+        "truncate_ragged_lines": True,
+        "row_index_name": ROW_INDEX,
+        "row_index_offset": 1,
+    }
+
+
+def _without_blank_lines(table: Frame) -> Frame:
+    blank = pl.all_horizontal(pl.exclude(ROW_INDEX).is_null())
+    return table.filter(~blank).with_columns(pl.col(ROW_INDEX).cast(pl.Int64))
+
+
+def scan_text_table(
+    path: Path, names: list[str], *, separator: str, skip_header: bool, quote_char: str | None = '"'
+) -> pl.LazyFrame:
+    """`read_text_table` as a lazy scan (UTF-8, lossy): nothing is read until it is collected."""
+    options = _text_table_options(names, separator, skip_header, quote_char)
+    return _without_blank_lines(pl.scan_csv(path, encoding="utf8-lossy", **options))
 
 
 def read_text_table(
@@ -48,28 +78,12 @@ def read_text_table(
     UTF-8 become U+FFFD instead of failing the whole file, so the contracts can quarantine just
     the rows that hold them (an id that does not parse is rejected; a title is quarantined).
     """
-    schema: dict[str, pl.DataType] = {name: pl.String() for name in [*names, EXTRA_FIELDS]}
+    options = _text_table_options(names, separator, skip_header, quote_char)
     try:
-        table = pl.read_csv(
-            path,
-            has_header=False,
-            skip_rows=1 if skip_header else 0,
-            separator=separator,
-            quote_char=quote_char,
-            schema=schema,
-            missing_columns="insert",
-            truncate_ragged_lines=True,
-            encoding=encoding,
-            row_index_name=ROW_INDEX,
-            row_index_offset=1,
-        )
+        table = pl.read_csv(path, encoding=encoding, **options)
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataSourceError(f"cannot read {path}: {error}") from error
-    blank = pl.all_horizontal(pl.exclude(ROW_INDEX).is_null())
-    blank_lines = table.select(blank.sum()).item()
-    if blank_lines:
-        logger.info("%s: skipped %d blank line(s)", path, blank_lines)
-    return table.filter(~blank).with_columns(pl.col(ROW_INDEX).cast(pl.Int64))
+    return _without_blank_lines(table)
 
 
 def read_header(path: Path, separator: str) -> list[str]:
@@ -102,11 +116,16 @@ def _as_finite_float(column: str) -> pl.Expr:
     return pl.when(value.is_finite()).then(value)
 
 
-def parse_ratings(raw: pl.DataFrame, n_fields: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+def parse_ratings(
+    raw: pl.DataFrame | pl.LazyFrame, n_fields: int, source: str = "ratings"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split string rows into typed ratings (`RATINGS_SCHEMA`) and rejected rows.
 
     `raw` has `ROW_NUMBER` and the four rating columns as strings, and optionally
     `EXTRA_FIELDS` (see `read_text_table`); `n_fields` is the expected field count per row.
+    A lazy `raw` (a scan) runs on Polars' streaming engine: the string rows are parsed batch by
+    batch and never held whole, only the typed ratings and the rejected rows are. `source` names
+    the input in the error raised when the scan cannot be read.
     """
     parsed = {
         USER_ID: _as_integer(USER_ID),
@@ -120,19 +139,25 @@ def parse_ratings(raw: pl.DataFrame, n_fields: int) -> tuple[pl.DataFrame, pl.Da
         _problem(RATING, parsed[RATING], "a finite number"),
         _problem(TIMESTAMP, parsed[TIMESTAMP], "an integer (Unix seconds)"),
     ]
-    if EXTRA_FIELDS in raw.columns:
+    raw = raw.lazy()
+    if EXTRA_FIELDS in raw.collect_schema().names():
         too_many = pl.when(pl.col(EXTRA_FIELDS).is_not_null()).then(pl.lit(f"row has more than {n_fields} fields"))
         problems.insert(0, too_many)
     reason = pl.concat_str(problems, separator="; ", ignore_nulls=True)
     checked = raw.with_columns(pl.when(reason != "").then(reason).alias(REASON))
-    ratings = checked.filter(pl.col(REASON).is_null()).select(
+    typed = checked.filter(pl.col(REASON).is_null()).select(
         expression.cast(dtype).alias(name) for (name, dtype), expression in zip(RATINGS_SCHEMA.items(), parsed.values())
     )
-    rejected = checked.filter(pl.col(REASON).is_not_null()).select(
+    failed = checked.filter(pl.col(REASON).is_not_null()).select(
         pl.col(name).cast(dtype) for name, dtype in REJECTED_SCHEMA.items()
     )
+    try:
+        ratings, rejected = pl.collect_all([typed, failed], engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise DataSourceError(f"cannot read {source}: {error}") from error
     if len(rejected):
-        logger.warning("rejected %d of %d rating rows, first: %s", len(rejected), len(raw), rejected.row(0, named=True))
+        total = len(ratings) + len(rejected)
+        logger.warning("rejected %d of %d rating rows, first: %s", len(rejected), total, rejected.row(0, named=True))
     return ratings, rejected
 
 
@@ -152,20 +177,22 @@ def _require_columns(path: Path, found: list[str], sources: dict[str, str]) -> N
         raise DataSourceError(f"{path} lacks column(s) {', '.join(missing)}; columns found: {found}")
 
 
-def _read_parquet_as_strings(path: Path, sources: dict[str, str]) -> pl.DataFrame:
-    """The rating columns of a Parquet file as strings; datetimes become Unix seconds first."""
+def _scan_parquet_as_strings(path: Path, sources: dict[str, str]) -> pl.LazyFrame:
+    """The rating columns of a Parquet file as strings, lazily; datetimes become Unix seconds first."""
     try:
-        table = pl.read_parquet(path)
+        table = pl.scan_parquet(path)
+        schema = table.collect_schema()
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataSourceError(f"cannot read {path}: {error}") from error
-    _require_columns(path, table.columns, sources)
+    _require_columns(path, schema.names(), sources)
     columns = []
     for target, source in sources.items():
         column = pl.col(source)
-        if isinstance(table.schema[source], (pl.Datetime, pl.Date)):
+        if isinstance(schema[source], (pl.Datetime, pl.Date)):
             column = column.dt.epoch("s")
         columns.append(column.cast(pl.String).alias(target))
-    return table.select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(ROW_NUMBER), *columns)
+    numbered = table.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+    return numbered.select(ROW_NUMBER, *columns)
 
 
 def load_ratings_file(
@@ -184,16 +211,16 @@ def load_ratings_file(
         raise DataSourceError(f"ratings file not found: {path}")
     sources = _target_columns(column_map)
     if suffix == ".parquet":
-        raw = _read_parquet_as_strings(path, sources)
-        n_fields = len(raw.columns) - 1
+        raw = _scan_parquet_as_strings(path, sources)
+        n_fields = len(sources)
     else:
         header = read_header(path, SEPARATORS[suffix])
         _require_columns(path, header, sources)
-        table = read_text_table(path, header, separator=SEPARATORS[suffix], skip_header=True)
+        table = scan_text_table(path, header, separator=SEPARATORS[suffix], skip_header=True)
         renamed = (pl.col(source).alias(target) for target, source in sources.items())
         raw = table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed)
         n_fields = len(header)
-    ratings, rejected = parse_ratings(raw, n_fields)
+    ratings, rejected = parse_ratings(raw, n_fields, str(path))
     logger.info("%s: %d ratings, %d rejected rows", path, len(ratings), len(rejected))
     return RawDataset(
         name=path.stem, ratings=ratings, items=None, tags=None, rejected=rejected, scale=scale, source=str(path)

@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, Any
 
 import polars as pl
 
@@ -39,6 +39,7 @@ from recsys_models.datasets.generic import (
     parse_ratings,
     read_header,
     read_text_table,
+    scan_text_table,
 )
 from recsys_models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from recsys_models.datasets.types import HALF_STARS, WHOLE_STARS, RawDataset
@@ -99,13 +100,15 @@ def _integer(column: str) -> pl.Expr:
     return pl.col(column).str.strip_chars().cast(pl.Int64, strict=False)
 
 
-def _read_with_header(path: Path, columns: dict[str, str]) -> tuple[pl.DataFrame, int]:
-    """A CSV with a header as strings, `columns` (source name -> ours) renamed, and its field count."""
+def _read_with_header(path: Path, columns: dict[str, str], lazy: bool = False) -> tuple[Any, int]:
+    """A CSV with a header as strings, `columns` (source name -> ours) renamed, and its field count;
+    a DataFrame, or a LazyFrame (a scan, for the ratings) when `lazy`."""
     header = read_header(path, ",")
     missing = sorted(set(columns) - set(header))
     if missing:
         raise DataSourceError(f"{path} lacks column(s) {missing}; columns found: {header}")
-    table = read_text_table(path, header, separator=",", skip_header=True)
+    read = scan_text_table if lazy else read_text_table
+    table = read(path, header, separator=",", skip_header=True)
     renamed = (pl.col(source).alias(ours) for source, ours in columns.items())
     return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), len(header)
 
@@ -138,7 +141,7 @@ def load_ml_latest_small(folder: Path) -> RawDataset:
     """MovieLens "latest small": ratings.csv, movies.csv and tags.csv, ratings in half stars."""
     folder = Path(folder)
     ratings_path, movies_path, tags_path = _require_files(folder, ["ratings.csv", "movies.csv", "tags.csv"])
-    ratings, rejected = parse_ratings(*_read_with_header(ratings_path, ML_LATEST_RATINGS))
+    ratings, rejected = parse_ratings(*_read_with_header(ratings_path, ML_LATEST_RATINGS, lazy=True), str(ratings_path))
     return RawDataset(
         name=ML_LATEST_SMALL,
         ratings=ratings,
@@ -194,8 +197,8 @@ def load_ml_100k(folder: Path) -> RawDataset:
     folder = Path(folder)
     data_path, item_path, genre_path = _require_files(folder, ["u.data", "u.item", "u.genre"])
     columns = [USER_ID, ITEM_ID, RATING, TIMESTAMP]
-    table = read_text_table(data_path, columns, separator="\t", skip_header=False, quote_char=None)
-    ratings, rejected = parse_ratings(table.rename({ROW_INDEX: ROW_NUMBER}), len(columns))
+    table = scan_text_table(data_path, columns, separator="\t", skip_header=False, quote_char=None)
+    ratings, rejected = parse_ratings(table.rename({ROW_INDEX: ROW_NUMBER}), len(columns), str(data_path))
     return RawDataset(
         name=ML_100K,
         ratings=ratings,
