@@ -19,12 +19,14 @@ def _rss_bytes() -> int:
 class Measurement:
     seconds: float = 0.0
     peak_rss_mb: float = 0.0
+    start_rss_mb: float = 0.0  # before the body: peak - start is what the body added
 
 
 @contextmanager
 def measure(interval: float = 0.02) -> Iterator[Measurement]:
     """Wall time and peak RSS (sampled every `interval` seconds) of the body."""
     result, peak, done = Measurement(), [_rss_bytes()], threading.Event()
+    result.start_rss_mb = peak[0] / 2**20
 
     def sample() -> None:
         while not done.is_set():
