@@ -36,6 +36,7 @@ from tasks.stage_tasks import (
     train_task,
     validate_task,
 )
+from tasks.retrying import RetryingClient
 from tasks.tracking import code_version, numeric_metrics, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, link_stage, new_run_id
 
@@ -146,7 +147,7 @@ def log_backtest(
     step = window index; one child run per family with every metric per window. Returns the parent id."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(workspace.tracking_uri())
-    client = MlflowClient()
+    client = RetryingClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     experiment_id = (
         experiment.experiment_id if experiment is not None

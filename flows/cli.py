@@ -251,12 +251,12 @@ def _score(args: argparse.Namespace, workspace: Workspace) -> int:
 
 def _models(args: argparse.Namespace, workspace: Workspace) -> int:
     import mlflow
-    from mlflow import MlflowClient
 
     from tasks.registry_admin import list_models, roll_back, set_champion
+    from tasks.retrying import RetryingClient
 
     mlflow.set_tracking_uri(workspace.tracking_uri())
-    client, lock = MlflowClient(), workspace.mlflow_db.parent / "promotion.lock"
+    client, lock = RetryingClient(), workspace.mlflow_db.parent / "promotion.lock"
     if args.action == "list":
         for row in list_models(client):
             aliases = ", ".join(f"{alias}=v{version}" for alias, version in sorted(row.aliases.items())) or "no aliases"

@@ -6,7 +6,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
-from mlflow import MlflowClient
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -21,6 +20,7 @@ from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
 from tasks.promotion import PromotionGate, promote, promote_global
+from tasks.retrying import RetryingClient
 from tasks.run_report import publish_run_report
 from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, link_stage, new_run_id
@@ -149,7 +149,7 @@ def register(
     Returns the parent run id, each family's registration and decision, and the global decision."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(workspace.tracking_uri())
-    client = MlflowClient()
+    client = RetryingClient()
     experiment_id = ensure_experiment(client, workspace.mlflow_artifacts)
     validated = read_manifest(run_dir / "validate")
     tags = {

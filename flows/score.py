@@ -5,12 +5,12 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow import MlflowClient
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from stages.manifest import read_manifest
 from stages.score import write_recommendations
+from tasks.retrying import RetryingClient
 from tasks.workspace import Workspace, new_run_id
 
 SCORING_EXPERIMENT = "recsys-batch-scoring"
@@ -44,7 +44,7 @@ def batch_score(config: ScoreConfig = ScoreConfig()) -> dict[str, Any]:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     workspace = Workspace.from_env()
     mlflow.set_tracking_uri(workspace.tracking_uri())
-    client = MlflowClient()
+    client = RetryingClient()
     version = str(client.get_model_version_by_alias(config.model_name, config.alias).version)
     run_id = new_run_id()
     out_dir = score_task(config, version, workspace.root / "scores" / run_id)

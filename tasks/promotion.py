@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
 
 from recsys_models.evaluation import compare_paired
 from stages.evaluate import evaluate
+from tasks.retrying import with_retries
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +78,8 @@ def promotion_lock(lock_file: Path) -> Iterator[None]:
 def score_champion(name: str, version: str, split_dir: Path, out_dir: Path) -> Path:
     """Evaluate a registered version's model on this run's split; return its evaluation folder."""
     with tempfile.TemporaryDirectory() as scratch:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=scratch))
+        uri = f"models:/{name}/{version}"
+        local = Path(with_retries(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=scratch))
         # the pyfunc keeps the saved model under artifacts/model/, the layout a train folder has
         return evaluate(split_dir, local / "artifacts", out_dir)
 
@@ -170,7 +172,7 @@ def promote_global(
     best = max(scored, key=scored.__getitem__)
     name, version, eval_dir = candidates[best]
     source = client.get_model_version(name, version).source
-    global_version = str(mlflow.register_model(source, GLOBAL_MODEL).version)
+    global_version = str(with_retries(mlflow.register_model, source, GLOBAL_MODEL).version)
     family_tags = client.get_model_version(name, version).tags
     tags = {key: family_tags[key] for key in COMPARABLE_TAGS if key in family_tags}
     for key, value in (tags | {"family": best, "family_version": f"{name}/{version}"}).items():

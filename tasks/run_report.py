@@ -4,9 +4,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mlflow import MlflowClient
-
 from reporting.report import REPORT_DIR, write_run_report
+from tasks.retrying import RetryingClient
 
 logger = logging.getLogger(__name__)
 
@@ -18,7 +17,7 @@ def publish_run_report(run_dir: Path, summary: dict[str, Any], tracking_uri: str
         path = write_run_report(run_dir, summary)
         parent = summary.get("mlflow", {}).get("run_id")
         if parent:
-            MlflowClient(tracking_uri).log_artifacts(parent, str(run_dir / REPORT_DIR), artifact_path=REPORT_DIR)
+            RetryingClient(tracking_uri).log_artifacts(parent, str(run_dir / REPORT_DIR), artifact_path=REPORT_DIR)
         return path
     except Exception:
         logger.exception("the run report could not be written; the run itself is unaffected")

@@ -21,6 +21,7 @@ from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 import recsys_models
 from stages.manifest import MANIFEST
 from stages.model_card import render_model_card
+from tasks.retrying import with_retries
 
 EXPERIMENT = "recsys-retrain"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
@@ -121,7 +122,8 @@ def log_family(
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         # the pyfunc's predict is unannotated on purpose (serving/pyfunc_model.py); MLflow nags about it
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
-        info = mlflow.pyfunc.log_model(
+        info = with_retries(
+            mlflow.pyfunc.log_model,
             name="model",
             python_model=str(PYFUNC_FILE),
             artifacts={"model_dir": str(train_dir / "model")},
