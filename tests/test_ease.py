@@ -96,3 +96,17 @@ def test_the_cpu_lapack_inverse_matches_numpy() -> None:
     expected = np.linalg.inv(rows.T.astype(np.float64) @ rows + 2.0 * np.eye(50))
     inverse = _inverse_from_factor(_cholesky_in_place(gram.clone(), 2.0))
     np.testing.assert_allclose(inverse.numpy(), expected, rtol=1e-3, atol=1e-5)
+
+
+def test_a_catalogue_beyond_max_items_is_modelled_on_its_most_rated_items() -> None:
+    counts = (TINY > 0).sum(axis=0)  # 4, 3, 2, 5, 3 interactions: the top three are items 0, 3 and 1 (tie to 1)
+    assert list(counts) == [4, 3, 2, 5, 3]
+    model = EASE(EASEConfig(l2=2.0, values="rating", max_items=3), TrainingOptions(device="cpu"))
+    model.fit(Interactions.from_frame(frame_from_matrix(TINY)))
+    kept = [0, 1, 3]
+    scores = model.score(np.arange(6))
+    np.testing.assert_allclose(scores[:, [2, 4]], 0.0)
+    expected = TINY[:, kept] @ reference_weights(TINY[:, kept], 2.0)
+    np.testing.assert_allclose(scores[:, kept], expected, rtol=1e-4, atol=1e-5)
+    every_item = EASE(EASEConfig(l2=2.0, values="rating", max_items=None), TrainingOptions(device="cpu"))
+    assert np.count_nonzero(every_item.fit(Interactions.from_frame(frame_from_matrix(TINY))).score(np.arange(6))[:, 2])
