@@ -11,6 +11,7 @@ j is corrected by -log(B q_j + R / n_items), the expected number of times j is d
 the batch) is masked out of that row's negatives.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +19,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from recsys_models.progress import report_epoch
-from recsys_models.training import EarlyStopping, seeded_generator
+from recsys_models.training import EarlyStopping, run_epochs, seeded_generator
 from recsys_models.two_tower.network import TwoTowerNetwork
 from recsys_models.validation_metrics import validation_ndcg
 
@@ -159,9 +159,8 @@ def train_towers(
     optimizer = torch.optim.AdamW(network.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     stopper = EarlyStopping(patience=settings.patience, lower_is_better=False) if validation else None
     n_pairs = data.users.numel()
-    history: list[dict[str, float]] = []
-    for epoch in range(1, epochs + 1):
-        network.train()
+
+    def train_epoch(epoch: int) -> dict[str, float]:
         order = torch.randperm(n_pairs, generator=generator).to(device)
         total = torch.zeros((), device=device)
         for start in range(0, n_pairs, settings.batch_size):
@@ -177,24 +176,19 @@ def train_towers(
             loss.backward()
             optimizer.step()
             total += loss.detach() * batch.numel()
-        record = {"epoch": epoch, "train_loss": float(total) / n_pairs}
-        if not np.isfinite(record["train_loss"]):
-            raise FloatingPointError(f"{settings.family}: training loss became {record['train_loss']} at epoch {epoch}")
-        if stopper is not None and validation is not None:
-            network.eval()
-            with torch.no_grad():
-                items_side = network.item_vectors()
-                record["valid_ndcg_at_10"] = validation_ndcg(
-                    lambda users: network.query_vectors(users.to(device), data.user_history[users.to(device)])
-                    @ items_side.T,
-                    *validation,
-                )
-        history.append(record)
-        report_epoch(settings.family, epoch, epochs, record)
-        if stopper is not None and stopper.update(epoch, record["valid_ndcg_at_10"], network):
-            break
-    best_epoch = epochs
-    if stopper is not None:
-        stopper.restore_best(network)
-        best_epoch = stopper.best_epoch
+        train_loss = float(total) / n_pairs
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"{settings.family}: training loss became {train_loss} at epoch {epoch}")
+        return {"train_loss": train_loss}
+
+    def validate(relevant: sp.csr_matrix, excluded: sp.csr_matrix) -> float:
+        items_side = network.item_vectors()
+        return validation_ndcg(
+            lambda users: network.query_vectors(users.to(device), data.user_history[users.to(device)]) @ items_side.T,
+            relevant,
+            excluded,
+        )
+
+    validate_epoch = functools.partial(validate, *validation) if validation else None
+    history, best_epoch = run_epochs(settings.family, network, epochs, train_epoch, validate_epoch, stopper)
     return network.eval(), history, best_epoch
