@@ -18,6 +18,7 @@ from data_contracts import (
     validate_ratings,
     validate_tags,
 )
+from data_contracts import data_docs
 from data_contracts.data_docs import write_data_docs
 from data_contracts.ratings import RATINGS
 from recsys_models import columns
@@ -126,6 +127,13 @@ def test_data_docs_site_is_written(tmp_path: Path) -> None:
     assert index == tmp_path / "data_docs" / "index.html"
     assert "ratings" in index.read_text()
     assert list((tmp_path / "data_docs" / "validations").rglob("*.html"))
+
+
+def test_a_large_table_is_documented_on_evenly_spread_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data_docs, "MAX_DOCUMENTED_ROWS", 4)
+    frame = pl.DataFrame({"row": range(10)})
+    assert data_docs.documented_rows(frame)["row"].to_list() == [0, 3, 6, 9]
+    assert data_docs.documented_rows(frame.head(4)).equals(frame.head(4))
 
 
 @pytest.mark.real_data
