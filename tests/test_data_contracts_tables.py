@@ -13,12 +13,12 @@ from data_contracts import (
     DriftBounds,
     check_drift,
     check_split,
+    data_docs,
     enforce_quarantine_share,
     validate_items,
     validate_ratings,
     validate_tags,
 )
-from data_contracts import data_docs
 from data_contracts.data_docs import write_data_docs
 from data_contracts.ratings import RATINGS
 from recsys_models import columns
