@@ -17,22 +17,24 @@ from data_contracts.suite import GX_ENGINE, build_gx_suite, import_great_expecta
 
 SITE = "run_site"
 MAX_DOCUMENTED_ROWS = 1_000_000
+Table = pl.DataFrame | pl.LazyFrame  # a frame, or a scan of a written table
 
 
-def write_data_docs(tables: list[tuple[TableContract, pl.DataFrame, dict[str, Any]]], out_dir: Path) -> Path:
+def write_data_docs(tables: list[tuple[TableContract, Table, dict[str, Any]]], out_dir: Path) -> Path:
     """Validate each (contract, frame, parameters) through a GX Checkpoint that updates a local
     data-docs site under `out_dir`; return the site's `index.html`."""
     with tempfile.TemporaryDirectory(prefix="gx_project_") as project:  # GX's stores; only the site is kept
         return _build_site(tables, Path(project), out_dir / "data_docs")
 
 
-def documented_rows(frame: pl.DataFrame) -> pl.DataFrame:
+def documented_rows(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """`frame`, or every k-th row of it when it has more than `MAX_DOCUMENTED_ROWS` rows."""
-    step = -(-frame.height // MAX_DOCUMENTED_ROWS)
-    return frame if step <= 1 else frame.gather_every(step)
+    lazy = frame.lazy()
+    step = -(-lazy.select(pl.len()).collect().item() // MAX_DOCUMENTED_ROWS)
+    return (lazy if step <= 1 else lazy.gather_every(step)).collect()
 
 
-def _build_site(tables: list[tuple[TableContract, pl.DataFrame, dict[str, Any]]], project: Path, site_dir: Path) -> Path:
+def _build_site(tables: list[tuple[TableContract, Table, dict[str, Any]]], project: Path, site_dir: Path) -> Path:
     gx = import_great_expectations()
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig

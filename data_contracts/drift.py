@@ -33,31 +33,44 @@ class DriftResult:
     breaches: list[str]
 
 
-def measure_drift(current: pl.DataFrame, reference: pl.DataFrame) -> dict[str, float]:
-    """Figures comparing `current` ratings with `reference` ratings (both validated)."""
+def measure_drift(current: pl.LazyFrame | pl.DataFrame, reference: pl.LazyFrame | pl.DataFrame) -> dict[str, float]:
+    """Figures comparing `current` ratings with `reference` ratings (both validated); scans are
+    read column by column in aggregates, never whole."""
+    current, reference = current.lazy(), reference.lazy()
+
     def share_new(column: str) -> float:
-        values = current[column].unique()
-        return float((~values.is_in(reference[column].unique().implode())).mean()) if values.len() else 0.0
+        values = current.select(pl.col(column).unique())
+        new = values.join(reference.select(pl.col(column).unique()), on=column, how="anti")
+        n_values, n_new = pl.collect_all([values.select(pl.len()), new.select(pl.len())])
+        return n_new.item() / n_values.item() if n_values.item() else 0.0
 
-    def distribution(frame: pl.DataFrame) -> pl.DataFrame:
-        return frame.group_by(columns.RATING).agg((pl.len() / frame.height).alias("share"))
+    def summary(frame: pl.LazyFrame) -> tuple[pl.DataFrame, float, int]:
+        counts = frame.group_by(columns.RATING).agg(pl.len().alias("share"))
+        shares = counts.with_columns(pl.col("share") / pl.col("share").sum())
+        totals = frame.select(pl.col(columns.RATING).mean().alias("mean"), pl.len().alias("rows"))
+        shares, totals = pl.collect_all([shares, totals])
+        return shares, float(totals["mean"].item() or 0.0), int(totals["rows"].item())
 
-    joined = distribution(current).join(distribution(reference), on=columns.RATING, how="full", coalesce=True)
-    distance = 0.5 * joined.select((pl.col("share").fill_null(0) - pl.col("share_right").fill_null(0)).abs().sum()).item()
+    (shares, mean, rows), (reference_shares, reference_mean, reference_rows) = summary(current), summary(reference)
+    joined = shares.join(reference_shares, on=columns.RATING, how="full", coalesce=True)
+    gaps = (pl.col("share").fill_null(0) - pl.col("share_right").fill_null(0)).abs()
+    distance = 0.5 * joined.select(gaps.sum()).item()
     return {
         "new_user_share": share_new(columns.USER_ID),
         "new_item_share": share_new(columns.ITEM_ID),
-        "rating_mean": float(current[columns.RATING].mean()),
-        "reference_rating_mean": float(reference[columns.RATING].mean()),
-        "rating_mean_shift": abs(float(current[columns.RATING].mean()) - float(reference[columns.RATING].mean())),
+        "rating_mean": mean,
+        "reference_rating_mean": reference_mean,
+        "rating_mean_shift": abs(mean - reference_mean),
         "rating_distance": float(distance),
-        "rows": float(current.height),
-        "reference_rows": float(reference.height),
-        "volume_change": (current.height - reference.height) / max(reference.height, 1),
+        "rows": float(rows),
+        "reference_rows": float(reference_rows),
+        "volume_change": (rows - reference_rows) / max(reference_rows, 1),
     }
 
 
-def check_drift(current: pl.DataFrame, reference: pl.DataFrame, bounds: DriftBounds) -> DriftResult:
+def check_drift(
+    current: pl.LazyFrame | pl.DataFrame, reference: pl.LazyFrame | pl.DataFrame, bounds: DriftBounds
+) -> DriftResult:
     """Measure drift and list the breached bounds; raise `ContractViolation` under the `fail` policy."""
     figures = measure_drift(current, reference)
     limits = [

@@ -13,6 +13,7 @@ that quarantine.
 
 import logging
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,22 +96,23 @@ class TableContract:
         return f"{check}({self.table})"
 
 
-def _describe(frame: pl.DataFrame) -> str:
-    return ", ".join(frame.columns) or "no columns"
+def table_problems(contract: TableContract, frame: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """Sentences naming each table-level problem: missing or mistyped columns, no rows, ids all missing.
 
-
-def table_problems(contract: TableContract, frame: pl.DataFrame) -> list[str]:
-    """Sentences naming each table-level problem: missing or mistyped columns, no rows, ids all missing."""
-    table, problems = contract.table, []
+    A LazyFrame (a scan) is read for its schema and one aggregate, never whole."""
+    table, problems, schema = contract.table, [], frame.lazy().collect_schema()
     for column, dtype in contract.schema.items():
-        if column not in frame.schema:
-            problems.append(f"{table}: column {column!r} is missing (found: {_describe(frame)})")
-        elif frame.schema[column] != dtype:
-            problems.append(f"{table}: column {column!r} has dtype {frame.schema[column]}, expected {dtype}")
-    if frame.height == 0:
+        if column not in schema:
+            problems.append(f"{table}: column {column!r} is missing (found: {', '.join(schema) or 'no columns'})")
+        elif schema[column] != dtype:
+            problems.append(f"{table}: column {column!r} has dtype {schema[column]}, expected {dtype}")
+    present_ids = [column for column in contract.id_columns if column in schema]
+    totals = frame.lazy().select(pl.len().alias(_ROW_INDEX), *(pl.col(c).null_count() for c in present_ids)).collect()
+    height = totals[_ROW_INDEX].item()
+    if height == 0:
         problems.append(f"{table}: table is empty")
-    for column in contract.id_columns:
-        if column in frame.schema and frame.height and frame[column].null_count() == frame.height:
+    for column in present_ids:
+        if height and totals[column].item() == height:
             problems.append(f"{table}: column {column!r} is missing in every row")
     return problems
 
@@ -145,7 +147,7 @@ def _not_in_set(column: str, value_set: pl.Series) -> pl.Expr:
     return ~pl.col(column).is_in(value_set.implode())
 
 
-def _later_copies(frame: pl.DataFrame, key: list[str]) -> np.ndarray:
+def _later_copies(frame: pl.LazyFrame, key: list[str]) -> np.ndarray:
     """Positions of later copies of the same `key` values; the first in input order stays valid.
 
     Rows are hashed first and only the rows whose hash repeats are compared exactly, so a hash
@@ -153,8 +155,7 @@ def _later_copies(frame: pl.DataFrame, key: list[str]) -> np.ndarray:
     for comparing every row's struct.
     """
     return (
-        frame.lazy()
-        .select(key)
+        frame.select(key)
         .with_row_index(_ROW_INDEX)
         .filter(pl.struct(key).hash().is_duplicated())
         .filter(~pl.struct(key).is_first_distinct())
@@ -165,14 +166,14 @@ def _later_copies(frame: pl.DataFrame, key: list[str]) -> np.ndarray:
     )
 
 
-def _repeated_key(frame: pl.DataFrame, column_list: list[str]) -> np.ndarray:
+def _repeated_key(frame: pl.LazyFrame, column_list: list[str]) -> np.ndarray:
     """A later occurrence of the same key: the first occurrence in input order stays valid."""
     return _later_copies(frame, column_list)
 
 
-def _repeated_row(frame: pl.DataFrame) -> np.ndarray:
+def _repeated_row(frame: pl.LazyFrame) -> np.ndarray:
     """A later copy of an identical row (every column equal); the first copy stays valid."""
-    return _later_copies(frame, frame.columns)
+    return _later_copies(frame, frame.collect_schema().names())
 
 
 def _repeated_value(column: str) -> pl.Expr:
@@ -204,15 +205,13 @@ _POLARS_CHECKS = {  # an expression, True where a row breaks the expectation
     "expect_column_values_to_be_well_formed_text": _malformed_text,
     "expect_column_values_to_be_well_formed_lists": _malformed_list,
 }
-_POLARS_ROW_CHECKS = {  # the frame in, the positions of the offending rows out
+_WHOLE_TABLE_CHECKS = {  # the whole table (lazily) in, the positions of the offending rows out
     "expect_compound_columns_to_be_unique": _repeated_key,
     "expect_rows_to_be_unique": _repeated_row,
 }
 
 
 def _run_polars(frame: pl.DataFrame, expectation: RowExpectation, parameters: dict[str, Any]) -> np.ndarray:
-    if expectation.type in _POLARS_ROW_CHECKS:
-        return _POLARS_ROW_CHECKS[expectation.type](frame, **expectation.resolved_kwargs(parameters))
     check = _POLARS_CHECKS.get(expectation.type)
     if check is None:
         raise ValueError(f"no Polars implementation for expectation {expectation.type!r}")
@@ -333,27 +332,58 @@ def validate_table(
     """
     if not isinstance(frame, pl.DataFrame):
         raise TypeError(f"{contract.table} must be a polars DataFrame, got {type(frame).__name__}")
+    parts: list[tuple[pl.DataFrame, pl.DataFrame]] = []
+    report = validate_batches(
+        contract, frame.lazy(), [frame], parameters, report_parameters, lambda *part: parts.append(part)
+    )
+    ((valid, quarantine),) = parts
+    return ValidationOutcome(valid=valid, quarantine=quarantine, report=report)
+
+
+def validate_batches(
+    contract: TableContract,
+    table: pl.LazyFrame,
+    batches: Iterable[pl.DataFrame],
+    parameters: dict[str, Any],
+    report_parameters: dict[str, Any],
+    sink: Callable[[pl.DataFrame, pl.DataFrame], None],
+) -> dict[str, Any]:
+    """Check a table batch by batch; hand each batch's valid and quarantined rows to `sink`.
+
+    `table` reads the whole table (a scan: read for its schema, its row count and the
+    whole-table checks, duplicates, which hash the rows once), `batches` yields the same rows in
+    order, as frames; every other expectation runs on one batch at a time, so memory follows the
+    batch size. Returns the report of `validate_table`. Raises `ContractViolation` on a
+    table-level problem before the first batch.
+    """
     started = time.perf_counter()
-    problems = table_problems(contract, frame)
+    problems = table_problems(contract, table)
     if problems:
         raise ContractViolation(problems)
     suite = load_suite(contract.suite_file)
     runnable = tuple(e for e in suite.expectations if e.parameters <= parameters.keys())
     skipped = {e.name for e in suite.expectations} - {e.name for e in runnable}
-
-    checked = frame.select(list(contract.schema))
-    flagged: dict[str, np.ndarray] = {}
-    gx_runnable = tuple(e for e in runnable if e.engine == GX_ENGINE)
-    if gx_runnable:
-        gx_columns = sorted({e.column for e in gx_runnable if e.column})
-        flagged |= _run_great_expectations(checked.select(gx_columns), suite.name, gx_runnable, parameters)
-    for expectation in runnable:
-        if expectation.engine == POLARS_ENGINE:
-            flagged[expectation.name] = _run_polars(checked, expectation, parameters)
-
-    valid, quarantine = _assemble(frame, flagged, [e.name for e in runnable])
-    if valid.height + quarantine.height != frame.height:  # an internal invariant, not input validation
-        raise RuntimeError(f"contract split lost rows: {valid.height} + {quarantine.height} != {frame.height}")
+    whole_table = {
+        e.name: _WHOLE_TABLE_CHECKS[e.type](table.select(list(contract.schema)), **e.resolved_kwargs(parameters))
+        for e in runnable
+        if e.type in _WHOLE_TABLE_CHECKS
+    }
+    per_batch = tuple(e for e in runnable if e.name not in whole_table)
+    counts = dict.fromkeys((e.name for e in runnable), 0)
+    rows = {"input": 0, "valid": 0, "quarantined": 0}
+    for batch in batches:
+        flagged = _flag_batch(batch.select(list(contract.schema)), suite.name, per_batch, parameters)
+        for name, positions in whole_table.items():
+            inside = positions[(positions >= rows["input"]) & (positions < rows["input"] + batch.height)]
+            flagged[name] = inside - rows["input"]
+        valid, quarantine = _assemble(batch, flagged, [e.name for e in runnable])
+        if valid.height + quarantine.height != batch.height:  # an internal invariant, not input validation
+            raise RuntimeError(f"contract split lost rows: {valid.height} + {quarantine.height} != {batch.height}")
+        for name, positions in flagged.items():
+            counts[name] += len(positions)
+        rows = {"input": rows["input"] + batch.height, "valid": rows["valid"] + valid.height,
+                "quarantined": rows["quarantined"] + quarantine.height}  # fmt: skip
+        sink(valid, quarantine)
     row_entries = [
         {
             "name": e.name,
@@ -362,24 +392,39 @@ def validate_table(
             "engine": e.engine,
             "reason": e.reason,
             "policy": e.policy,
-            "unexpected_count": int(len(flagged.get(e.name, ()))),
-            "success": None if e.name in skipped else len(flagged[e.name]) == 0,
+            "unexpected_count": counts.get(e.name, 0),
+            "success": None if e.name in skipped else counts[e.name] == 0,
             "skipped": e.name in skipped,
         }
         for e in suite.expectations
     ]
     report = {
         "suite": suite.name,
-        "success": quarantine.height == 0,
-        "input_rows": frame.height,
-        "valid_rows": valid.height,
-        "quarantined_rows": quarantine.height,
+        "success": rows["quarantined"] == 0,
+        "input_rows": rows["input"],
+        "valid_rows": rows["valid"],
+        "quarantined_rows": rows["quarantined"],
         "parameters": report_parameters,
         "expectations": _table_entries(contract) + row_entries,
         "seconds": round(time.perf_counter() - started, 3),
     }
     logger.info(
         "%s contract: %d rows, %d valid, %d quarantined in %.2f s",
-        contract.table, frame.height, valid.height, quarantine.height, report["seconds"],
+        contract.table, rows["input"], rows["valid"], rows["quarantined"], report["seconds"],
     )
-    return ValidationOutcome(valid=valid, quarantine=quarantine, report=report)
+    return report
+
+
+def _flag_batch(
+    checked: pl.DataFrame, suite_name: str, expectations: tuple[RowExpectation, ...], parameters: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """The row positions of one batch that each (row-level) expectation flags: GX's, then Polars'."""
+    flagged: dict[str, np.ndarray] = {}
+    gx_expectations = tuple(e for e in expectations if e.engine == GX_ENGINE)
+    if gx_expectations:
+        gx_columns = sorted({e.column for e in gx_expectations if e.column})
+        flagged |= _run_great_expectations(checked.select(gx_columns), suite_name, gx_expectations, parameters)
+    for expectation in expectations:
+        if expectation.engine == POLARS_ENGINE:
+            flagged[expectation.name] = _run_polars(checked, expectation, parameters)
+    return flagged

@@ -6,7 +6,9 @@ Run-time suite parameters: `rating_min`, `rating_max`, `rating_step` from the so
 item table; the unknown-item expectation is skipped when the source has none.
 """
 
+from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -17,12 +19,15 @@ from data_contracts.engine import (
     TableContract,
     ValidationOutcome,
     table_problems,
+    validate_batches,
     validate_table,
 )
 from recsys_models import columns
 from recsys_models.datasets.types import RatingScale
 
-__all__ = ["FAILED_EXPECTATIONS", "RATINGS", "ContractViolation", "ValidationOutcome", "validate_ratings"]
+__all__ = [
+    "FAILED_EXPECTATIONS", "RATINGS", "ContractViolation", "ValidationOutcome", "validate_ratings", "validate_ratings_file",
+]
 
 # Names of the row-level expectations in suites/ratings.json, as they appear in reports and
 # in `failed_expectations`.
@@ -38,6 +43,7 @@ ITEM_KNOWN = "expect_column_values_to_be_in_set(item_id)"
 RATING_ON_STEP = "expect_column_values_to_be_on_scale_step(rating)"
 NO_DUPLICATE_ROWS = "expect_rows_to_be_unique()"
 ONE_RATING_PER_KEY = "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"
+BATCH_ROWS = 2_000_000  # rows validated at a time by validate_ratings_file
 EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01 UTC: MovieLens began in 1997; earlier times are corrupt
 
 RATINGS = TableContract(
@@ -75,6 +81,33 @@ def validate_ratings(
             empty table, ids missing everywhere); the message names each problem.
         TypeError, ValueError: bad arguments (not a DataFrame, naive `now`).
     """
+    parameters, report_parameters = _run_time_parameters(items, scale, now)
+    return validate_table(RATINGS, ratings, parameters, report_parameters)
+
+
+def validate_ratings_file(
+    path: Path,
+    items: pl.DataFrame | None,
+    scale: RatingScale,
+    sink: Callable[[pl.DataFrame, pl.DataFrame], None],
+    now: datetime | None = None,
+    batch_rows: int | None = None,
+) -> dict[str, Any]:
+    """`validate_ratings` over a Parquet file, `batch_rows` (default `BATCH_ROWS`) rows at a time:
+    each batch's valid and quarantined rows go to `sink` (in input order); returns the report.
+    Memory follows the batch size, plus 8 bytes a row for the duplicate checks' hashes."""
+    batch_rows = batch_rows or BATCH_ROWS
+    parameters, report_parameters = _run_time_parameters(items, scale, now)
+    table = pl.scan_parquet(path)
+    n_rows = table.select(pl.len()).collect().item()
+    batches = (table.slice(offset, batch_rows).collect() for offset in range(0, n_rows, batch_rows))
+    return validate_batches(RATINGS, table, batches, parameters, report_parameters, sink)
+
+
+def _run_time_parameters(
+    items: pl.DataFrame | None, scale: RatingScale, now: datetime | None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The suite's run-time parameters, and their JSON-able form for the report."""
     if items is not None and not isinstance(items, pl.DataFrame):
         raise TypeError(f"items must be a polars DataFrame or None, got {type(items).__name__}")
     if not isinstance(scale, RatingScale):
@@ -94,7 +127,7 @@ def validate_ratings(
     report_parameters = {
         key: value for key, value in parameters.items() if key != "known_item_ids"
     } | {"now": now.astimezone(UTC).isoformat(), "known_items": len(parameters["known_item_ids"]) if items is not None else None}
-    return validate_table(RATINGS, ratings, parameters, report_parameters)
+    return parameters, report_parameters
 
 
 def checked_now(now: datetime | None) -> datetime:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 
 
 @contextmanager
@@ -44,6 +45,15 @@ def _write_atomically(target: Path, write: Callable[[Path], Any]) -> Path:
 def atomic_write_parquet(frame: pl.DataFrame, target: Path) -> Path:
     """Write `frame` as zstd Parquet at `target`, atomically."""
     return _write_atomically(target, lambda temp: frame.write_parquet(temp, compression="zstd"))
+
+
+@contextmanager
+def atomic_parquet_writer(target: Path, schema: pl.Schema) -> Iterator[Callable[[pl.DataFrame], None]]:
+    """Yield a function that appends a frame of `schema` to a zstd Parquet file; the file appears
+    at `target`, whole, when the block ends without an error, and not at all otherwise."""
+    arrow_schema = pl.DataFrame(schema=schema).to_arrow().schema
+    with _atomic_path(target) as temp, pq.ParquetWriter(temp, arrow_schema, compression="zstd") as writer:
+        yield lambda frame: writer.write_table(frame.to_arrow().cast(arrow_schema))
 
 
 def atomic_write_json(target: Path, payload: Any) -> Path:

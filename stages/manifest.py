@@ -2,7 +2,7 @@
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -11,7 +11,13 @@ from typing import Any
 
 import polars as pl
 
-from recsys_models.io import atomic_write_json, atomic_write_parquet, combined_sha256, file_sha256
+from recsys_models.io import (
+    atomic_parquet_writer,
+    atomic_write_json,
+    atomic_write_parquet,
+    combined_sha256,
+    file_sha256,
+)
 
 MANIFEST = "manifest.json"
 
@@ -36,6 +42,25 @@ class StageRecord:
             "sha256": file_sha256(path),
         }
         return path
+
+    @contextmanager
+    def table_writer(self, name: str, schema: pl.Schema) -> Iterator[Callable[[pl.DataFrame], None]]:
+        """`write_table` a frame at a time: yields a function that appends frames of `schema`;
+        `<name>.parquet` appears atomically, and is recorded, when the block ends."""
+        path, rows = self.directory / f"{name}.parquet", 0
+        with atomic_parquet_writer(path, schema) as append:
+
+            def count_and_append(frame: pl.DataFrame) -> None:
+                nonlocal rows
+                rows += frame.height
+                append(frame)
+
+            yield count_and_append
+        self.outputs[path.name] = {
+            "rows": rows,
+            "schema": {column: str(dtype) for column, dtype in schema.items()},
+            "sha256": file_sha256(path),
+        }
 
     def write_json(self, name: str, payload: Any) -> Path:
         """Write `<name>.json` atomically and record its hash."""

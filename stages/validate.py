@@ -1,8 +1,10 @@
 """Validation: every input table against its contract; valid rows on, bad rows to quarantine files.
 
 Order: items first, then tags and ratings against the valid items (a quarantined item takes its
-ratings with it). Quarantine files are written before any run-level failure is raised, so a
-failing run still leaves the evidence behind.
+ratings with it). Ratings are validated in batches read from a lazy scan of the ingested file and
+written as they go (`data_contracts.ratings.validate_ratings_file`); drift and data docs read the
+written table back as a scan. Quarantine files are written before any run-level failure is
+raised, so a failing run still leaves the evidence behind.
 """
 
 import logging
@@ -19,12 +21,12 @@ from data_contracts import (
     check_drift,
     enforce_quarantine_share,
     validate_items,
-    validate_ratings,
     validate_tags,
 )
 from data_contracts.catalogue import ITEMS, TAGS
 from data_contracts.data_docs import write_data_docs
-from data_contracts.ratings import RATINGS
+from data_contracts.engine import FAILED_EXPECTATIONS
+from data_contracts.ratings import RATINGS, validate_ratings_file
 from recsys_models.datasets import RatingScale
 from stages.manifest import StageRecord, read_manifest, stage
 
@@ -57,51 +59,72 @@ def validate(
         tags = _read(ingest_dir, "tags")
         if tags is not None and items is not None:
             outcomes["tags"] = validate_tags(tags, items)
-        ratings = pl.read_parquet(ingest_dir / "ratings.parquet")
-        if ratings.height == 0 and ingested["counts"]["rejected_rows"]:
-            reasons = pl.read_parquet(ingest_dir / "rejected.parquet")["reason"].unique(maintain_order=True)
-            raise ContractViolation(
-                [f"ratings: none of the {ingested['counts']['rejected_rows']} rows could be parsed "
-                 f"({'; '.join(reasons.head(3))}); they are in {ingest_dir / 'rejected.parquet'}"]
-            )
-        outcomes["ratings"] = validate_ratings(ratings, items, RatingScale(**ingested["parameters"]["scale"]))
-
         _write_outcomes(record, outcomes)
-        report: dict[str, Any] = {name: outcome.report for name, outcome in outcomes.items()}
+        table_reports = {name: outcome.report for name, outcome in outcomes.items()}
+        table_reports["ratings"] = _validate_ratings(record, ingest_dir, ingested, items)
+        report: dict[str, Any] = dict(table_reports)
+        valid_ratings = pl.scan_parquet(out_dir / "ratings.parquet")
+
         if reference_dir is not None and (reference_dir / "ratings.parquet").exists():
-            drift = check_drift(
-                outcomes["ratings"].valid, pl.read_parquet(reference_dir / "ratings.parquet"), drift_bounds or DriftBounds()
-            )
+            reference = pl.scan_parquet(reference_dir / "ratings.parquet")
+            drift = check_drift(valid_ratings, reference, drift_bounds or DriftBounds())
             report["drift"] = {"reference": str(reference_dir), "figures": drift.figures, "breaches": drift.breaches}
             for breach in drift.breaches:
                 logger.warning(breach)
         if data_docs:
             contracts = {"ratings": RATINGS, "items": ITEMS, "tags": TAGS}
             tables = [(contracts[name], o.valid, o.report["parameters"]) for name, o in outcomes.items()]
+            tables.append((RATINGS, valid_ratings, table_reports["ratings"]["parameters"]))
             report["data_docs"] = str(write_data_docs(tables, out_dir).relative_to(out_dir))
         record.write_json("validation_report", report)
 
         rejected = ingested["counts"]["rejected_rows"]
-        for name, outcome in outcomes.items():
-            enforce_quarantine_share(name, outcome.report, rejected if name == "ratings" else 0, max_quarantine_share)
-        ratings_outcome = outcomes["ratings"]
+        for name, table_report in table_reports.items():
+            enforce_quarantine_share(name, table_report, rejected if name == "ratings" else 0, max_quarantine_share)
+        ratings_report = table_reports["ratings"]
         source_rows = ingested["counts"]["input_rows"]
-        if source_rows != rejected + ratings_outcome.valid.height + ratings_outcome.quarantine.height:
+        if source_rows != rejected + ratings_report["valid_rows"] + ratings_report["quarantined_rows"]:
             raise RuntimeError("row accounting broke: source rows != rejected + valid + quarantined")
         record.counts = {
             "source_rows": source_rows,
             "rejected_at_parse": rejected,
-            "valid_rows": ratings_outcome.valid.height,
-            "quarantined_rows": ratings_outcome.quarantine.height,
+            "valid_rows": ratings_report["valid_rows"],
+            "quarantined_rows": ratings_report["quarantined_rows"],
         } | {
             f"{name}_{kind}_rows": getattr(outcome, kind).height
             for name, outcome in outcomes.items()
-            if name != "ratings"
             for kind in ("valid", "quarantine")
         }
         if "drift" in report:
             record.counts["drift"] = report["drift"]["figures"] | {"breaches": report["drift"]["breaches"]}
     return out_dir
+
+
+def _validate_ratings(
+    record: StageRecord, ingest_dir: Path, ingested: dict[str, Any], items: pl.DataFrame | None
+) -> dict[str, Any]:
+    """Validate the ingested ratings batch by batch into `ratings.parquet` and `quarantine.parquet`
+    (written as they go, so memory follows the batch size); return the report."""
+    path = ingest_dir / "ratings.parquet"
+    if pl.scan_parquet(path).select(pl.len()).collect().item() == 0 and ingested["counts"]["rejected_rows"]:
+        reasons = pl.read_parquet(ingest_dir / "rejected.parquet")["reason"].unique(maintain_order=True)
+        raise ContractViolation(
+            [f"ratings: none of the {ingested['counts']['rejected_rows']} rows could be parsed "
+             f"({'; '.join(reasons.head(3))}); they are in {ingest_dir / 'rejected.parquet'}"]
+        )
+    schema = pl.scan_parquet(path).collect_schema()
+    quarantine_schema = pl.Schema({**schema, FAILED_EXPECTATIONS: pl.List(pl.String)})
+    scale = RatingScale(**ingested["parameters"]["scale"])
+    with (
+        record.table_writer("ratings", schema) as write_valid,
+        record.table_writer("quarantine", quarantine_schema) as write_quarantine,
+    ):
+
+        def write(valid: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+            write_valid(valid)
+            write_quarantine(quarantine)
+
+        return validate_ratings_file(path, items, scale, write)
 
 
 def _read(folder: Path, table: str) -> pl.DataFrame | None:

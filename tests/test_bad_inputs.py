@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import data_contracts.ratings
 from data_contracts import ContractViolation
 from recsys_models.exceptions import DataSourceError
 from stages.ingest import ingest
@@ -182,3 +183,26 @@ def test_non_utf8_title_quarantines_the_movie_and_its_ratings(tmp_path: Path) ->
     assert quarantine_reasons(tmp_path, "items_quarantine") == [["expect_column_values_to_be_well_formed_text(title)"]]
     assert counts["quarantined_rows"] == 3  # the three ratings of movie 7
     assert counts["valid_rows"] + counts["quarantined_rows"] == 300
+
+
+def test_validation_in_batches_writes_what_one_whole_batch_writes(tmp_path: Path, monkeypatch) -> None:
+    """Bad rows and duplicates on both sides of batch edges: the same files, counts and reasons."""
+    bad = ["3,7,9.0,1500000000", "0,8,3.0,1500000001", "4,9,2.5,100", GOOD_ROWS[3], GOOD_ROWS[150], GOOD_ROWS[3]]
+    path = write_csv(tmp_path, GOOD_ROWS[:100] + bad[:3] + GOOD_ROWS[100:] + bad[3:])
+    whole = run_stages(path, tmp_path / "whole", max_quarantine_share=0.05)
+    monkeypatch.setattr(data_contracts.ratings, "BATCH_ROWS", 7)
+    batches, validate_batches = [], data_contracts.ratings.validate_batches
+
+    def counting(contract, table, frames, *args):
+        return validate_batches(contract, table, (batches.append(f.height) or f for f in frames), *args)
+
+    monkeypatch.setattr(data_contracts.ratings, "validate_batches", counting)
+    batched = run_stages(path, tmp_path / "batched", max_quarantine_share=0.05)
+    assert batches == [7] * 29 + [3]  # 206 rows
+    assert batched == whole and whole["quarantined_rows"] == 6
+    for table in ("ratings", "quarantine"):
+        written = pl.read_parquet(tmp_path / "batched" / "validate" / f"{table}.parquet")
+        assert written.equals(pl.read_parquet(tmp_path / "whole" / "validate" / f"{table}.parquet"))
+    assert quarantine_reasons(tmp_path / "batched")[-3:] == [
+        ["expect_rows_to_be_unique()", "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"]
+    ] * 3
