@@ -4,10 +4,13 @@
         --family-configs '{"biased_mf": {"epochs": 3}}'
 
 Each size runs in its own process (peak memory is a process's high-water mark) on a Parquet file written
-by `recsys_models.datasets.synthetic` (users grow with the size, the catalogue stays at `--items`, so
-EASE's item-item matrix stays bounded: the "top items" of a large catalogue). The family list is a
-parameter: add two_tower or any other family by name. Writes benchmarks/results/scale.json (one entry per
-size, merged with what is there) and prints how each stage's time grows from one size to the next.
+by `recsys_models.datasets.synthetic` (users grow with the size, the catalogue stays at `--items`;
+EASE models at most its `max_items`, 20k, of a larger catalogue: "EASE on the top items"). The family list is a
+parameter: add two_tower or any other family by name. Validation writes its data docs, as the nightly
+run does. Each stage records its wall time, the process's peak RSS and the RSS it started from (the
+difference is what the stage added; the allocator keeps freed memory, so a peak also carries what
+earlier stages left). Writes benchmarks/results/scale.json (one entry per size, merged with what is
+there) and prints how each stage's time grows from one size to the next.
 """
 
 import argparse
@@ -48,7 +51,7 @@ def run_size(n_ratings: int, n_items: int, families: list[str], family_configs: 
             ingest_dir = ingest(str(root / "ratings.parquet"), root / "ingest", None, root / "downloads", seed)
         rows["ingest"] = vars(cost)
         with measure() as cost:
-            validated = validate(ingest_dir, root / "validate", data_docs=False)
+            validated = validate(ingest_dir, root / "validate")
         rows["validate"] = vars(cost)
         with measure() as cost:
             split_dir = split(validated, root / "split")
@@ -114,7 +117,8 @@ def main() -> None:
         path.write_text(json.dumps(payload, indent=2))
     for size, entry in sorted(results.items(), key=lambda item: int(item[0])):
         for stage, row in entry.get("stages", {}).items():
-            print(f"{size:>10} {stage:<22}{row['seconds']:>9.1f} s{row['peak_rss_mb']:>9.0f} MB")
+            added = row["peak_rss_mb"] - row.get("start_rss_mb", row["peak_rss_mb"])
+            print(f"{size:>10} {stage:<22}{row['seconds']:>9.1f} s{row['peak_rss_mb']:>9.0f} MB peak{added:>+8.0f} MB")
 
 
 if __name__ == "__main__":
