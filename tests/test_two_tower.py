@@ -26,7 +26,7 @@ from recsys_models.two_tower import (
 )
 from recsys_models.two_tower.model import INDEX_FILE
 from recsys_models.two_tower.network import TwoTowerNetwork
-from recsys_models.two_tower.trainer import TrainerSettings, in_batch_loss, recent_items
+from recsys_models.two_tower.trainer import TrainerSettings, in_batch_loss, training_data
 
 N_CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER, ITEMS_PER_USER = 4, 50, 15, 5
 FAST = {"dimension": 16, "epochs": 20, "batch_size": 128, "temperature": 0.5, "learning_rate": 0.02}
@@ -71,9 +71,10 @@ def test_recall_counts_shared_ids() -> None:
 def test_recent_items_only_look_back() -> None:
     # user 0: items 5 (t=1), 3 (t=2), 4 (t=3); user 1: item 2 (t=1); padding is n_items = 6
     users, items, times = np.array([0, 1, 0, 0]), np.array([3, 2, 5, 4]), np.array([2, 1, 1, 3])
-    histories = recent_items(users, items, times, n_users=2, n_items=6, length=2)
-    np.testing.assert_array_equal(histories.per_pair, [[5, 6], [6, 6], [6, 6], [3, 5]])
-    np.testing.assert_array_equal(histories.per_user, [[4, 3], [2, 6]])
+    data = training_data(users, items, times, n_users=2, n_items=6, history_length=2, device="cpu")
+    np.testing.assert_array_equal(data.history[torch.arange(4)], [[5, 6], [6, 6], [6, 6], [3, 5]])
+    np.testing.assert_array_equal(data.history[torch.tensor([3, 0])], [[3, 5], [5, 6]])  # any batch order
+    np.testing.assert_array_equal(data.user_history, [[4, 3], [2, 6]])
 
 
 def test_in_batch_loss_masks_duplicates_and_applies_the_log_q_correction() -> None:
