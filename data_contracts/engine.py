@@ -3,9 +3,9 @@ that quarantine.
 
 1. Table level, in Polars: required columns with their dtypes, at least one row, id columns not
    null everywhere. Any failure raises `ContractViolation` naming each problem.
-2. Row level, from `suites/<table>.json`: Great Expectations 1.x validates the table as pandas
-   frames of `GX_CHUNK_ROWS` rows (GX has no Polars data source) with result format COMPLETE,
-   which returns the row index of every offending row. Expectations under `meta.polars_expectations` run in Polars, where
+2. Row level, from `suites/<table>.json`: the table is checked `BATCH_ROWS` rows at a time. Great
+   Expectations 1.x validates each batch as a pandas frame (GX has no Polars data source) with
+   result format COMPLETE, which returns the row index of every offending row. Expectations under `meta.polars_expectations` run in Polars, where
    GX has no built-in (scale step, duplicates, text and list checks) or is too slow (large value
    sets). Offending rows go to `quarantine` with the names of the expectations they broke; the
    other rows stay in `valid`, in input order.
@@ -13,7 +13,7 @@ that quarantine.
 
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,8 +40,8 @@ IDS_PRESENT_CHECK = "expect_column_values_to_not_be_null_everywhere"
 
 _ROW_INDEX = "__contract_row__"  # name of the pandas index GX reports offending rows by
 _STEP_TOLERANCE = 1e-6  # in units of the scale step
-# Rows per GX batch: bounds the pandas copy GX works on, whatever the table size
-GX_CHUNK_ROWS = 2_000_000
+# Rows checked at a time: bounds the pandas copy GX works on, and the memory of a scanned table
+BATCH_ROWS = 2_000_000
 _GX_RESULT_FORMAT: dict[str, Any] = {
     "result_format": "COMPLETE",
     "unexpected_index_column_names": [_ROW_INDEX],
@@ -256,30 +256,21 @@ def ephemeral_context() -> Any:
 def _run_great_expectations(
     frame: pl.DataFrame, suite_name: str, expectations: tuple[RowExpectation, ...], parameters: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Validate `frame` with GX, `GX_CHUNK_ROWS` rows at a time; return the row positions each
-    expectation flagged. GX's row-level expectations look at one row each, so chunks give the
-    same rows as the whole table; only one chunk is ever a pandas frame."""
+    """Validate `frame` (one batch) with GX; return the row positions each expectation flagged."""
     gx_expectations = [e for e in expectations if e.engine == GX_ENGINE]
     gx_suite = build_gx_suite(suite_name, expectations)
-    batches = (
+    batch = (
         ephemeral_context()
         .data_sources.add_pandas(name=suite_name)
         .add_dataframe_asset(name=suite_name)
         .add_batch_definition_whole_dataframe(name="whole_table")
+        .get_batch(batch_parameters={"dataframe": _to_pandas_with_row_index(frame)})
     )
     needed = {name: parameters[name] for e in gx_expectations for name in e.parameters}
-    found: dict[str, list[np.ndarray]] = {e.name: [] for e in gx_expectations}
-    for offset in range(0, frame.height, GX_CHUNK_ROWS):
-        chunk = _to_pandas_with_row_index(frame.slice(offset, GX_CHUNK_ROWS))
-        result = batches.get_batch(batch_parameters={"dataframe": chunk}).validate(
-            gx_suite, result_format=_GX_RESULT_FORMAT, expectation_parameters=needed
-        )
-        returned = _flagged_rows(result)
-        if missing := found.keys() - returned.keys():
-            raise RuntimeError(f"Great Expectations returned no result for {', '.join(sorted(missing))}")
-        for name, rows in returned.items():
-            found[name].append(rows + offset)
-    return {name: np.concatenate(parts) if parts else np.empty(0, np.int64) for name, parts in found.items()}
+    flagged = _flagged_rows(batch.validate(gx_suite, result_format=_GX_RESULT_FORMAT, expectation_parameters=needed))
+    if missing := {e.name for e in gx_expectations} - flagged.keys():
+        raise RuntimeError(f"Great Expectations returned no result for {', '.join(sorted(missing))}")
+    return flagged
 
 
 def _flagged_rows(result: Any) -> dict[str, np.ndarray]:
@@ -332,29 +323,31 @@ def validate_table(
     """
     if not isinstance(frame, pl.DataFrame):
         raise TypeError(f"{contract.table} must be a polars DataFrame, got {type(frame).__name__}")
-    parts: list[tuple[pl.DataFrame, pl.DataFrame]] = []
-    report = validate_batches(
-        contract, frame.lazy(), [frame], parameters, report_parameters, lambda *part: parts.append(part)
-    )
-    ((valid, quarantine),) = parts
-    return ValidationOutcome(valid=valid, quarantine=quarantine, report=report)
+    valid_parts: list[pl.DataFrame] = []
+    quarantine_parts: list[pl.DataFrame] = []
+
+    def collect(valid: pl.DataFrame, quarantine: pl.DataFrame) -> None:
+        valid_parts.append(valid)
+        quarantine_parts.append(quarantine)
+
+    report = validate_batches(contract, frame.lazy(), parameters, report_parameters, collect)
+    return ValidationOutcome(valid=pl.concat(valid_parts), quarantine=pl.concat(quarantine_parts), report=report)
 
 
 def validate_batches(
     contract: TableContract,
     table: pl.LazyFrame,
-    batches: Iterable[pl.DataFrame],
     parameters: dict[str, Any],
     report_parameters: dict[str, Any],
     sink: Callable[[pl.DataFrame, pl.DataFrame], None],
 ) -> dict[str, Any]:
-    """Check a table batch by batch; hand each batch's valid and quarantined rows to `sink`.
+    """Check `table` (a lazy frame: a scan, or an in-memory frame) `BATCH_ROWS` rows at a time;
+    hand each batch's valid and quarantined rows to `sink`, in input order.
 
-    `table` reads the whole table (a scan: read for its schema, its row count and the
-    whole-table checks, duplicates, which hash the rows once), `batches` yields the same rows in
-    order, as frames; every other expectation runs on one batch at a time, so memory follows the
-    batch size. Returns the report of `validate_table`. Raises `ContractViolation` on a
-    table-level problem before the first batch.
+    The whole-table checks (duplicates) hash the rows once over `table`; every other expectation
+    runs on one batch at a time, so a scanned table's memory follows the batch size. Returns the
+    report of `validate_table`. Raises `ContractViolation` on a table-level problem before the
+    first batch.
     """
     started = time.perf_counter()
     problems = table_problems(contract, table)
@@ -371,7 +364,9 @@ def validate_batches(
     per_batch = tuple(e for e in runnable if e.name not in whole_table)
     counts = dict.fromkeys((e.name for e in runnable), 0)
     rows = {"input": 0, "valid": 0, "quarantined": 0}
-    for batch in batches:
+    n_rows = table.select(pl.len()).collect().item()
+    for offset in range(0, n_rows, BATCH_ROWS):
+        batch = table.slice(offset, BATCH_ROWS).collect()
         flagged = _flag_batch(batch.select(list(contract.schema)), suite.name, per_batch, parameters)
         for name, positions in whole_table.items():
             inside = positions[(positions >= rows["input"]) & (positions < rows["input"] + batch.height)]

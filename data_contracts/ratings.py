@@ -43,7 +43,6 @@ ITEM_KNOWN = "expect_column_values_to_be_in_set(item_id)"
 RATING_ON_STEP = "expect_column_values_to_be_on_scale_step(rating)"
 NO_DUPLICATE_ROWS = "expect_rows_to_be_unique()"
 ONE_RATING_PER_KEY = "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"
-BATCH_ROWS = 2_000_000  # rows validated at a time by validate_ratings_file
 EARLIEST_TIMESTAMP = 788_918_400  # 1995-01-01 UTC: MovieLens began in 1997; earlier times are corrupt
 
 RATINGS = TableContract(
@@ -91,17 +90,13 @@ def validate_ratings_file(
     scale: RatingScale,
     sink: Callable[[pl.DataFrame, pl.DataFrame], None],
     now: datetime | None = None,
-    batch_rows: int | None = None,
 ) -> dict[str, Any]:
-    """`validate_ratings` over a Parquet file, `batch_rows` (default `BATCH_ROWS`) rows at a time:
-    each batch's valid and quarantined rows go to `sink` (in input order); returns the report.
-    Memory follows the batch size, plus 8 bytes a row for the duplicate checks' hashes."""
-    batch_rows = batch_rows or BATCH_ROWS
+    """`validate_ratings` over a Parquet file, read as a lazy scan `BATCH_ROWS` rows at a time
+    (`engine.validate_batches`): each batch's valid and quarantined rows go to `sink`, in input
+    order; returns the report. Memory follows the batch size, plus 8 bytes a row for the
+    duplicate checks' hashes."""
     parameters, report_parameters = _run_time_parameters(items, scale, now)
-    table = pl.scan_parquet(path)
-    n_rows = table.select(pl.len()).collect().item()
-    batches = (table.slice(offset, batch_rows).collect() for offset in range(0, n_rows, batch_rows))
-    return validate_batches(RATINGS, table, batches, parameters, report_parameters, sink)
+    return validate_batches(RATINGS, pl.scan_parquet(path), parameters, report_parameters, sink)
 
 
 def _run_time_parameters(

@@ -8,6 +8,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+import data_contracts.engine
 import data_contracts.ratings
 from data_contracts import ContractViolation
 from recsys_models.exceptions import DataSourceError
@@ -190,11 +191,15 @@ def test_validation_in_batches_writes_what_one_whole_batch_writes(tmp_path: Path
     bad = ["3,7,9.0,1500000000", "0,8,3.0,1500000001", "4,9,2.5,100", GOOD_ROWS[3], GOOD_ROWS[150], GOOD_ROWS[3]]
     path = write_csv(tmp_path, GOOD_ROWS[:100] + bad[:3] + GOOD_ROWS[100:] + bad[3:])
     whole = run_stages(path, tmp_path / "whole", max_quarantine_share=0.05)
-    monkeypatch.setattr(data_contracts.ratings, "BATCH_ROWS", 7)
+    monkeypatch.setattr(data_contracts.engine, "BATCH_ROWS", 7)
     batches, validate_batches = [], data_contracts.ratings.validate_batches
 
-    def counting(contract, table, frames, *args):
-        return validate_batches(contract, table, (batches.append(f.height) or f for f in frames), *args)
+    def counting(contract, table, parameters, report_parameters, sink):
+        def counted(valid, quarantine):
+            batches.append(valid.height + quarantine.height)
+            sink(valid, quarantine)
+
+        return validate_batches(contract, table, parameters, report_parameters, counted)
 
     monkeypatch.setattr(data_contracts.ratings, "validate_batches", counting)
     batched = run_stages(path, tmp_path / "batched", max_quarantine_share=0.05)

@@ -196,11 +196,11 @@ def test_mixed_frame_gives_exact_counts_and_keeps_order():
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 3, 7])
-def test_great_expectations_in_chunks_flags_the_rows_of_one_whole_batch(monkeypatch, chunk_rows):
+def test_validation_in_batches_flags_the_rows_of_one_whole_batch(monkeypatch, chunk_rows):
     bad = [(None, 10, 4.0, T + 1), (1, 10, 6.0, T + 5), (1, 10, 3.7, T + 6), (1, 10, 4.0, YEAR_1980), (-1, 20, 3.0, T + 9)]
     ratings = ratings_frame([*CLEAN_ROWS[:2], bad[0], *CLEAN_ROWS[2:5], *bad[1:], CLEAN_ROWS[5]])
     whole = validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
-    monkeypatch.setattr(engine, "GX_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(engine, "BATCH_ROWS", chunk_rows)
     chunked = validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
     assert counts(chunked.report) == counts(whole.report)
     assert chunked.quarantine.equals(whole.quarantine) and chunked.valid.equals(whole.valid)
