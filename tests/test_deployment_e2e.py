@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,13 +85,25 @@ def prefect(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
-def api(env: dict[str, str], method: str, path: str, body: dict | None = None) -> dict:
+RETRYABLE_STATUS = {408, 429, 502, 503}  # the codes Prefect's own client retries on
+
+
+def api(env: dict[str, str], method: str, path: str, body: dict | None = None, attempts: int = 6) -> dict:
+    """One REST call, retried like Prefect's client does: the server answers 503 when its SQLite database is
+    briefly locked (for example while the scheduler inserts a new deployment's runs), and the write rolled back."""
     request = urllib.request.Request(
         env["PREFECT_API_URL"] + path, method=method, data=json.dumps(body or {}).encode(),
         headers={"Content-Type": "application/json"},
     )  # fmt: skip
-    with urllib.request.urlopen(request, timeout=30) as response:
-        return json.loads(response.read())
+    for attempt in range(attempts):
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            if error.code not in RETRYABLE_STATUS or attempt == attempts - 1:
+                raise
+        time.sleep(2**attempt)
+    raise ValueError("attempts must be at least 1")
 
 
 def test_serve_deploy_and_run_the_nightly_deployment(served: dict[str, str], tmp_path: Path) -> None:
