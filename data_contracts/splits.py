@@ -1,24 +1,24 @@
 """Contract of a split's outputs. Any break is a bug in splitting, so the policy is `fail`."""
 
+from collections.abc import Mapping
 from typing import Any
 
 import polars as pl
 
 from data_contracts.engine import ContractViolation, TableContract, table_problems
 from recsys_models import columns
-from recsys_models.splitting import LEAKAGE_SCOPE, leakage_check
-
-PART_NAMES = ("train", "valid", "test")
+from recsys_models.splitting import LEAKAGE_SCOPE, PART_NAMES, leakage_check
 
 
-def check_split(parts: dict[str, pl.DataFrame], protocol: str) -> dict[str, Any]:
+def check_split(parts: Mapping[str, pl.DataFrame | pl.LazyFrame], protocol: str) -> dict[str, Any]:
     """Raise `ContractViolation` when the split is malformed or leaks; return the checks' report.
 
     Checks: each part has the ratings schema (train and test not empty, valid may be); no
     (user, item) pair in both the training part (train + valid) and test; no test rating earlier
     than the training data it is judged against (the protocol's scope: global for global and
     rolling splits, the user's own history for per-user splits), and no validation row earlier
-    than train by the same rule.
+    than train by the same rule. Lazy scans of written parts are read on the streaming engine; the
+    pair check holds the distinct (user, item) pairs of test.
     """
     problems: list[str] = []
     for name in PART_NAMES:
@@ -27,14 +27,16 @@ def check_split(parts: dict[str, pl.DataFrame], protocol: str) -> dict[str, Any]
         problems += [p for p in found if name != "valid" or not p.endswith("table is empty")]
     if problems:
         raise ContractViolation(problems)
-    history = pl.concat([parts["train"], parts["valid"]])
+    train, valid, test = (parts[name].lazy() for name in PART_NAMES)
+    history = pl.concat([train, valid])
     pairs = [columns.USER_ID, columns.ITEM_ID]
-    shared_pairs = history.select(pairs).unique().join(parts["test"].select(pairs).unique(), on=pairs).height
+    in_both = history.select(pairs).join(test.select(pairs).unique(), on=pairs, how="semi").unique()
+    shared_pairs = int(in_both.select(pl.len()).collect(engine="streaming").item())
     if shared_pairs:
         problems.append(f"split: {shared_pairs} (user, item) pairs are in both the training part and test")
     scope = LEAKAGE_SCOPE[protocol]
-    test_leak = leakage_check(history, parts["test"], scope)
-    valid_leak = leakage_check(parts["train"], parts["valid"], scope)
+    test_leak = leakage_check(history, test, scope)
+    valid_leak = leakage_check(train, valid, scope)
     for part, leak in (("test", test_leak), ("valid", valid_leak)):
         if not leak["passed"]:
             problems.append(

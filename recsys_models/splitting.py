@@ -5,7 +5,9 @@ Strategies (one function each): `temporal_global_split` (P1/P2, by fraction or b
 `temporal_user_split` (P4, each user's last fraction or last N), `leave_one_out_split` (P3) and
 `rolling_splits` (backtest windows). `with_validation` cuts the validation tail from a split's
 train part by the split's own rule (never from test); `protocol_split` does both for a
-`SplitSettings`.
+`SplitSettings`. Global cuts are positions in the sorted timestamps (`global_cut`,
+`rolling_windows`), so `recsys_models.split_writer` applies the same rules to a table read in
+batches; `split_report` and the checks read lazy scans of written parts as well as frames.
 
 Cold-start rule: see `COLD_RULE`; cold rows are counted here and handled by the evaluation.
 """
@@ -13,8 +15,10 @@ Cold-start rule: see `COLD_RULE`; cold rows are counted here and handled by the 
 import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
@@ -23,6 +27,7 @@ from recsys_models.columns import ITEM_ID, TIMESTAMP, USER_ID
 GLOBAL_ORDER = [TIMESTAMP, USER_ID, ITEM_ID]  # ties in time are frequent in MovieLens
 USER_ORDER = [USER_ID, TIMESTAMP, ITEM_ID]  # within a user: (timestamp, item_id)
 PROTOCOLS = ("temporal-global", "temporal-user", "leave-one-out")
+PART_NAMES = ("train", "valid", "test")
 ROLLING = "rolling"
 DEFAULT_TRAIN_FRACTION = 0.8
 DEFAULT_TEST_FRACTION = 0.2
@@ -35,6 +40,7 @@ COLD_RULE = (
     "rating metrics skip them; ranking skips cold users (counted) and keeps relevant items absent "
     "from train in the denominators as unreachable"
 )
+Frame = pl.DataFrame | pl.LazyFrame  # the report and checks read either (a lazy scan of written parts)
 _POSITION = "_position_in_user"
 _USER_LENGTH = "_user_length"
 _SECOND = "_second"
@@ -52,6 +58,11 @@ class Split:
     test: pl.DataFrame
     details: dict[str, Any]
     valid: pl.DataFrame | None = None
+
+    @property
+    def parts(self) -> dict[str, pl.DataFrame]:
+        """Train, valid (empty when not cut) and test, by name, as `split_report` and the split contract take them."""
+        return {"train": self.train, "valid": self.train.clear() if self.valid is None else self.valid, "test": self.test}
 
     @property
     def history(self) -> pl.DataFrame:
@@ -109,27 +120,34 @@ def temporal_global_split(
 
     Without either, the fraction is 0.8.
     """
+    ordered = ratings.sort(GLOBAL_ORDER)
+    n_train, details = global_cut(ordered[TIMESTAMP].to_numpy(), train_fraction, cutoff)
+    return Split(protocol="temporal-global", train=ordered.head(n_train), test=ordered.slice(n_train), details=details)
+
+
+def global_cut(
+    timestamps: np.ndarray, train_fraction: float | None = None, cutoff: datetime | int | None = None
+) -> tuple[int, dict[str, Any]]:
+    """How many rows of the global order train takes, and the split's details, from the sorted
+    timestamps alone (see `temporal_global_split` for the rule)."""
     if train_fraction is not None and cutoff is not None:
         raise ValueError("give train_fraction or cutoff, not both")
-    ordered = ratings.sort(GLOBAL_ORDER)
     if cutoff is None:
         train_fraction = DEFAULT_TRAIN_FRACTION if train_fraction is None else train_fraction
         if not 0.0 < train_fraction < 1.0:
             raise ValueError(f"train_fraction must lie in (0, 1), got {train_fraction}")
-        n_train = math.floor(train_fraction * ordered.height)
+        n_train = math.floor(train_fraction * len(timestamps))
         rule: dict[str, Any] = {"train_fraction": train_fraction}
     else:
         cutoff_seconds = unix_seconds(cutoff)
-        n_train = ordered.filter(pl.col(TIMESTAMP) < cutoff_seconds).height
+        n_train = int(np.searchsorted(timestamps, cutoff_seconds, side="left"))
         rule = {"cutoff": iso_utc(cutoff_seconds)}
-    if n_train == 0 or n_train == ordered.height:
-        raise ValueError(f"the cut-off {rule} leaves train or test empty ({ordered.height} rows)")
-    train, test = ordered.head(n_train), ordered.slice(n_train)
-    details = rule | {
-        "cutoff_timestamp": int(test[TIMESTAMP][0]) if cutoff is None else cutoff_seconds,
-        "last_train_timestamp": int(train[TIMESTAMP][-1]),
+    if n_train == 0 or n_train == len(timestamps):
+        raise ValueError(f"the cut-off {rule} leaves train or test empty ({len(timestamps)} rows)")
+    return n_train, rule | {
+        "cutoff_timestamp": int(timestamps[n_train]) if cutoff is None else cutoff_seconds,
+        "last_train_timestamp": int(timestamps[n_train - 1]),
     }
-    return Split(protocol="temporal-global", train=train, test=test, details=details)
 
 
 def temporal_user_split(
@@ -185,22 +203,33 @@ def rolling_splits(
 
     A window may hold no test rows (a gap in the data); the caller decides what to do with it.
     """
+    ordered = ratings.sort(GLOBAL_ORDER)
+    splits = []
+    for train_rows, test_end, details in rolling_windows(ordered[TIMESTAMP].to_numpy(), n_windows, window_days, end):
+        train, test = ordered.head(train_rows), ordered.slice(train_rows, test_end - train_rows)
+        splits.append(Split(protocol=ROLLING, train=train, test=test, details=details))
+    return splits
+
+
+def rolling_windows(
+    timestamps: np.ndarray, n_windows: int, window_days: float, end: datetime | int | None = None
+) -> list[tuple[int, int, dict[str, Any]]]:
+    """Each backtest window as (rows of train, end of its test rows) in the global order of the sorted
+    `timestamps`, with its details (see `rolling_splits` for the rule)."""
     if n_windows < 1 or window_days <= 0:
         raise ValueError(f"need n_windows >= 1 and window_days > 0, got {n_windows} and {window_days}")
-    if ratings.height == 0:
+    if len(timestamps) == 0:
         raise ValueError("cannot backtest on no ratings")
-    ordered = ratings.sort(GLOBAL_ORDER)
     window = round(window_days * SECONDS_PER_DAY)
-    last = int(ordered[TIMESTAMP].max()) + 1 if end is None else unix_seconds(end)
-    splits = []
+    last = int(timestamps[-1]) + 1 if end is None else unix_seconds(end)
+    windows = []
     for index in range(n_windows):
         start = last - (n_windows - index) * window
-        train = ordered.filter(pl.col(TIMESTAMP) < start)
-        if train.height == 0:
+        train_rows, test_end = (int(row) for row in np.searchsorted(timestamps, [start, start + window], side="left"))
+        if train_rows == 0:
             raise ValueError(
                 f"window {index} starts at {iso_utc(start)}, before any rating: use fewer or shorter windows"
             )
-        test = ordered.filter((pl.col(TIMESTAMP) >= start) & (pl.col(TIMESTAMP) < start + window))
         details = {
             "window": index,
             "window_days": window_days,
@@ -209,8 +238,8 @@ def rolling_splits(
             "cutoff": iso_utc(start),
             "window_end": iso_utc(start + window),
         }
-        splits.append(Split(protocol=ROLLING, train=train, test=test, details=details))
-    return splits
+        windows.append((train_rows, test_end, details))
+    return windows
 
 
 def with_validation(split: Split, valid_fraction: float = 0.1) -> Split:
@@ -256,68 +285,84 @@ def protocol_split(ratings: pl.DataFrame, settings: SplitSettings) -> Split:
     return with_validation(split, settings.valid_fraction)
 
 
-def cold_start_counts(train: pl.DataFrame, test: pl.DataFrame) -> dict[str, int]:
+def cold_start_counts(train: Frame, test: Frame) -> dict[str, int]:
     """Test rows, users and items absent from train: counted so they are never silently dropped.
 
-    Pass everything the model learns from as `train` (train + valid). See `COLD_RULE`.
+    Pass everything the model learns from as `train` (train + valid). See `COLD_RULE`. Lazy frames
+    are read on the streaming engine; only the distinct users and items of train are held.
     """
-    train_users = train.select(USER_ID).unique()
-    train_items = train.select(ITEM_ID).unique()
-    cold_user = ~test[USER_ID].is_in(train_users[USER_ID].implode())
-    cold_item = ~test[ITEM_ID].is_in(train_items[ITEM_ID].implode())
-    return {
-        "test_rows": test.height,
-        "test_users": test[USER_ID].n_unique(),
-        "cold_rows": int((cold_user | cold_item).sum()),
-        "cold_user_rows": int(cold_user.sum()),
-        "cold_item_rows": int(cold_item.sum()),
-        "cold_users": test.filter(cold_user)[USER_ID].n_unique(),
-        "cold_items": test.filter(cold_item)[ITEM_ID].n_unique(),
-    }
+    train_users = _collect(train.lazy().select(pl.col(USER_ID).unique()))[USER_ID].implode()
+    train_items = _collect(train.lazy().select(pl.col(ITEM_ID).unique()))[ITEM_ID].implode()
+    flagged = test.lazy().select(
+        USER_ID, ITEM_ID, (~pl.col(USER_ID).is_in(train_users)).alias("_cold_user"),
+        (~pl.col(ITEM_ID).is_in(train_items)).alias("_cold_item"),
+    )  # fmt: skip
+    counts = _collect(
+        flagged.select(
+            pl.len().alias("test_rows"),
+            pl.col(USER_ID).n_unique().alias("test_users"),
+            (pl.col("_cold_user") | pl.col("_cold_item")).sum().alias("cold_rows"),
+            pl.col("_cold_user").sum().alias("cold_user_rows"),
+            pl.col("_cold_item").sum().alias("cold_item_rows"),
+            pl.col(USER_ID).filter(pl.col("_cold_user")).n_unique().alias("cold_users"),
+            pl.col(ITEM_ID).filter(pl.col("_cold_item")).n_unique().alias("cold_items"),
+        )
+    )
+    return {name: int(value) for name, value in counts.row(0, named=True).items()}
 
 
-def leakage_check(history: pl.DataFrame, test: pl.DataFrame, scope: Literal["global", "user"]) -> dict[str, Any]:
+def leakage_check(history: Frame, test: Frame, scope: Literal["global", "user"]) -> dict[str, Any]:
     """Test rows earlier than the training data they are judged against.
 
     `global`: earlier than the latest row of `history`; `user`: earlier than the latest row of
-    that user's own history. Ties in time are not leakage.
+    that user's own history. Ties in time are not leakage. Lazy frames are read on the streaming engine.
     """
+    test_rows = int(_collect(test.lazy().select(pl.len())).item())
     if scope == "global":
-        latest = history[TIMESTAMP].max()
-        earlier = 0 if latest is None else int((test[TIMESTAMP] < latest).sum())
+        latest = _collect(history.lazy().select(pl.col(TIMESTAMP).max())).item()
+        earlier = 0 if latest is None else int(_collect(test.lazy().select((pl.col(TIMESTAMP) < latest).sum())).item())
     elif scope == "user":
-        latest_per_user = history.group_by(USER_ID).agg(pl.col(TIMESTAMP).max().alias("_latest"))
-        joined = test.join(latest_per_user, on=USER_ID, how="inner")
-        earlier = int((joined[TIMESTAMP] < joined["_latest"]).sum())
+        latest_per_user = history.lazy().group_by(USER_ID).agg(pl.col(TIMESTAMP).max().alias("_latest"))
+        joined = test.lazy().join(latest_per_user, on=USER_ID, how="inner")
+        earlier = int(_collect(joined.select((pl.col(TIMESTAMP) < pl.col("_latest")).sum())).item())
     else:
         raise ValueError(f"scope must be 'global' or 'user', got {scope!r}")
-    return {"scope": scope, "test_rows": test.height, "earlier_test_rows": earlier, "passed": earlier == 0}
+    return {"scope": scope, "test_rows": test_rows, "earlier_test_rows": earlier, "passed": earlier == 0}
 
 
-def split_report(split: Split) -> dict[str, Any]:
+def split_report(parts: Mapping[str, Frame], protocol: str) -> dict[str, Any]:
     """What a split's manifest states: sizes, cut-offs, cold counts and rule, leakage checks.
 
-    `leakage.required` names the check the protocol must pass (`leakage.passed`: it and the
-    validation tail's check passed); the other is informational (a per-user split has test rows
-    earlier than other users' training rows by design).
+    `parts` maps train, valid and test to frames (lazy scans of written parts are read on the
+    streaming engine). `leakage.required` names the check the protocol must pass (`leakage.passed`:
+    it and the validation tail's check passed); the other is informational (a per-user split has
+    test rows earlier than other users' training rows by design).
     """
-    history = split.history
-    valid = split.valid if split.valid is not None else history.clear()
-    required = LEAKAGE_SCOPE[split.protocol]
+    train, valid, test = (parts[name].lazy() for name in PART_NAMES)
+    history = pl.concat([train, valid])
+    required = LEAKAGE_SCOPE[protocol]
     checks = {
-        "global": leakage_check(history, split.test, "global"),
-        "user": leakage_check(history, split.test, "user"),
-        "valid_vs_train": leakage_check(split.train, valid, required),
+        "global": leakage_check(history, test, "global"),
+        "user": leakage_check(history, test, "user"),
+        "valid_vs_train": leakage_check(train, valid, required),
     }
+    facts = _collect(
+        history.select(
+            pl.col(USER_ID).n_unique().alias("train_users"),
+            pl.col(ITEM_ID).n_unique().alias("train_items"),
+            pl.col(TIMESTAMP).min().alias("first"),
+            pl.col(TIMESTAMP).max().alias("last"),
+        )
+    ).row(0, named=True)
     return {
-        "train_rows": split.train.height,
-        "valid_rows": valid.height,
-        "test_rows": split.test.height,
-        "train_users": history[USER_ID].n_unique(),
-        "train_items": history[ITEM_ID].n_unique(),
-        "first_timestamp": _iso_or_none(history[TIMESTAMP].min()),
-        "last_train_timestamp": _iso_or_none(history[TIMESTAMP].max()),
-        "test": cold_start_counts(history, split.test),
+        "train_rows": int(_collect(train.select(pl.len())).item()),
+        "valid_rows": checks["valid_vs_train"]["test_rows"],
+        "test_rows": checks["global"]["test_rows"],
+        "train_users": facts["train_users"],
+        "train_items": facts["train_items"],
+        "first_timestamp": _iso_or_none(facts["first"]),
+        "last_train_timestamp": _iso_or_none(facts["last"]),
+        "test": cold_start_counts(history, test),
         "cold_rule": COLD_RULE,
         "leakage": {
             "required": required,
@@ -337,6 +382,10 @@ def unix_seconds(moment: datetime | int) -> int:
 def iso_utc(seconds: int) -> str:
     """ISO 8601 UTC text of Unix seconds."""
     return datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def _collect(query: pl.LazyFrame) -> pl.DataFrame:
+    return query.collect(engine="streaming")
 
 
 def _iso_or_none(seconds: int | None) -> str | None:

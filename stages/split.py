@@ -8,37 +8,43 @@ in the splitter, and fails the stage.
 """
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
+from data_contracts.engine import ContractViolation
 from data_contracts.splits import check_split
-from recsys_models.splitting import (
-    ROLLING,
-    Split,
-    SplitSettings,
-    protocol_split,
-    rolling_splits,
-    split_report,
-    with_validation,
-)
+from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_split, write_rolling_windows
+from recsys_models.splitting import PART_NAMES, ROLLING, SplitSettings, split_report
 from stages.manifest import StageRecord, stage
 
 logger = logging.getLogger(__name__)
 
 
-def split(validated_dir: Path, out_dir: Path, settings: SplitSettings | None = None) -> Path:
-    """Write the train, valid and test parts of `settings.protocol` (default: P1/P2, 80% train)."""
+def split(validated_dir: Path, out_dir: Path, settings: SplitSettings | None = None, batch_rows: int = BATCH_ROWS) -> Path:
+    """Write the train, valid and test parts of `settings.protocol` (default: P1/P2, 80% train).
+
+    The validated ratings are read as a scan, `batch_rows` rows at a time (`recsys_models.split_writer`).
+    """
     settings = settings or SplitSettings()
+    source = validated_dir / "ratings.parquet"
     with stage("split", out_dir, settings.model_dump(mode="json")) as record:
-        record.record_inputs([validated_dir / "ratings.parquet"])
-        parts = protocol_split(pl.read_parquet(validated_dir / "ratings.parquet"), settings)
-        _write_parts(record, parts)
+        record.record_inputs([source])
+        details = write_protocol_split(pl.scan_parquet(source), settings, record.table_writer, out_dir, batch_rows)
+        _check_and_report(record, settings.protocol, details)
     return out_dir
 
 
 def rolling_split(
-    validated_dir: Path, out_dir: Path, n_windows: int, window_days: float, valid_fraction: float = 0.1
+    validated_dir: Path,
+    out_dir: Path,
+    n_windows: int,
+    window_days: float,
+    valid_fraction: float = 0.1,
+    batch_rows: int = BATCH_ROWS,
 ) -> list[Path]:
     """Write one split folder per backtest window (`window_00`, ...), each with its own manifest.
 
@@ -47,32 +53,38 @@ def rolling_split(
     """
     parameters = {"protocol": ROLLING, "n_windows": n_windows, "window_days": window_days,
                   "valid_fraction": valid_fraction}  # fmt: skip
-    window_dirs = []
+    source = validated_dir / "ratings.parquet"
     with stage("split", out_dir, parameters) as record:
-        record.record_inputs([validated_dir / "ratings.parquet"])
-        windows = rolling_splits(pl.read_parquet(validated_dir / "ratings.parquet"), n_windows, window_days)
-        listed = []
-        for window in windows:
-            window_dir = out_dir / f"window_{window.details['window']:02d}"
-            with stage("split", window_dir, parameters | {"window": window.details["window"]}) as window_record:
+        record.record_inputs([source])
+
+        @contextmanager
+        def window_stage(details: dict[str, Any]) -> Iterator[PartWriter]:
+            window_dir = out_dir / f"window_{details['window']:02d}"
+            with stage("split", window_dir, parameters | {"window": details["window"]}) as window_record:
                 window_record.inputs = record.inputs
-                _write_parts(window_record, with_validation(window, valid_fraction))
-            if window.test.height == 0:
-                logger.warning("backtest window %s holds no test rows", window.details["cutoff"])
-            window_dirs.append(window_dir)
-            listed.append({"folder": window_dir.name, **window.details, "test_rows": window.test.height})
-        record.counts = {"windows": listed}
-    return window_dirs
+                yield window_record.table_writer
+                _check_and_report(window_record, ROLLING, details)
+
+        windows = write_rolling_windows(
+            pl.scan_parquet(source), n_windows, window_days, valid_fraction, window_stage, batch_rows
+        )  # fmt: skip
+        for window in windows:
+            if window["test_rows"] == 0:
+                logger.warning("backtest window %s holds no test rows", window["cutoff"])
+        record.counts = {"windows": [{"folder": f"window_{w['window']:02d}"} | w for w in windows]}
+    return [out_dir / f"window_{window['window']:02d}" for window in windows]
 
 
-def _write_parts(record: StageRecord, parts: Split) -> None:
-    """Write the three parts and the manifest facts; refuse a split that leaks."""
-    if parts.valid is None:
-        raise ValueError("a split stage writes a validation tail: cut it with with_validation first")
-    contract = check_split({"train": parts.train, "valid": parts.valid, "test": parts.test}, parts.protocol)
-    report = split_report(parts) | {"contract": contract}
-    record.write_table("train", parts.train)
-    record.write_table("valid", parts.valid)
-    record.write_table("test", parts.test)
-    record.parameters |= {"protocol": parts.protocol} | parts.details
-    record.counts = report
+def _check_and_report(record: StageRecord, protocol: str, details: dict[str, Any]) -> None:
+    """Check the written parts against the split contract and record the manifest facts; a split
+    that leaks is a bug in the splitter: its parts are removed and the stage fails."""
+    paths = {name: record.directory / f"{name}.parquet" for name in PART_NAMES}
+    parts = {name: pl.scan_parquet(path) for name, path in paths.items()}
+    try:
+        contract = check_split(parts, protocol)
+    except ContractViolation:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        raise
+    record.parameters |= {"protocol": protocol} | details
+    record.counts = split_report(parts, protocol) | {"contract": contract}

@@ -31,7 +31,7 @@ from recsys_models.splitting import (
     temporal_user_split,
     with_validation,
 )
-from stages.split import _write_parts, rolling_split, split
+from stages.split import _check_and_report, rolling_split, split
 from stages.manifest import StageRecord
 
 PAIR = ["user_id", "item_id"]
@@ -183,7 +183,8 @@ def test_leakage_check_counts_test_rows_earlier_than_training() -> None:
 
 
 def test_split_report_states_sizes_cold_rows_and_leakage(tiny_ratings: pl.DataFrame) -> None:
-    report = split_report(protocol_split(tiny_ratings, SplitSettings(protocol="temporal-user", min_ratings=3)))
+    parts = protocol_split(tiny_ratings, SplitSettings(protocol="temporal-user", min_ratings=3))
+    report = split_report(parts.parts, parts.protocol)
     assert (report["train_rows"], report["valid_rows"], report["test_rows"]) == (8, 3, 3)
     assert report["leakage"]["required"] == "user" and report["leakage"]["user"]["passed"]
     assert report["leakage"]["passed"]
@@ -206,10 +207,12 @@ def test_split_stage_writes_three_disjoint_parts_and_a_manifest(tiny_ratings: pl
 
 def test_split_stage_refuses_a_leaking_split(tiny_ratings: pl.DataFrame, tmp_path: Path) -> None:
     ordered = tiny_ratings.sort("timestamp")
-    leaking = Split("temporal-global", ordered.slice(4), ordered.head(2), {}, valid=ordered.slice(2, 2))
+    record = StageRecord("split", tmp_path)
+    for name, part in (("train", ordered.slice(4)), ("valid", ordered.slice(2, 2)), ("test", ordered.head(2))):
+        record.write_table(name, part)
     with pytest.raises(ContractViolation, match="test rows are earlier than the training data"):
-        _write_parts(StageRecord("split", tmp_path), leaking)
-    assert not (tmp_path / "train.parquet").exists()  # nothing written for a split that leaks
+        _check_and_report(record, "temporal-global", {})
+    assert not list(tmp_path.glob("*.parquet"))  # nothing is left of a split that leaks
 
 
 def test_rolling_split_stage_writes_one_folder_per_window(tmp_path: Path) -> None:
@@ -270,7 +273,7 @@ def test_splits_lose_nothing_duplicate_nothing_leak_nothing_and_ignore_row_order
         assert combined.sort(pl.all()).equals(frame.sort(pl.all())), "a row was lost or duplicated"
         keys = [set(pairs(part)) for part in parts]
         assert sum(map(len, keys)) == len(set().union(*keys)), "a (user, item) pair is in two parts"
-        leakage = split_report(split)["leakage"]
+        leakage = split_report(split.parts, split.protocol)["leakage"]
         assert leakage[LEAKAGE_SCOPE[split.protocol]]["passed"] and leakage["valid_vs_train"]["passed"]
         assert leakage["passed"]
         for name in ("train", "valid", "test"):
