@@ -33,7 +33,7 @@ class TwoTowerNetwork(nn.Module):
         super().__init__()
         self.n_items = n_items
         self.temperature = temperature
-        self.user_embedding = nn.Embedding(n_users, dimension)
+        self.user_embedding = nn.Embedding(n_users, dimension, sparse=True)  # lazily updated: see the trainer
         self.history_embedding = nn.Embedding(n_items + 1, dimension, padding_idx=n_items)
         self.item_embedding = nn.Embedding(n_items, dimension)
         for table in (self.user_embedding, self.history_embedding, self.item_embedding):
