@@ -273,13 +273,13 @@ def _models(args: argparse.Namespace, workspace: Workspace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    workspace = Workspace.from_env()
-    configure_environment(workspace)
     handlers = {
         "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
         "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report,
     }  # fmt: skip
     try:
+        workspace = Workspace.from_env()
+        configure_environment(workspace)
         return handlers[args.command](args, workspace)
     except KeyboardInterrupt:
         print(f"recsys {args.command}: interrupted", file=sys.stderr)

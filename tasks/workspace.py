@@ -24,7 +24,19 @@ class Workspace:
 
     @classmethod
     def from_env(cls) -> "Workspace":
-        return cls(Path(os.environ.get("RECSYS_WORKSPACE", "workspace")).resolve())
+        """RECSYS_WORKSPACE (default ./workspace): a folder, shared by every worker when the runner is Dask.
+
+        An object-store URL (s3://, gs://, ...) is refused: stages publish each file by an atomic
+        rename and show reused stages as symbolic links, which object stores do not offer. Use a
+        shared POSIX folder (NFS, EFS, a cluster file system) instead.
+        """
+        value = os.environ.get("RECSYS_WORKSPACE", "workspace")
+        if "://" in value:
+            raise ValueError(
+                f"RECSYS_WORKSPACE={value!r} is a URL; it must be a folder (shared by all workers for the Dask "
+                "runner, e.g. on NFS): stages write by atomic rename and link reused stages, which object stores lack"
+            )
+        return cls(Path(value).resolve())
 
     @property
     def runs(self) -> Path:

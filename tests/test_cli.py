@@ -37,6 +37,16 @@ def test_an_error_is_one_line_and_debug_shows_the_traceback(workspace: Path, cap
         main(["--debug", "report", "no-such-run"])
 
 
+def test_an_object_store_workspace_is_refused_on_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("RECSYS_WORKSPACE", "s3://bucket/recsys")
+    assert main(["report"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "RECSYS_WORKSPACE='s3://bucket/recsys' is a URL; it must be a folder" in error
+    assert not Path("s3:").exists()  # no local folder named after the URL
+
+
 def test_an_unexpected_error_exits_1_on_one_line(
     workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
