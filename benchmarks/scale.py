@@ -10,7 +10,8 @@ parameter: add two_tower or any other family by name. Validation writes its data
 run does. Each stage records its wall time, the process's peak RSS and the RSS it started from (the
 difference is what the stage added; the allocator keeps freed memory, so a peak also carries what
 earlier stages left). Writes benchmarks/results/scale.json (one entry per size, merged with what is
-there) and prints how each stage's time grows from one size to the next.
+there; `--output` names another file, for example for a data-stages-only run with `--families bias`) and
+prints how each stage's time grows from one size to the next.
 """
 
 import argparse
@@ -90,13 +91,14 @@ def main() -> None:
     parser.add_argument("--families", default="bias,biased_mf,als,ease")
     parser.add_argument("--family-configs", default="{}", help="JSON: hyperparameters per family")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", default="scale.json", help="file in benchmarks/results/ to merge the sizes into")
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)  # a single size, in this process
     args = parser.parse_args()
     families, family_configs = args.families.split(","), json.loads(args.family_configs)
     if args.one is not None:
         print(json.dumps(run_size(args.one, args.items, families, family_configs, args.seed)))
         return
-    path = RESULTS / "scale.json"
+    path = RESULTS / args.output
     results = json.loads(path.read_text())["sizes"] if path.exists() else {}
     for size in (int(value) for value in args.sizes.split(",")):
         command = [
