@@ -37,6 +37,7 @@ from tasks.stage_tasks import (
     validate_task,
 )
 from tasks.retrying import RetryingClient
+from tasks.stage_store import local, share
 from tasks.tracking import code_version, numeric_metrics, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, link_stage, new_run_id
 
@@ -68,15 +69,15 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
         cached(stage_task, workspace.cache, execution.refresh_cache)
         for stage_task in (ingest_task, validate_task, rolling_split_task, train_task, evaluate_task)
     )
-    ingest_dir = link_stage(
+    ingest_dir = share(link_stage(
         ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
         run_dir / "ingest",
-    )
+    ))  # fmt: skip
     # the same contracts as retrain; no drift check against an earlier run: a backtest replays history
-    validated_dir = link_stage(
+    validated_dir = share(link_stage(
         validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, None, DriftBounds()),
         run_dir / "validate",
-    )
+    ))  # fmt: skip
     window_dirs = rolling_split(
         validated_dir, run_dir / "split", config.n_windows, config.window_days, config.valid_fraction
     )
@@ -105,7 +106,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
         evaluated.wait()
         failed_state = next((f.state for f in (trained, evaluated) if not f.state.is_completed()), None)
         if failed_state is None:
-            entries.append(_entry(index, family, window_dir, evaluated.result(), "ok"))
+            entries.append(_entry(index, family, window_dir, local(evaluated.result()), "ok"))
         else:  # the first failing stage holds the real error, not "upstream failed"
             message = str(failed_state.message or failed_state.name)
             logger.error("window %d, family %s failed: %s", index, family, message)

@@ -21,6 +21,7 @@ from stages.manifest import read_manifest
 from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
 from tasks.promotion import PromotionGate, promote, promote_global
 from tasks.retrying import RetryingClient
+from tasks.stage_store import local, share
 from tasks.run_report import publish_run_report
 from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, link_stage, new_run_id
@@ -68,16 +69,17 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
         for stage_task in (ingest_task, validate_task, split_task, train_task, evaluate_task)
     )
 
-    ingest_dir = link_stage(
+    # `share`: with a stage store, the folders the workers read are published under this run's names
+    ingest_dir = share(link_stage(
         ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
         run_dir / "ingest",
-    )
+    ))  # fmt: skip
     reference = last_successful_validation(workspace, config.dataset, before=run_id)
-    validated_dir = link_stage(
+    validated_dir = share(link_stage(
         validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift),
         run_dir / "validate",
-    )
-    split_dir = link_stage(split(validated_dir, run_dir / "split", split_settings(config)), run_dir / "split")
+    ))  # fmt: skip
+    split_dir = share(link_stage(split(validated_dir, run_dir / "split", split_settings(config)), run_dir / "split"))
 
     families = config.selected_families()
     threads = divide_threads(execution)
@@ -103,8 +105,8 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
             failures[family] = str(failed_state.message or failed_state.name)
             logger.error("family %s failed: %s", family, failures[family])
             continue
-        link_stage(trained[family].result(), run_dir / "train" / family)
-        link_stage(future.result(), run_dir / "evaluate" / family)
+        link_stage(local(trained[family].result()), run_dir / "train" / family)  # fetched when a worker wrote it
+        link_stage(local(future.result()), run_dir / "evaluate" / family)
     succeeded = [family for family in families if family not in failures]
 
     parent_run_id, registered, overall = register(workspace, run_id, config, run_dir, succeeded)

@@ -2,8 +2,9 @@
 
 The same flow runs on a bounded thread pool in this process (`local`, the default and what the
 deployments use) or on a Dask cluster (`dask`): the cluster at `dask_address`, or a local cluster of
-`workers` worker processes when no address is given. On Dask, stage folders and the cache must live
-on storage every worker reads (RECSYS_WORKSPACE on a shared folder).
+`workers` worker processes when no address is given. On Dask, every worker must read the stage
+folders: either RECSYS_WORKSPACE is a shared folder, or each machine keeps a local workspace at the
+same path and RECSYS_STAGE_STORE names an object store that mirrors the stages (`tasks/stage_store.py`).
 """
 
 import os

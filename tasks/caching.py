@@ -6,7 +6,8 @@ stands for its content: a file its SHA-256, a stage folder the SHA-256 of every 
 manifest counted by stage, parameters and input hashes only, without timings). Output folders
 (`out_dir`) are left out of the key. The library's source (`stages`, `recsys_models`,
 `data_contracts`) is part of the key, beside the task's own source (`TASK_SOURCE`), so changed
-code never reuses an old result.
+code never reuses an old result. With a stage store (`tasks/stage_store.py`) its URL is part of the key,
+and a stage folder missing here is fetched from the store before it is hashed.
 """
 
 import hashlib
@@ -25,6 +26,7 @@ import recsys_models
 import stages
 from recsys_models.io import file_sha256
 from stages.manifest import MANIFEST
+from tasks.stage_store import STORE_ENV, fetch_if_stored
 
 # Files that record when and how a stage ran, not what it produced: left out of a folder's hash.
 VOLATILE = frozenset({"validation_report.json", "data_docs", "history.json"})
@@ -63,6 +65,7 @@ def folder_fingerprint(folder: Path) -> str:
 def fingerprint(value: Any) -> str:
     """A stable string for a task parameter; paths stand for their content."""
     if isinstance(value, Path):
+        fetch_if_stored(value)  # a stage folder another machine wrote: its content, not "absent"
         if value.is_dir():
             return "folder:" + folder_fingerprint(value)
         if value.is_file():
@@ -110,6 +113,7 @@ class StageContent(CachePolicy):
         self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
     ) -> str:
         digest = hashlib.sha256(source_code_fingerprint().encode())
+        digest.update(f"stage_store={os.environ.get(STORE_ENV, '')};".encode())  # a hit was published there
         for name in sorted(inputs):
             if name in self.exclude:
                 continue

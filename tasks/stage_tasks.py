@@ -1,4 +1,8 @@
-"""Prefect tasks: thin wrappers over the stage functions in `stages/`."""
+"""Prefect tasks: thin wrappers over the stage functions in `stages/`.
+
+Each reads its input folders through `local` and publishes its output through `share`: with a stage
+store (RECSYS_STAGE_STORE, `tasks/stage_store.py`) a task can run on a machine that shares no folder
+with the others; without one both are no-ops."""
 
 from pathlib import Path
 from typing import Any
@@ -14,6 +18,7 @@ from stages.split import rolling_split, split
 from stages.train import train
 from stages.validate import validate
 from tasks.caching import INGEST_CACHE, STAGE_CACHE
+from tasks.stage_store import local, share
 
 # Stage results (the output folder's path) persist under the workspace's cache folder (see
 # `cached`); a rerun with the same input content, parameters and code gets the earlier folder back.
@@ -36,26 +41,28 @@ def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
     cache_policy=INGEST_CACHE, persist_result=True,
 )  # fmt: skip
 def ingest_task(source: str, out_dir: Path, data_dir: Path | None, cache_dir: Path, seed: int) -> Path:
-    return ingest(source, out_dir, data_dir, cache_dir, seed)
+    return share(ingest(source, out_dir, data_dir, cache_dir, seed))
 
 
 @task(name="validate", **CACHED)
 def validate_task(
     ingest_dir: Path, out_dir: Path, max_quarantine_share: float, reference_dir: Path | None, drift_bounds: DriftBounds
 ) -> Path:
-    return validate(ingest_dir, out_dir, max_quarantine_share, reference_dir, drift_bounds)
+    return share(validate(local(ingest_dir), out_dir, max_quarantine_share, local(reference_dir), drift_bounds))
 
 
 @task(name="split", **CACHED)
 def split_task(validated_dir: Path, out_dir: Path, settings: SplitSettings) -> Path:
-    return split(validated_dir, out_dir, settings)
+    return share(split(local(validated_dir), out_dir, settings))
 
 
 @task(name="rolling-split", **CACHED)
 def rolling_split_task(
     validated_dir: Path, out_dir: Path, n_windows: int, window_days: float, valid_fraction: float
 ) -> list[Path]:
-    return rolling_split(validated_dir, out_dir, n_windows, window_days, valid_fraction)
+    window_dirs = rolling_split(local(validated_dir), out_dir, n_windows, window_days, valid_fraction)
+    share(out_dir)  # the windows' folders with it
+    return window_dirs
 
 
 @task(name="train", task_run_name="train-{family}", **CACHED)
@@ -71,14 +78,14 @@ def train_task(
     """`torch_threads`: set in the process that runs the task (a Dask worker starts with one)."""
     if torch_threads is not None and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
-    return train(split_dir, out_dir, family, config, seed, items_dir)
+    return share(train(local(split_dir), out_dir, family, config, seed, local(items_dir)))
 
 
 @task(name="evaluate", task_run_name="evaluate-{family}", **CACHED)
 def evaluate_task(
     split_dir: Path, train_dir: Path, out_dir: Path, family: str, k: int = 10, items_dir: Path | None = None
 ) -> Path:
-    return evaluate(split_dir, train_dir, out_dir, k, items_dir)
+    return share(evaluate(local(split_dir), local(train_dir), out_dir, k, local(items_dir)))
 
 
 @task(name="backtest-report")

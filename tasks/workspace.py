@@ -27,14 +27,14 @@ class Workspace:
         """RECSYS_WORKSPACE (default ./workspace): a folder, shared by every worker when the runner is Dask.
 
         An object-store URL (s3://, gs://, ...) is refused: stages publish each file by an atomic
-        rename and show reused stages as symbolic links, which object stores do not offer. Use a
-        shared POSIX folder (NFS, EFS, a cluster file system) instead.
+        rename and show reused stages as symbolic links, which object stores do not offer. Keep the
+        workspace a local folder and name the bucket in RECSYS_STAGE_STORE (`tasks/stage_store.py`).
         """
         value = os.environ.get("RECSYS_WORKSPACE", "workspace")
         if "://" in value:
             raise ValueError(
-                f"RECSYS_WORKSPACE={value!r} is a URL; it must be a folder (shared by all workers for the Dask "
-                "runner, e.g. on NFS): stages write by atomic rename and link reused stages, which object stores lack"
+                f"RECSYS_WORKSPACE={value!r} is a URL; it must be a folder (stages write by atomic rename and "
+                "link reused stages): keep it local and set RECSYS_STAGE_STORE to the URL to share stages through it"
             )
         return cls(Path(value).resolve())
 

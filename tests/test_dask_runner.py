@@ -1,4 +1,5 @@
-"""The retrain flow on a Dask task runner: a local cluster of 2 worker processes, reached by its address."""
+"""The retrain flow on a Dask task runner: a local cluster of 2 worker processes, reached by its address,
+with the workers publishing to a stage store."""
 
 import os
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.runners import Execution, task_runner, torch_threads
+from tasks.stage_store import StageStore
 from tests.pipeline_helpers import write_ratings
 
 
@@ -36,6 +38,7 @@ def test_retrain_runs_on_a_local_dask_cluster_of_two_worker_processes(
     from flows.runners import run_flow
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))  # a folder every worker reads
+    monkeypatch.setenv("RECSYS_STAGE_STORE", (tmp_path / "store").as_uri())  # and a store the workers publish to
     ratings = write_ratings(tmp_path / "ratings.parquet")
     config = RetrainConfig(dataset=str(ratings), families=["popularity", "bias"])
     with (
@@ -56,3 +59,6 @@ def test_retrain_runs_on_a_local_dask_cluster_of_two_worker_processes(
     # validate and split are called, not submitted, so they run in the flow's process
     assert len(stream.data) == 4
     assert {record["worker"] for record in stream.data} <= workers
+    store = StageStore((tmp_path / "store").as_uri(), tmp_path / "ws")
+    for stage in ("ingest", "validate", "split", "train/bias", "evaluate/bias", "evaluate/popularity"):
+        assert store.is_published(run_dir / stage), stage  # the workers published what they wrote
