@@ -330,21 +330,25 @@ def leakage_check(history: Frame, test: Frame, scope: Literal["global", "user"])
     return {"scope": scope, "test_rows": test_rows, "earlier_test_rows": earlier, "passed": earlier == 0}
 
 
-def split_report(parts: Mapping[str, Frame], protocol: str) -> dict[str, Any]:
+def split_report(
+    parts: Mapping[str, Frame], protocol: str, contract: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
     """What a split's manifest states: sizes, cut-offs, cold counts and rule, leakage checks.
 
     `parts` maps train, valid and test to frames (lazy scans of written parts are read on the
     streaming engine). `leakage.required` names the check the protocol must pass (`leakage.passed`:
     it and the validation tail's check passed); the other is informational (a per-user split has
-    test rows earlier than other users' training rows by design).
+    test rows earlier than other users' training rows by design). `contract`, the split contract's
+    report (`data_contracts.splits.check_split`), supplies the two checks it already ran.
     """
     train, valid, test = (parts[name].lazy() for name in PART_NAMES)
     history = pl.concat([train, valid])
     required = LEAKAGE_SCOPE[protocol]
+    known = {required: contract["test_leakage"], "valid_vs_train": contract["valid_leakage"]} if contract else {}
     checks = {
-        "global": leakage_check(history, test, "global"),
-        "user": leakage_check(history, test, "user"),
-        "valid_vs_train": leakage_check(train, valid, required),
+        "global": known.get("global") or leakage_check(history, test, "global"),
+        "user": known.get("user") or leakage_check(history, test, "user"),
+        "valid_vs_train": known.get("valid_vs_train") or leakage_check(train, valid, required),
     }
     facts = _collect(
         history.select(

@@ -87,4 +87,4 @@ def _check_and_report(record: StageRecord, protocol: str, details: dict[str, Any
             path.unlink(missing_ok=True)
         raise
     record.parameters |= {"protocol": protocol} | details
-    record.counts = split_report(parts, protocol) | {"contract": contract}
+    record.counts = split_report(parts, protocol, contract) | {"contract": contract}

@@ -11,6 +11,7 @@ from pathlib import Path
 import polars as pl
 
 from data_contracts import ContractViolation
+from data_contracts.splits import check_split
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -185,6 +186,7 @@ def test_leakage_check_counts_test_rows_earlier_than_training() -> None:
 def test_split_report_states_sizes_cold_rows_and_leakage(tiny_ratings: pl.DataFrame) -> None:
     parts = protocol_split(tiny_ratings, SplitSettings(protocol="temporal-user", min_ratings=3))
     report = split_report(parts.parts, parts.protocol)
+    assert split_report(parts.parts, parts.protocol, check_split(parts.parts, parts.protocol)) == report
     assert (report["train_rows"], report["valid_rows"], report["test_rows"]) == (8, 3, 3)
     assert report["leakage"]["required"] == "user" and report["leakage"]["user"]["passed"]
     assert report["leakage"]["passed"]
