@@ -356,8 +356,11 @@ def validate_batches(
     suite = load_suite(contract.suite_file)
     runnable = tuple(e for e in suite.expectations if e.parameters <= parameters.keys())
     skipped = {e.name for e in suite.expectations} - {e.name for e in runnable}
+    present = table.collect_schema().names()
+    extra = sorted({e.column for e in runnable if e.column and e.column not in contract.schema and e.column in present})
+    checked_columns = [*contract.schema, *extra]  # the schema, plus carried columns an expectation checks (event)
     whole_table = {
-        e.name: _WHOLE_TABLE_CHECKS[e.type](table.select(list(contract.schema)), **e.resolved_kwargs(parameters))
+        e.name: _WHOLE_TABLE_CHECKS[e.type](table.select(checked_columns), **e.resolved_kwargs(parameters))
         for e in runnable
         if e.type in _WHOLE_TABLE_CHECKS
     }
@@ -367,7 +370,7 @@ def validate_batches(
     n_rows = table.select(pl.len()).collect().item()
     for offset in range(0, n_rows, BATCH_ROWS):
         batch = table.slice(offset, BATCH_ROWS).collect()
-        flagged = _flag_batch(batch.select(list(contract.schema)), suite.name, per_batch, parameters)
+        flagged = _flag_batch(batch.select(checked_columns), suite.name, per_batch, parameters)
         for name, positions in whole_table.items():
             inside = positions[(positions >= rows["input"]) & (positions < rows["input"] + batch.height)]
             flagged[name] = inside - rows["input"]

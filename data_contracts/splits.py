@@ -10,7 +10,9 @@ from recsys_models import columns
 from recsys_models.splitting import LEAKAGE_SCOPE, PART_NAMES, leakage_check
 
 
-def check_split(parts: Mapping[str, pl.DataFrame | pl.LazyFrame], protocol: str) -> dict[str, Any]:
+def check_split(
+    parts: Mapping[str, pl.DataFrame | pl.LazyFrame], protocol: str, repeats_allowed: bool = False
+) -> dict[str, Any]:
     """Raise `ContractViolation` when the split is malformed or leaks; return the checks' report.
 
     Checks: each part has the ratings schema (train and test not empty, valid may be); no
@@ -18,7 +20,9 @@ def check_split(parts: Mapping[str, pl.DataFrame | pl.LazyFrame], protocol: str)
     than the training data it is judged against (the protocol's scope: global for global and
     rolling splits, the user's own history for per-user splits), and no validation row earlier
     than train by the same rule. Lazy scans of written parts are read on the streaming engine; the
-    pair check holds the distinct (user, item) pairs of test.
+    pair check holds the distinct (user, item) pairs of test. With `repeats_allowed` (a source
+    whose seen items may be recommended again, `exclude_seen: false`) a pair in both parts is a
+    repeat to predict, not a leak: it is counted and reported as allowed.
     """
     problems: list[str] = []
     for name in PART_NAMES:
@@ -32,7 +36,7 @@ def check_split(parts: Mapping[str, pl.DataFrame | pl.LazyFrame], protocol: str)
     pairs = [columns.USER_ID, columns.ITEM_ID]
     in_both = history.select(pairs).join(test.select(pairs).unique(), on=pairs, how="semi").unique()
     shared_pairs = int(in_both.select(pl.len()).collect(engine="streaming").item())
-    if shared_pairs:
+    if shared_pairs and not repeats_allowed:
         problems.append(f"split: {shared_pairs} (user, item) pairs are in both the training part and test")
     scope = LEAKAGE_SCOPE[protocol]
     test_leak = leakage_check(history, test, scope)
@@ -45,4 +49,4 @@ def check_split(parts: Mapping[str, pl.DataFrame | pl.LazyFrame], protocol: str)
             )
     if problems:
         raise ContractViolation(problems)
-    return {"protocol": protocol, "shared_pairs": shared_pairs, "test_leakage": test_leak, "valid_leakage": valid_leak}
+    return {"protocol": protocol, "shared_pairs": shared_pairs, "shared_pairs_allowed": repeats_allowed, "test_leakage": test_leak, "valid_leakage": valid_leak}

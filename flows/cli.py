@@ -50,7 +50,7 @@ def _parser() -> argparse.ArgumentParser:
         "  recsys retrain --dataset ml-100k --families popularity,biased_mf --protocol temporal-user\n"
         "  recsys retrain --dataset my_ratings.parquet --families popularity,ease",
     )
-    retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic or a file")
+    retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
     retrain.add_argument("--families", default=None, help="comma-separated families (default: all)")
     retrain.add_argument(
         "--protocol", default="temporal-global", choices=PROTOCOLS,
@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         help="run the rolling backtest flow once, locally",
         epilog="example: recsys backtest --dataset ml-100k --families popularity,bias --windows 4 --window-days 14",
     )
-    backtest.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic or a file")
+    backtest.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
     backtest.add_argument("--families", default=None, help="comma-separated families (default: all)")
     backtest.add_argument("--windows", type=int, default=4, help="number of successive test windows (default 4)")
     backtest.add_argument("--window-days", type=float, default=30.0, help="length of each window in days (default 30)")
@@ -170,8 +170,11 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     from flows.runners import run_flow
     from reporting.progress import progress_view
 
+    from recsys_models.datasets.sources import describe_source
+
     families = [name.strip() for name in args.families.split(",")] if args.families else None
     config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed)
+    describe_source(config.dataset)  # a bad spec or a missing column: one line before the flow starts
     with progress_view(live=False if args.plain else None):
         summary = run_flow(retrain, config, _execution(args))
     print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {args.protocol}")
@@ -196,6 +199,8 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     print("\n" + format_warm_cold_table(summary["families"]))  # cold-item slice (flows/cold_start_report.py)
     for line in format_paired(Path(summary["run_dir"]), list(summary["families"])):
         print(line)
+    for family, reason in summary.get("skipped", {}).items():
+        print(f"skipped {family}: {reason}")
     for family, error in summary["failed"].items():
         print(f"FAILED {family}: {error}")
     print("\npromotion:")

@@ -15,6 +15,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="list data sets, fetch MovieLens, validate a ratings file against the data contracts",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  recsys datasets list\n  recsys datasets fetch ml-100k\n"
+        "  recsys datasets validate shop.yaml          # a dataset spec (README: Bring your own data)\n"
         "  recsys datasets validate my_ratings.csv     # columns user_id,item_id,rating,timestamp",
     )
     actions = datasets.add_subparsers(dest="action", required=True)
@@ -24,7 +25,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     validate = actions.add_parser(
         "validate", help="run ingestion and the data contracts on a file or named data set; exit 2 when it fails"
     )
-    validate.add_argument("source", help="a ratings .csv/.tsv/.parquet file, or ml-latest-small, ml-100k, synthetic")
+    validate.add_argument(
+        "source", help="a dataset spec (.yaml), a ratings .csv/.tsv/.parquet file, or ml-latest-small, ml-100k, synthetic"
+    )
 
 
 def locate(name: str, workspace: Workspace) -> Path | None:

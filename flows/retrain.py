@@ -15,7 +15,10 @@ import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
+from recsys_models.datasets.sources import describe_source
+from recsys_models.datasets.spec import Feedback
 from recsys_models.io import atomic_write_json
+from recsys_models.registry import skip_reason
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
@@ -43,11 +46,20 @@ class RetrainConfig(PipelineRunConfig):
     gate: PromotionGate = Field(default_factory=PromotionGate, description="When a new version becomes champion.")
 
 
-def split_settings(config: RetrainConfig) -> SplitSettings:
-    """The split stage's settings: the protocol's defaults (PROTOCOLS.md), `train_fraction` for P1/P2."""
+def split_settings(config: RetrainConfig, feedback: Feedback | None = None) -> SplitSettings:
+    """The split stage's settings: the protocol's defaults (PROTOCOLS.md), `train_fraction` for P1/P2,
+    and the source's feedback semantics (its dataset spec), which the later stages read from it."""
+    feedback = feedback or Feedback()
     if config.protocol == "temporal-global":
-        return SplitSettings(protocol=config.protocol, train_fraction=config.train_fraction)
-    return SplitSettings(protocol=config.protocol)
+        return SplitSettings(protocol=config.protocol, train_fraction=config.train_fraction, feedback=feedback)
+    return SplitSettings(protocol=config.protocol, feedback=feedback)
+
+
+def applicable_families(config: RetrainConfig, feedback: Feedback) -> tuple[list[str], dict[str, str]]:
+    """The selected families that apply to the source's feedback, and why each other one is skipped."""
+    reasons = {family: skip_reason(family, feedback) for family in config.selected_families()}
+    skipped = {family: reason for family, reason in reasons.items() if reason is not None}
+    return [family for family in reasons if family not in skipped], skipped
 
 
 @flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
@@ -60,6 +72,7 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
     (a completed run, so the summary is still returned). It raises only when every family failed.
     """
     logger = get_run_logger()
+    source = describe_source(config.dataset)
     workspace = Workspace.from_env()
     run_id = new_run_id()
     run_dir = workspace.run_dir(run_id)
@@ -74,14 +87,18 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
         ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
         run_dir / "ingest",
     ))  # fmt: skip
-    reference = last_successful_validation(workspace, config.dataset, before=run_id)
+    reference = last_successful_validation(workspace, source.name, before=run_id)
     validated_dir = share(link_stage(
         validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift),
         run_dir / "validate",
     ))  # fmt: skip
-    split_dir = share(link_stage(split(validated_dir, run_dir / "split", split_settings(config)), run_dir / "split"))
+    split_dir = share(link_stage(split(validated_dir, run_dir / "split", split_settings(config, source.feedback)), run_dir / "split"))
 
-    families = config.selected_families()
+    families, skipped = applicable_families(config, source.feedback)
+    for family, reason in skipped.items():
+        logger.info("skipping %s: %s", family, reason)
+    if not families:
+        raise ValueError(f"no selected family applies to {source.name}: " + "; ".join(f"{f} {r}" for f, r in skipped.items()))
     threads = divide_threads(execution)
     logger.info(
         "training %s, %d at a time, torch threads per task: %s", ", ".join(families), execution.workers, threads
@@ -109,8 +126,9 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
         link_stage(local(future.result()), run_dir / "evaluate" / family)
     succeeded = [family for family in families if family not in failures]
 
-    parent_run_id, registered, overall = register(workspace, run_id, config, run_dir, succeeded)
+    parent_run_id, registered, overall = register(workspace, run_id, config, source.name, run_dir, succeeded)
     summary = build_summary(run_id, run_dir, config, registered, failures)
+    summary |= {"dataset_name": source.name, "feedback": source.feedback.model_dump(mode="json"), "skipped": skipped}
     summary["overall"] = overall
     summary["reused"] = reused_stages(run_dir)
     summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
@@ -143,7 +161,7 @@ def reused_stages(run_dir: Path) -> dict[str, str]:
 
 
 def register(
-    workspace: Workspace, run_id: str, config: RetrainConfig, run_dir: Path, families: list[str]
+    workspace: Workspace, run_id: str, config: RetrainConfig, dataset_name: str, run_dir: Path, families: list[str]
 ) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
     """Log the run to MLflow, register each family's model and run the promotion gate on it
     (sequentially: one SQLite writer), then the global pick `recsys`.
@@ -158,11 +176,11 @@ def register(
         "data_hash": validated["outputs"]["ratings.parquet"]["sha256"],
         "protocol": config.protocol,
         "code_version": code_version(),
-        "dataset": config.dataset,
+        "dataset": dataset_name,
         "pipeline_run_id": run_id,
     }
     parent = start_parent_run(
-        client, experiment_id, run_id, {"dataset": config.dataset, "seed": config.seed, "k": config.k}, tags
+        client, experiment_id, run_id, {"dataset": config.dataset, "dataset_name": dataset_name, "seed": config.seed, "k": config.k}, tags
     )
     counts = validated["counts"]
     drift = {f"drift_{key}": value for key, value in counts.get("drift", {}).items() if key != "breaches"}

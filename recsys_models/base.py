@@ -40,6 +40,8 @@ class Recommender(ABC):
     uses_validation: ClassVar[bool] = False
     uses_item_features: ClassVar[bool] = False  # fit() then expects `features.ItemFeatures` (may be None)
     scores_new_items: ClassVar[bool] = False  # implements `score_new_items` (items absent from training)
+    needs_ratings: ClassVar[bool] = False  # learns only to predict ratings: nothing to learn from implicit feedback
+    recommends_seen: ClassVar[bool] = False  # meant for repeat consumption: seen items are its answer
 
     def __init__(self, config: BaseModel | None = None, options: TrainingOptions | None = None) -> None:
         config = config if config is not None else self.config_type()

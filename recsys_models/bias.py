@@ -88,6 +88,7 @@ class Bias(Recommender):
     """Global mean + damped user and item biases (Koren 2010); ranks items by mu + b_i (+ b_u)."""
 
     family = "bias"
+    needs_ratings = True
     config_type = BiasConfig
     predicts_ratings = True
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from scipy import special, stats
 
 from recsys_models.base import Recommender
+from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures
 from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, USER_ID
 from recsys_models.interactions import IdVocabulary, known_rows
@@ -56,6 +57,10 @@ class EvaluationConfig(BaseModel):
     relevance_threshold: float | None = Field(
         default=4.0, description="Test ratings at or above are relevant; None makes every test row relevant."
     )
+    exclude_seen: bool = Field(
+        default=True, description="False (repeat consumption): a user's training items stay candidates."
+    )
+    rating_metrics: bool = Field(default=True, description="False for implicit feedback: no RMSE without ratings.")
     n_negatives: PositiveInt | None = Field(
         default=None, description="Rank among this many sampled unseen items per user instead of all of them."
     )
@@ -85,11 +90,18 @@ class EvaluationConfig(BaseModel):
         return SAMPLED_PREFIX if self.n_negatives is not None else ""
 
 
-def protocol_evaluation_config(protocol: str, k: int = 10, **overrides: Any) -> EvaluationConfig:
-    """The evaluation a protocol of PROTOCOLS.md prescribes: leave-one-out ranks with every test item
-    relevant; the temporal protocols (and rolling backtests) with test ratings >= 4."""
-    threshold = None if protocol == "leave-one-out" else 4.0
-    return EvaluationConfig(**({"k": k, "relevance_threshold": threshold} | overrides))
+def protocol_evaluation_config(
+    protocol: str, k: int = 10, feedback: Feedback | None = None, **overrides: Any
+) -> EvaluationConfig:
+    """The evaluation a protocol of PROTOCOLS.md prescribes for a source's feedback: leave-one-out
+    ranks with every test item relevant; the temporal protocols (and rolling backtests) with the
+    source's relevance rule (MovieLens: test ratings >= 4). Implicit feedback has no rating metrics;
+    with `exclude_seen: false` training items stay candidates."""
+    feedback = feedback or Feedback()
+    threshold = None if protocol == "leave-one-out" else feedback.relevance_threshold
+    settings = {"k": k, "relevance_threshold": threshold, "exclude_seen": feedback.exclude_seen,
+                "rating_metrics": feedback.kind == "explicit"}  # fmt: skip
+    return EvaluationConfig(**(settings | overrides))
 
 
 @dataclass(frozen=True)
@@ -176,7 +188,7 @@ def evaluate_rating(model: Recommender, test: pl.DataFrame, config: EvaluationCo
         | {name: {} for name in POPULARITY_SLICES},
     }
     per_user_schema = {USER_ID: pl.Int64, "n_rows": pl.Int64, "mse": pl.Float64, "mae": pl.Float64}
-    if not model.predicts_ratings:
+    if not model.predicts_ratings or not config.rating_metrics:
         return RatingEvaluation(summary, slices, pl.DataFrame(schema=per_user_schema))
     users = model.users.index_of(scored[USER_ID].to_numpy())
     items = model.items.index_of(scored[ITEM_ID].to_numpy())
@@ -253,7 +265,8 @@ def evaluate_ranking(
         "n_unreachable_relevant_items": int(counts["n_unreachable"].sum()),
         "n_cold_users": int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique()),
         "n_candidate_items": n_catalogue,
-        "candidates": "all unseen items" if config.n_negatives is None else (
+        "candidates": ("all unseen items" if config.exclude_seen else "all items, seen ones included (repeat consumption)")
+        if config.n_negatives is None else (
             f"sampled: {config.n_negatives} unseen negatives + the relevant items (not comparable with full ranking)"
         ),  # fmt: skip
         "relevance_threshold": config.relevance_threshold,
@@ -482,7 +495,7 @@ def _top_lists(
     depth = max(config.all_cutoffs)
     reachable_users, reachable_items = reachable["user_idx"].to_numpy(), reachable["item_idx"].to_numpy()
     if config.n_negatives is None:
-        top_items, top_scores = _full_ranking(model, users, depth, config.batch_size)
+        top_items, top_scores = _full_ranking(model, users, depth, config.batch_size, config.exclude_seen)
     else:
         reachable_matrix = sp.csr_matrix(
             (np.ones(reachable.height, dtype=np.float32), (reachable_users, reachable_items)),
@@ -535,14 +548,15 @@ def _hits(users: np.ndarray, top_items: np.ndarray, relevant_keys: np.ndarray, n
 
 
 def _full_ranking(
-    model: Recommender, users: np.ndarray, depth: int, batch_size: int
+    model: Recommender, users: np.ndarray, depth: int, batch_size: int, exclude_seen: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Top-`depth` unseen items per user over every candidate, in batches; -1 marks an empty slot."""
+    """Top-`depth` items per user over every candidate (unseen ones unless `exclude_seen` is
+    False), in batches; -1 marks an empty slot."""
     top_items = np.full((users.size, depth), -1, dtype=np.int64)
     top_scores = np.full((users.size, depth), -np.inf, dtype=np.float32)
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size]
-        items, scores = model.recommend(batch, depth)
+        items, scores = model.recommend(batch, depth, exclude_seen)
         top_items[start : start + batch.size, : items.shape[1]] = np.where(np.isneginf(scores), -1, items)
         top_scores[start : start + batch.size, : items.shape[1]] = scores
     return top_items, top_scores

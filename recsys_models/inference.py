@@ -10,8 +10,9 @@ PREDICTED_RATING = "predicted_rating"
 COLD_USER = "cold_user"
 
 
-def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10) -> pl.DataFrame:
-    """Top-k per raw user id (seen items excluded): `user_id, item_id, score, rank, cold_user`.
+def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10, exclude_seen: bool = True) -> pl.DataFrame:
+    """Top-k per raw user id (seen items excluded unless `exclude_seen` is False):
+    `user_id, item_id, score, rank, cold_user`.
 
     An unknown user gets the k most popular training items, score = their training count.
     """
@@ -20,7 +21,7 @@ def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10) -> pl.D
     user_ids = np.unique(np.asarray(user_ids, dtype=np.int64))
     index = model.users.index_of(user_ids)
     known = index >= 0
-    top_items, top_scores = model.recommend(index[known], k)
+    top_items, top_scores = model.recommend(index[known], k, exclude_seen)
     width = top_items.shape[1]
     popular = model.popular_items(width)
     counts = model.item_counts[popular].astype(np.float32)

@@ -11,18 +11,20 @@ from recsys_models.bias import Bias
 from recsys_models.biased_mf import MF, BiasedMF
 from recsys_models.bpr_mf import BPRMF
 from recsys_models.content import ContentTFIDF
+from recsys_models.datasets.spec import Feedback
 from recsys_models.ease import EASE
 from recsys_models.exceptions import UnknownFamilyError
 from recsys_models.hybrid import HybridFeatures, HybridSwitching, HybridWeighted
 from recsys_models.knn import ItemKNN, UserKNN
 from recsys_models.ncf import GMF, MLP, NeuMF
 from recsys_models.popularity import Popularity
+from recsys_models.repeat import Repeat
 from recsys_models.sequential import GRU4Rec, Markov, SASRec
 from recsys_models.two_tower import TwoTower, TwoTowerRerank
 from recsys_models.vae import MultDAE, MultVAE
 
 FAMILIES: dict[str, type[Recommender]] = {
-    cls.family: cls for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE, GMF, MLP, NeuMF, MultVAE, MultDAE, GRU4Rec, SASRec, Markov, TwoTower, TwoTowerRerank, ContentTFIDF, HybridWeighted, HybridSwitching, HybridFeatures)
+    cls.family: cls for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE, GMF, MLP, NeuMF, MultVAE, MultDAE, GRU4Rec, SASRec, Markov, TwoTower, TwoTowerRerank, ContentTFIDF, HybridWeighted, HybridSwitching, HybridFeatures, Repeat)
 }
 
 
@@ -32,6 +34,16 @@ def family_class(name: str) -> type[Recommender]:
         return FAMILIES[name]
     except KeyError:
         raise UnknownFamilyError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}") from None
+
+
+def skip_reason(name: str, feedback: Feedback) -> str | None:
+    """Why a family does not apply to a source's feedback, or None when it does."""
+    model_class = family_class(name)
+    if feedback.kind == "implicit" and model_class.needs_ratings:
+        return "learns only to predict ratings, and the source is implicit (no ratings)"
+    if feedback.exclude_seen and model_class.recommends_seen:
+        return "recommends seen items, and the source excludes them (exclude_seen: true)"
+    return None
 
 
 def make_config(name: str, values: dict | None = None) -> BaseModel:

@@ -22,6 +22,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from recsys_models.datasets.spec import Feedback
 from recsys_models.columns import ITEM_ID, TIMESTAMP, USER_ID
 
 GLOBAL_ORDER = [TIMESTAMP, USER_ID, ITEM_ID]  # ties in time are frequent in MovieLens
@@ -92,6 +93,9 @@ class SplitSettings(BaseModel):
     min_interactions: int = Field(default=3, ge=3, description="leave-one-out: fewer keep a user in train.")
     valid_fraction: float = Field(
         default=0.1, gt=0.0, lt=1.0, description="Share of train cut as the validation tail, by the same rule."
+    )
+    feedback: Feedback = Field(
+        default_factory=Feedback, description="The source's feedback semantics (its dataset spec), for later stages."
     )
 
     @model_validator(mode="after")

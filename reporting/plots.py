@@ -4,6 +4,7 @@ curves and popularity bias. Each function reads plain data and writes one file a
 Figures are built with `matplotlib.figure.Figure` directly, not pyplot: no global state, no GUI
 backend, safe in the flow's worker threads."""
 
+import math
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -100,6 +101,8 @@ def plot_recall_curves(metrics: Mapping[str, Mapping[str, Any]], path: Path, met
         if not cutoffs:
             continue
         values = [entry[f"{metric}_at_{k}"] for k in cutoffs]
+        if not any(isinstance(value, int | float) and math.isfinite(value) for value in values):
+            continue  # a family evaluated on no user has nothing to draw
         axis.plot(cutoffs, values, marker="o", label=family, color=_colour(family))
         low = [entry.get(f"{metric}_at_{k}_ci_low", value) for k, value in zip(cutoffs, values, strict=True)]
         high = [entry.get(f"{metric}_at_{k}_ci_high", value) for k, value in zip(cutoffs, values, strict=True)]

@@ -11,7 +11,9 @@ from typing import Any
 
 import polars as pl
 
+from recsys_models.ids import decode_column
 from recsys_models.io import atomic_write_bytes
+from stages.ingest import ID_TABLE
 from reporting.formatting import format_interval
 from reporting.plots import (
     plot_metric_comparison,
@@ -205,6 +207,8 @@ def _popularity_shares(run_dir: Path, families: Iterable[str], k: int) -> dict[s
     if not all(path.exists() for path in parts):
         return {}
     counts = pl.concat([pl.read_parquet(path, columns=["item_id"]) for path in parts])["item_id"].value_counts()
+    ids_path = run_dir / "validate" / f"{ID_TABLE}.parquet"  # recommendations hold the ids' text
+    counts = decode_column(counts, "item_id", pl.read_parquet(ids_path) if ids_path.exists() else None, "item")
     item_counts = dict(zip(counts["item_id"].to_list(), counts["count"].to_list(), strict=True))
     recommended = {}
     for family in families:

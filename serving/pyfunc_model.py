@@ -1,9 +1,11 @@
 """MLflow pyfunc of every family, logged from this code file (no pickled training objects).
 
-Input: a table with `user_id` (raw ids) and optionally `item_id`.
-- Without `item_id`: the top-k items per user (param `k`, default 10), seen items excluded,
-  as `user_id, item_id, score, rank, cold_user`; unknown users get the most popular items.
+Input: a table with `user_id` (raw ids: integers or text) and optionally `item_id`.
+- Without `item_id`: the top-k items per user (param `k`, default 10), seen items excluded
+  unless the source allows repeats, as `user_id, item_id, score, rank, cold_user`; unknown users
+  get the most popular items.
 - With `item_id`: the score of each pair, plus `predicted_rating` for rating families.
+Ids come back as they were given: text ids as text (`recsys_models.ids` codes them inside).
 """
 
 from pathlib import Path
@@ -17,33 +19,54 @@ class RecommenderPyfunc(PythonModel):
     """Loads a saved `recsys_models` model from the `model_dir` artefact."""
 
     def load_context(self, context) -> None:
+        import json
+
+        import polars as pl
+
         from recsys_models.registry import load_model
 
-        self.model = load_model(Path(context.artifacts["model_dir"]))
+        model_dir = Path(context.artifacts["model_dir"])
+        self.model = load_model(model_dir)
+        ids_path, serving_path = model_dir / "ids.parquet", model_dir / "serving.json"
+        self.id_texts = pl.read_parquet(ids_path) if ids_path.exists() else None
+        self.exclude_seen = json.loads(serving_path.read_text())["exclude_seen"] if serving_path.exists() else True
 
     # model_input is left unannotated on purpose: MLflow would infer a signature from a type hint.
     def predict(self, context, model_input, params=None):
+        import polars as pl
+
+        from recsys_models.ids import decode_column, id_table
         from recsys_models.inference import recommend_raw, score_raw_pairs
 
         if "user_id" not in model_input.columns:
             raise ValueError(f"input needs a 'user_id' column; got {list(model_input.columns)}")
-        users = _integer_ids(model_input, "user_id")
+        users = _coded_ids(model_input, "user_id")
+        given = [id_table(pl.Series(model_input[c].astype(str)), role) for c, role in (("user_id", "user"),
+                 ("item_id", "item")) if c in model_input.columns]  # fmt: skip
+        texts = pl.concat([*given, *([self.id_texts] if self.id_texts is not None else [])]).unique()
         if "item_id" in model_input.columns:
-            result = score_raw_pairs(self.model, users, _integer_ids(model_input, "item_id"))
+            result = score_raw_pairs(self.model, users, _coded_ids(model_input, "item_id"))
         else:
-            result = recommend_raw(self.model, users, int((params or {}).get("k", 10)))
+            result = recommend_raw(self.model, users, int((params or {}).get("k", 10)), self.exclude_seen)
+        result = decode_column(decode_column(result, "user_id", texts, "user"), "item_id", texts, "item")
         return result.to_pandas()
 
 
-def _integer_ids(frame, column: str) -> np.ndarray:
-    """A column of raw ids as int64, or a ValueError that says what was wrong (not one from torch)."""
+def _coded_ids(frame, column: str) -> np.ndarray:
+    """A column of raw ids (integers or text) as the model's int64 ids, or a ValueError that says
+    what was wrong (not one from torch)."""
+    from recsys_models.ids import encode_values
+
     values = frame[column]
     if values.isna().any():
         raise ValueError(f"{column} has missing values")
-    try:
+    if values.dtype.kind in "iu":
         return np.asarray(values, dtype=np.int64)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{column} must hold integer ids; got values like {values.iloc[0]!r}") from error
+    if values.dtype.kind == "f":
+        if not np.all(np.mod(values, 1) == 0):
+            raise ValueError(f"{column} must hold integer or text ids; got values like {values.iloc[0]!r}")
+        return np.asarray(values, dtype=np.int64)
+    return encode_values([str(value) for value in values])
 
 
 mlflow.models.set_model(RecommenderPyfunc())

@@ -10,7 +10,9 @@ from typing import Any
 
 import polars as pl
 
-from recsys_models.columns import ITEM_ID
+from recsys_models.columns import ITEM_ID, USER_ID
+from recsys_models.datasets.spec import Feedback
+from recsys_models.ids import decode_column
 from recsys_models.evaluation import (
     PairedComparison,
     compare_paired,
@@ -21,6 +23,7 @@ from recsys_models.evaluation import (
 )
 from recsys_models.io import file_sha256
 from recsys_models.registry import load_model
+from stages.ingest import ID_TABLE
 from stages.manifest import read_manifest, stage
 from stages.train import load_item_features, load_training_data
 
@@ -43,8 +46,10 @@ def evaluate(
     `per_user_cold_items.parquet`; see `evaluate_cold_items`). `overrides` sets other
     `EvaluationConfig` fields (cut-offs, sampled negatives, slice thresholds, bootstrap).
     """
-    protocol = read_manifest(split_dir)["parameters"]["protocol"]
-    config = protocol_evaluation_config(protocol, k, **(overrides or {}))
+    split_parameters = read_manifest(split_dir)["parameters"]
+    protocol = split_parameters["protocol"]
+    feedback = Feedback(**split_parameters.get("feedback", {}))
+    config = protocol_evaluation_config(protocol, k, feedback, **(overrides or {}))
     items_path = items_dir / "items.parquet" if items_dir is not None else None
     has_items = items_path is not None and items_path.exists()
     parameters = {"protocol": protocol, "item_features": "genres" if has_items else None}
@@ -60,14 +65,23 @@ def evaluate(
         evaluation = evaluate_model(model, test, config, features, catalogue)
         catalogue_features = load_item_features(items_dir, *load_training_data(split_dir)) if has_items else None
         cold_items = evaluate_cold_items(model, test, catalogue_features, config)
-        metrics = {"family": model.family, "protocol": protocol} | evaluation.metrics | cold_items.summary
+        metrics = {"family": model.family, "protocol": protocol, "feedback": feedback.kind,
+                   "exclude_seen": feedback.exclude_seen} | evaluation.metrics | cold_items.summary  # fmt: skip
         record.write_table("per_user_cold_items", cold_items.per_user)
-        record.write_table("recommendations", evaluation.recommendations)
+        id_texts = _id_table(items_dir)
+        recommendations = decode_column(evaluation.recommendations, USER_ID, id_texts, "user")
+        record.write_table("recommendations", decode_column(recommendations, ITEM_ID, id_texts, "item"))
         record.write_table("per_user", evaluation.per_user)
         record.write_table("per_user_rating", evaluation.per_user_rating)
         record.write_json("metrics", metrics)
         record.counts = {"n_eval_users": metrics["n_eval_users"], "n_eval_rows": metrics["n_eval_rows"]}
     return out_dir
+
+
+def _id_table(items_dir: Path | None) -> pl.DataFrame | None:
+    """The text of the source's coded ids (the validate folder's id table), when it has any."""
+    path = items_dir / f"{ID_TABLE}.parquet" if items_dir is not None else None
+    return pl.read_parquet(path) if path is not None and path.exists() else None
 
 
 def compare_families(eval_dir_a: Path, eval_dir_b: Path, metric: str = "ndcg_at_10", seed: int = 0) -> PairedComparison:

@@ -19,7 +19,10 @@ from data_contracts.engine import ContractViolation
 from data_contracts.splits import check_split
 from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_split, write_rolling_windows
 from recsys_models.splitting import PART_NAMES, ROLLING, SplitSettings, split_report
+from recsys_models.columns import ITEM_ID, RATING, USER_ID
+from recsys_models.datasets.spec import Feedback
 from stages.manifest import StageRecord, stage
+from stages.validate import INTERACTIONS
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +33,11 @@ def split(validated_dir: Path, out_dir: Path, settings: SplitSettings | None = N
     The validated ratings are read as a scan, `batch_rows` rows at a time (`recsys_models.split_writer`).
     """
     settings = settings or SplitSettings()
-    source = validated_dir / "ratings.parquet"
+    source = validated_dir / f"{INTERACTIONS}.parquet"
     with stage("split", out_dir, settings.model_dump(mode="json")) as record:
         record.record_inputs([source])
         details = write_protocol_split(pl.scan_parquet(source), settings, record.table_writer, out_dir, batch_rows)
-        _check_and_report(record, settings.protocol, details)
+        _check_and_report(record, settings.protocol, details, settings.feedback)
     return out_dir
 
 
@@ -53,7 +56,7 @@ def rolling_split(
     """
     parameters = {"protocol": ROLLING, "n_windows": n_windows, "window_days": window_days,
                   "valid_fraction": valid_fraction}  # fmt: skip
-    source = validated_dir / "ratings.parquet"
+    source = validated_dir / f"{INTERACTIONS}.parquet"
     with stage("split", out_dir, parameters) as record:
         record.record_inputs([source])
 
@@ -75,16 +78,38 @@ def rolling_split(
     return [out_dir / f"window_{window['window']:02d}" for window in windows]
 
 
-def _check_and_report(record: StageRecord, protocol: str, details: dict[str, Any]) -> None:
+def _check_and_report(
+    record: StageRecord, protocol: str, details: dict[str, Any], feedback: Feedback | None = None
+) -> None:
     """Check the written parts against the split contract and record the manifest facts; a split
     that leaks is a bug in the splitter: its parts are removed and the stage fails."""
     paths = {name: record.directory / f"{name}.parquet" for name in PART_NAMES}
     parts = {name: pl.scan_parquet(path) for name, path in paths.items()}
     try:
-        contract = check_split(parts, protocol)
+        contract = check_split(parts, protocol, repeats_allowed=feedback is not None and not feedback.exclude_seen)
+        if feedback is not None:
+            check_evaluable(parts, protocol, feedback)
     except ContractViolation:
         for path in paths.values():
             path.unlink(missing_ok=True)
         raise
     record.parameters |= {"protocol": protocol} | details
     record.counts = split_report(parts, protocol, contract) | {"contract": contract}
+
+
+def check_evaluable(parts: dict[str, pl.LazyFrame], protocol: str, feedback: Feedback) -> None:
+    """Fail, naming the cause, when no test user could be evaluated: none has a relevant test
+    interaction, or none of those has a training interaction."""
+    threshold = None if protocol == "leave-one-out" else feedback.relevance_threshold
+    test = parts["test"]
+    relevant = test if threshold is None else test.filter(pl.col(RATING) >= threshold)
+    users = relevant.select(USER_ID).unique()
+    if users.select(pl.len()).collect().item() == 0:
+        n_test = test.select(pl.len()).collect().item()
+        raise ContractViolation([
+            f"no user can be evaluated: none of the {n_test} test interactions is relevant under "
+            f"{feedback.relevance_rule} (set `relevant` in the dataset spec)"
+        ])  # fmt: skip
+    history = pl.concat([parts["train"].select(USER_ID, ITEM_ID), parts["valid"].select(USER_ID, ITEM_ID)])
+    if users.join(history.select(USER_ID).unique(), on=USER_ID, how="semi").select(pl.len()).collect().item() == 0:
+        raise ContractViolation(["no user can be evaluated: no user with a relevant test interaction has any training interaction"])

@@ -6,20 +6,33 @@ from typing import Any
 
 import polars as pl
 
+from recsys_models.aggregation import combine_repeats
+from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures, build_item_features, tags_until
 from recsys_models.interactions import Interactions, known_rows
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class
-from stages.manifest import stage
+from stages.ingest import ID_TABLE
+from stages.manifest import read_manifest, stage
+
+
+def split_feedback(split_dir: Path) -> Feedback:
+    """The source's feedback semantics, as the split recorded them."""
+    return Feedback(**read_manifest(split_dir)["parameters"].get("feedback", {}))
 
 
 def load_training_data(split_dir: Path) -> tuple[Interactions, Interactions]:
     """Train and its validation tail, indexed by vocabularies built from the whole training part.
 
     Validation rows are always known (their users and items are in the vocabulary by construction).
+    Where seen items may recur (`exclude_seen: false`) the parts hold a pair's separate events;
+    each part combines them here by the source's `repeats` rule, so a family sees one row per pair.
     """
     train = pl.read_parquet(split_dir / "train.parquet")
     valid = pl.read_parquet(split_dir / "valid.parquet")
+    feedback = split_feedback(split_dir)
+    if not feedback.exclude_seen:
+        train, valid = (combine_repeats(part.lazy(), feedback.repeats).collect() for part in (train, valid))
     full = Interactions.from_frame(pl.concat([train, valid]))
     if not known_rows(valid, full.users, full.items).all():
         raise RuntimeError("validation rows outside the training vocabulary")
@@ -74,5 +87,8 @@ def train(
             "epochs": len(model.history),
         }
         model.save(out_dir / "model")
+        record.write_json("model/serving", {"exclude_seen": split_feedback(split_dir).exclude_seen})
+        if items_dir is not None and (items_dir / f"{ID_TABLE}.parquet").exists():  # the text of coded ids
+            record.write_table(f"model/{ID_TABLE}", pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"))
         record.write_json("history", model.history)
     return out_dir

@@ -5,6 +5,11 @@ ratings with it). Ratings are validated in batches read from a lazy scan of the 
 written as they go (`data_contracts.ratings.validate_ratings_file`); drift and data docs read the
 written table back as a scan. Quarantine files are written before any run-level failure is
 raised, so a failing run still leaves the evidence behind.
+
+After validation, repeated (user, item) rows combine once, by the source's `repeats` rule
+(`recsys_models.aggregation`), into `interactions.parquet`, the table the split reads: one row per
+pair, or, where seen items may be recommended again (`exclude_seen: false`), one row per pair and
+time, so that repeat consumption keeps its events. The id table of the source passes through.
 """
 
 import logging
@@ -27,8 +32,13 @@ from data_contracts.catalogue import ITEMS, TAGS
 from data_contracts.data_docs import write_data_docs
 from data_contracts.engine import FAILED_EXPECTATIONS
 from data_contracts.ratings import RATINGS, validate_ratings_file
+from recsys_models.aggregation import combine_repeats
 from recsys_models.datasets import RatingScale
+from recsys_models.datasets.spec import Feedback
+from stages.ingest import ID_TABLE
 from stages.manifest import StageRecord, read_manifest, stage
+
+INTERACTIONS = "interactions"  # the validated ratings with repeats combined: what the split reads
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +58,9 @@ def validate(
     rows in a table, and on drift beyond `drift_bounds` when their policy is `fail`.
     """
     ingested = read_manifest(ingest_dir)
-    parameters = {"max_quarantine_share": max_quarantine_share, "scale": ingested["parameters"]["scale"]}
+    source = ingested["parameters"]
+    parameters = {"max_quarantine_share": max_quarantine_share, "scale": source["scale"],
+                  "feedback": source["feedback"]}  # fmt: skip
     with stage("validate", out_dir, parameters) as record:
         record.record_inputs(sorted(ingest_dir.glob("*.parquet")))
         outcomes: dict[str, ValidationOutcome] = {}
@@ -64,6 +76,11 @@ def validate(
         table_reports["ratings"] = _validate_ratings(record, ingest_dir, ingested, items)
         report: dict[str, Any] = dict(table_reports)
         valid_ratings = pl.scan_parquet(out_dir / "ratings.parquet")
+        feedback = Feedback(**source["feedback"])
+        interactions = combine_repeats(valid_ratings, feedback.repeats, per_time=not feedback.exclude_seen)
+        record.write_table(INTERACTIONS, interactions.collect(engine="streaming"))
+        if (ingest_dir / f"{ID_TABLE}.parquet").exists():
+            record.write_table(ID_TABLE, pl.read_parquet(ingest_dir / f"{ID_TABLE}.parquet"))
 
         if reference_dir is not None and (reference_dir / "ratings.parquet").exists():
             reference = pl.scan_parquet(reference_dir / "ratings.parquet")
@@ -90,6 +107,7 @@ def validate(
             "rejected_at_parse": rejected,
             "valid_rows": ratings_report["valid_rows"],
             "quarantined_rows": ratings_report["quarantined_rows"],
+            "interaction_rows": record.outputs[f"{INTERACTIONS}.parquet"]["rows"],
         } | {
             f"{name}_{kind}_rows": getattr(outcome, kind).height
             for name, outcome in outcomes.items()
@@ -114,7 +132,8 @@ def _validate_ratings(
         )
     schema = pl.scan_parquet(path).collect_schema()
     quarantine_schema = pl.Schema({**schema, FAILED_EXPECTATIONS: pl.List(pl.String)})
-    scale = RatingScale(**ingested["parameters"]["scale"])
+    source = ingested["parameters"]
+    scale = RatingScale(**source["scale"]) if source["scale"] is not None else None
     with (
         record.table_writer("ratings", schema) as write_valid,
         record.table_writer("quarantine", quarantine_schema) as write_quarantine,
@@ -124,7 +143,9 @@ def _validate_ratings(
             write_valid(valid)
             write_quarantine(quarantine)
 
-        return validate_ratings_file(path, items, scale, write)
+        return validate_ratings_file(
+            path, items, scale, write, timestamp_min=source["timestamp_min"], known_events=source["events"]
+        )
 
 
 def _read(folder: Path, table: str) -> pl.DataFrame | None:

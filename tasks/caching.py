@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 import data_contracts
 import recsys_models
+from recsys_models.datasets.spec import is_spec_path, load_spec
 import stages
 from recsys_models.io import file_sha256
 from stages.manifest import MANIFEST
@@ -83,6 +84,10 @@ def fingerprint(value: Any) -> str:
 def source_fingerprint(source: str, data_dir: Path | None) -> str:
     """What an ingestion source holds: a file's content, a dataset folder's content, else its name
     (a synthetic source is its name plus the seed; a download is checked against its checksum)."""
+    if is_spec_path(source) and os.path.isfile(source):  # the spec and every file it names
+        spec = load_spec(source)
+        named = [Path(source), spec.path] + ([spec.items] if spec.items is not None else [])
+        return "spec:" + ",".join(file_fingerprint(path) for path in named)
     if os.path.isfile(source):
         return "file:" + file_fingerprint(Path(source))
     if data_dir is not None and (data_dir / source).is_dir():

@@ -72,7 +72,8 @@ class Workspace:
 
 
 def last_successful_validation(workspace: Workspace, dataset: str, before: str) -> Path | None:
-    """The validate folder of the newest run before `before` on `dataset` that finished (its
+    """The validate folder of the newest run before `before` on the dataset named `dataset` (a
+    built-in name or a spec's `name`, whatever path it was read from) that finished (its
     summary.json exists and at least one family succeeded): the drift check's reference."""
     if not workspace.runs.exists():
         return None
@@ -81,7 +82,8 @@ def last_successful_validation(workspace: Workspace, dataset: str, before: str) 
         if run_dir.name >= before or not summary_path.exists():
             continue
         summary = json.loads(summary_path.read_text())
-        if summary["config"]["dataset"] == dataset and summary["families"]:
+        name = summary.get("dataset_name", summary["config"]["dataset"])  # a spec's name, not its path
+        if name == dataset and summary["families"]:
             return run_dir / "validate"
     return None
 

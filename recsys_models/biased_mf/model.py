@@ -43,6 +43,7 @@ class BiasedMF(Recommender):
     """Global mean + user and item biases + dot product of latent factors (Koren et al., 2009)."""
 
     family = "biased_mf"
+    needs_ratings = True
     config_type = BiasedMFConfig
     predicts_ratings = True
     uses_validation = True

@@ -41,6 +41,8 @@ from recsys_models.datasets.generic import (
     read_text_table,
     scan_text_table,
 )
+from recsys_models.datasets.spec import is_spec_path, load_spec
+from recsys_models.datasets.spec_source import load_spec_source
 from recsys_models.datasets.synthetic import SyntheticConfig, generate_synthetic
 from recsys_models.datasets.types import HALF_STARS, WHOLE_STARS, RawDataset
 from recsys_models.exceptions import DataSourceError
@@ -330,7 +332,8 @@ def load_dataset(
     column_map: dict[str, str] | None = None,
     seed: int = 0,
 ) -> RawDataset:
-    """Load a data set by name ("ml-latest-small", "ml-100k", "synthetic") or from a ratings file.
+    """Load a data set by name ("ml-latest-small", "ml-100k", "synthetic"), a dataset spec
+    (.yaml, `recsys_models.datasets.spec`) or a ratings file.
 
     MovieLens comes from `data_dir/<name>` when `data_dir` is given, else it is downloaded into
     `cache_dir`. "synthetic" uses the default `SyntheticConfig` with `seed`. Any other value is a
@@ -338,6 +341,8 @@ def load_dataset(
     """
     if column_map and name_or_path in {*LOADERS, SYNTHETIC}:
         raise ValueError(f"column_map applies to ratings files only, not to the named data set {name_or_path!r}")
+    if is_spec_path(name_or_path):
+        return load_spec_source(load_spec(name_or_path))
     if name_or_path == SYNTHETIC:
         return generate_synthetic(SyntheticConfig(seed=seed))
     if name_or_path in LOADERS:

@@ -1,8 +1,12 @@
 """Containers that ingestion returns: typed tables plus the rows that could not be parsed."""
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from recsys_models.datasets.spec import DatasetSpec
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class RawDataset:
     `ratings`, `items` and `tags` follow `columns.RATINGS_SCHEMA`, `ITEMS_SCHEMA` and
     `TAGS_SCHEMA`. `rejected` holds every input row that could not be parsed, as the raw
     strings it had plus a `reason` column, so that input rows = parsed rows + rejected rows.
+    `scale` is None for implicit feedback; `spec` is the source's dataset spec, and `ids` the
+    text of every coded id (`recsys_models.ids`), when the source was read through a spec.
     """
 
     name: str
@@ -38,5 +44,7 @@ class RawDataset:
     items: pl.DataFrame | None
     tags: pl.DataFrame | None
     rejected: pl.DataFrame
-    scale: RatingScale
+    scale: RatingScale | None
     source: str  # where it came from: a folder, a file or a generator description
+    spec: "DatasetSpec | None" = None
+    ids: pl.DataFrame | None = None

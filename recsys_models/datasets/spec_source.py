@@ -1,0 +1,197 @@
+"""Ingestion of a source described by a `DatasetSpec`: any columns, ids, time format and feedback.
+
+Every data row ends in the parsed table or in `rejected` with its raw strings and a reason
+(a missing id, a time that does not parse in the spec's format, a rating or value that is not a
+finite number, a row with too many fields). Parsed rows follow `columns.RATINGS_SCHEMA`:
+- ids as `recsys_models.ids` maps them (integers kept, other text coded; `RawDataset.ids` keeps
+  the text of each coded id);
+- `timestamp` in Unix seconds, UTC;
+- `rating`: the rating (explicit), or the row's weight (implicit): its event's weight times its
+  value, each 1 when the spec has none. A row whose event type has no weight keeps its value as
+  weight and its `event` column, so validation quarantines it with that reason.
+Range checks (scale, plausible times, unknown events) belong to validation.
+"""
+
+import logging
+from pathlib import Path
+
+import polars as pl
+
+from recsys_models import ids
+from recsys_models.columns import ITEM_ID, RATING, TIMESTAMP, USER_ID
+from recsys_models.datasets.generic import (
+    EXTRA_FIELDS,
+    REASON,
+    REJECTED_SCHEMA,
+    ROW_INDEX,
+    ROW_NUMBER,
+    SEPARATORS,
+    read_header,
+    scan_text_table,
+)
+from recsys_models.datasets.spec import DatasetSpec
+from recsys_models.datasets.types import RawDataset
+from recsys_models.exceptions import DataSourceError
+
+logger = logging.getLogger(__name__)
+
+EVENT = "event"
+QUOTED_LIMIT = 80  # characters of a raw value a reason quotes
+_UNIX_DIVISOR = {"unix_s": 1, "unix_ms": 1_000, "unix_us": 1_000_000}
+_ISO_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%:z"
+_ISO_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")  # read as UTC
+
+
+def _roles(spec: DatasetSpec) -> dict[str, str]:
+    """Our column name -> the source column, for every role the spec names."""
+    roles = spec.columns
+    named = {USER_ID: roles.user, ITEM_ID: roles.item, TIMESTAMP: roles.timestamp, RATING: roles.rating,
+             EVENT: roles.event, "value": roles.value}  # fmt: skip
+    return {ours: source for ours, source in named.items() if source is not None}
+
+
+def _check_columns(spec: DatasetSpec, found: list[str]) -> None:
+    """One line naming the spec key whose column the file lacks."""
+    for key, source in spec.columns.model_dump(exclude_none=True).items():
+        if source not in found:
+            shown = ", ".join(found[:12]) + (", ..." if len(found) > 12 else "")
+            raise DataSourceError(f"{spec.path}: columns.{key} = '{source}' is not a column of the file; found: {shown}")
+
+
+def _scan(spec: DatasetSpec, roles: dict[str, str]) -> tuple[pl.LazyFrame, int, bool]:
+    """The role columns as strings (ROW_NUMBER, EXTRA_FIELDS when text), the field count, and
+    whether the timestamp column was already a datetime (Parquet)."""
+    suffix = spec.path.suffix.lower()
+    if suffix == ".parquet":
+        try:
+            table = pl.scan_parquet(spec.path)
+            schema = table.collect_schema()
+        except (pl.exceptions.PolarsError, OSError) as error:
+            raise DataSourceError(f"cannot read {spec.path}: {error}") from error
+        _check_columns(spec, schema.names())
+        is_datetime = isinstance(schema[roles[TIMESTAMP]], (pl.Datetime, pl.Date))
+        columns = []
+        for ours, source in roles.items():
+            column = pl.col(source)
+            if ours == TIMESTAMP and is_datetime:
+                column = column.dt.epoch("s")
+            columns.append(column.cast(pl.String).alias(ours))
+        numbered = table.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
+        return numbered.select(ROW_NUMBER, *columns), len(roles), is_datetime
+    separator = spec.separator or SEPARATORS.get(suffix)
+    if separator is None:
+        raise DataSourceError(f"{spec.path}: unsupported file type '{suffix}': use .csv, .tsv or .parquet, or set separator")
+    if spec.header:
+        header = read_header(spec.path, separator)
+    else:
+        width = len(pl.read_csv(spec.path, n_rows=1, has_header=False, separator=separator, infer_schema=False).columns)
+        header = [f"column_{index}" for index in range(1, width + 1)]
+    _check_columns(spec, header)
+    table = scan_text_table(spec.path, header, separator=separator, skip_header=spec.header)
+    renamed = (pl.col(source).alias(ours) for ours, source in roles.items())
+    return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), len(header), False
+
+
+def check_source_columns(spec: DatasetSpec) -> None:
+    """Read only the file's header (or Parquet schema) and fail on one line when a role's column is
+    missing: the check a run does before any stage starts."""
+    _scan(spec, _roles(spec))
+
+
+def _quoted(column: str) -> pl.Expr:
+    return pl.col(column).str.slice(0, QUOTED_LIMIT)
+
+
+def _problem(column: str, source: str, parsed: pl.Expr, expected: str) -> pl.Expr:
+    """Why `column` is unusable on a row (named by its source column), or null when it parsed."""
+    raw = pl.col(column)
+    return (
+        pl.when(raw.is_null() | (raw.str.strip_chars() == ""))
+        .then(pl.lit(f"{source} is missing"))
+        .when(parsed.is_null())
+        .then(pl.format(f"{source} is not {expected}: '{{}}'", _quoted(column)))
+    )
+
+
+def _finite(column: str) -> pl.Expr:
+    value = pl.col(column).str.strip_chars().cast(pl.Float64, strict=False)
+    return pl.when(value.is_finite()).then(value)
+
+
+def _unix_seconds(spec: DatasetSpec, already_seconds: bool) -> tuple[pl.Expr, str]:
+    """The timestamp as Unix seconds (null where it does not parse), and what was expected."""
+    text = pl.col(TIMESTAMP).str.strip_chars()
+    time_format = "unix_s" if already_seconds else (spec.timestamp_format or "unix_s")
+    if time_format != "iso8601":
+        number = text.cast(pl.Int64, strict=False)
+        return number.floordiv(_UNIX_DIVISOR[time_format]), f"an integer ({time_format})"
+    normal = text.str.replace(" ", "T").str.replace(r"Z$", "+00:00")
+    moments = [normal.str.to_datetime(_ISO_WITH_OFFSET, strict=False, time_unit="us").dt.convert_time_zone("UTC")]
+    moments += [normal.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC") for fmt in _ISO_NAIVE]
+    return pl.coalesce(moments).dt.epoch("s"), "an ISO 8601 time"
+
+
+def _weight(spec: DatasetSpec) -> tuple[pl.Expr, list[pl.Expr]]:
+    """The implicit weight of a row and the problems that make it unparseable."""
+    problems: list[pl.Expr] = []
+    weight = pl.lit(1.0)
+    if spec.columns.value is not None:
+        weight = _finite("value")
+        problems.append(_problem("value", spec.columns.value, weight, "a finite number"))
+    if spec.event_weights is not None:
+        weights = pl.col(EVENT).str.strip_chars().replace_strict(spec.event_weights, default=1.0, return_dtype=pl.Float64)
+        problems.append(pl.when(pl.col(EVENT).is_null()).then(pl.lit(f"{spec.columns.event} is missing")))
+        weight = weight * weights
+    return weight, problems
+
+
+def load_spec_source(spec: DatasetSpec) -> RawDataset:
+    """Parse the interactions a spec describes; no row is lost (see the module docstring)."""
+    roles = _roles(spec)
+    raw, n_fields, already_seconds = _scan(spec, roles)
+    seconds, expected_time = _unix_seconds(spec, already_seconds)
+    problems = [
+        pl.when(pl.col(EXTRA_FIELDS).is_not_null()).then(pl.lit(f"row has more than {n_fields} fields"))
+        if EXTRA_FIELDS in raw.collect_schema().names() else None,
+        _problem(USER_ID, spec.columns.user, pl.col(USER_ID).str.strip_chars().replace("", None), "an id"),
+        _problem(ITEM_ID, spec.columns.item, pl.col(ITEM_ID).str.strip_chars().replace("", None), "an id"),
+        _problem(TIMESTAMP, spec.columns.timestamp, seconds, expected_time),
+    ]  # fmt: skip
+    if spec.feedback == "explicit":
+        value = _finite(RATING)
+        problems.append(_problem(RATING, roles[RATING], value, "a finite number"))
+    else:
+        value, weight_problems = _weight(spec)
+        problems += weight_problems
+    reason = pl.concat_str([problem for problem in problems if problem is not None], separator="; ", ignore_nulls=True)
+    checked = raw.with_columns(pl.when(reason != "").then(reason).alias(REASON))
+    extra = [pl.col(EVENT).str.strip_chars()] if EVENT in roles else []
+    typed = checked.filter(pl.col(REASON).is_null()).select(
+        pl.col(USER_ID), pl.col(ITEM_ID), value.cast(pl.Float64).alias(RATING), seconds.alias(TIMESTAMP), *extra
+    )
+    rating_text = RATING if RATING in roles else "value" if "value" in roles else None
+    failed = checked.filter(pl.col(REASON).is_not_null()).select(
+        pl.col(ROW_NUMBER).cast(pl.Int64), pl.col(USER_ID), pl.col(ITEM_ID),
+        (pl.col(rating_text) if rating_text else pl.lit(None, pl.String)).alias(RATING), pl.col(TIMESTAMP),
+        pl.col(REASON),
+    )  # fmt: skip
+    try:
+        parsed, rejected = pl.collect_all([typed, failed], engine="streaming")
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise DataSourceError(f"cannot read {spec.path}: {str(error).splitlines()[0][:200]}") from error
+    id_table = pl.concat([ids.id_table(parsed[USER_ID], "user"), ids.id_table(parsed[ITEM_ID], "item")])
+    parsed = parsed.with_columns(ids.encode_texts(parsed[USER_ID]), ids.encode_texts(parsed[ITEM_ID]))
+    if rejected.height:
+        logger.warning("%s: rejected %d of %d rows, first: %s", spec.path, rejected.height,
+                       rejected.height + parsed.height, rejected.row(0, named=True))  # fmt: skip
+    return RawDataset(
+        name=spec.name,
+        ratings=parsed,
+        items=None,
+        tags=None,
+        rejected=rejected.cast(REJECTED_SCHEMA),  # type: ignore[arg-type]
+        scale=spec.scale,
+        source=str(Path(spec.path)),
+        spec=spec,
+        ids=id_table,
+    )
