@@ -33,7 +33,7 @@ def split(validated_dir: Path, out_dir: Path, settings: SplitSettings | None = N
     The validated ratings are read as a scan, `batch_rows` rows at a time (`recsys_models.split_writer`).
     """
     settings = settings or SplitSettings()
-    source = validated_dir / f"{INTERACTIONS}.parquet"
+    source = _interactions(validated_dir)
     with stage("split", out_dir, settings.model_dump(mode="json")) as record:
         record.record_inputs([source])
         details = write_protocol_split(pl.scan_parquet(source), settings, record.table_writer, out_dir, batch_rows)
@@ -56,7 +56,7 @@ def rolling_split(
     """
     parameters = {"protocol": ROLLING, "n_windows": n_windows, "window_days": window_days,
                   "valid_fraction": valid_fraction}  # fmt: skip
-    source = validated_dir / f"{INTERACTIONS}.parquet"
+    source = _interactions(validated_dir)
     with stage("split", out_dir, parameters) as record:
         record.record_inputs([source])
 
@@ -76,6 +76,13 @@ def rolling_split(
                 logger.warning("backtest window %s holds no test rows", window["cutoff"])
         record.counts = {"windows": [{"folder": f"window_{w['window']:02d}"} | w for w in windows]}
     return [out_dir / f"window_{window['window']:02d}" for window in windows]
+
+
+def _interactions(validated_dir: Path) -> Path:
+    """The table a split reads: the validated ratings with repeats combined (`interactions`), or,
+    in a folder that holds only valid ratings (made by hand, or by an earlier version), those."""
+    combined = validated_dir / f"{INTERACTIONS}.parquet"
+    return combined if combined.exists() else validated_dir / "ratings.parquet"
 
 
 def _check_and_report(
