@@ -5,8 +5,11 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import polars as pl
 from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from recsys_models.ids import decode_column
 
 from stages.manifest import read_manifest
 from stages.score import write_recommendations
@@ -31,10 +34,12 @@ class ScoreConfig(BaseModel):
 def score_task(config: ScoreConfig, version: str, out_dir: Path) -> Path:
     """Load the registered version's pyfunc and write every known user's top-k."""
     model = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")
-    recommender = model.unwrap_python_model().model
+    served = model.unwrap_python_model()
+    recommender = served.model
     parameters = {"model": f"{config.model_name}/{version}", "alias": config.alias, "family": recommender.family}
     predict = lambda frame, params: model.predict(frame, params=params)  # noqa: E731
-    return write_recommendations(predict, recommender.users.ids, config.k, out_dir, config.batch_size, parameters)
+    users = decode_column(pl.DataFrame({"user_id": recommender.users.ids}), "user_id", served.id_texts, "user")
+    return write_recommendations(predict, users["user_id"].to_numpy(), config.k, out_dir, config.batch_size, parameters)
 
 
 @flow(name="batch-score")

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import pandas as pd
+import polars as pl
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
 import recsys_models
+from recsys_models.ids import ROLE, decode_column
+from stages.ingest import ID_TABLE
 from stages.manifest import MANIFEST
 from stages.model_card import render_model_card
 from tasks.retrying import with_retries
@@ -70,12 +72,20 @@ def numeric_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def _signature() -> ModelSignature:
+def _id_texts(model_dir: Path) -> pl.DataFrame | None:
+    """The text of the source's coded ids, saved beside the model when the source has any."""
+    path = model_dir / f"{ID_TABLE}.parquet"
+    return pl.read_parquet(path) if path.exists() else None
+
+
+def _signature(id_texts: pl.DataFrame | None) -> ModelSignature:
+    """Ids are text where the source has text ids (`recsys_models.ids`), else integers."""
+    roles = set(id_texts[ROLE].to_list()) if id_texts is not None else set()
+    user, item = ("string" if role in roles else "long" for role in ("user", "item"))
     return ModelSignature(
-        inputs=Schema([ColSpec("long", "user_id"), ColSpec("long", "item_id", required=False)]),
-        outputs=Schema(
-            [ColSpec("long", "user_id"), ColSpec("long", "item_id"), ColSpec("float", "score"), ColSpec("long", "rank")]
-        ),
+        inputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id", required=False)]),
+        outputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id"), ColSpec("float", "score"),
+                        ColSpec("long", "rank")]),  # fmt: skip
         params=ParamSchema([ParamSpec("k", "long", 10)]),
     )
 
@@ -119,6 +129,8 @@ def log_family(
     client.log_text(run_id, render_model_card(family, metrics, train_manifest, split_manifest, tags), "model_card.md")
 
     name = registered_model_name(family)
+    id_texts = _id_texts(train_dir / "model")
+    example = pl.DataFrame({"user_id": [int(metrics.get("example_user", 1))]})
     with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
         # the pyfunc's predict is unannotated on purpose (serving/pyfunc_model.py); MLflow nags about it
         warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
@@ -129,8 +141,8 @@ def log_family(
             artifacts={"model_dir": str(train_dir / "model")},
             code_paths=[str(Path(recsys_models.__file__).parent)],
             pip_requirements=[f"{package}=={metadata.version(package)}" for package in SERVING_REQUIREMENTS],
-            signature=_signature(),
-            input_example=pd.DataFrame({"user_id": [int(metrics.get("example_user", 1))]}),
+            signature=_signature(id_texts),
+            input_example=decode_column(example, "user_id", id_texts, "user").to_pandas(),
             registered_model_name=name,
         )
     version = str(info.registered_model_version)

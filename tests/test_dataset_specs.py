@@ -268,6 +268,9 @@ def test_default_relevance_threshold_is_top_quarter_of_scale(tmp_path: Path) -> 
     half_scale = EXPLICIT.replace("{min: 1, max: 10, step: 1}", "{min: 0.5, max: 5, step: 0.5}")
     half = load_spec(write(tmp_path, "half.yaml", half_scale))
     assert half.feedback_settings.relevance_threshold == 4
+    percent_scale = EXPLICIT.replace("{min: 1, max: 10, step: 1}", "{min: 0, max: 100, step: 1}")
+    percent = load_spec(write(tmp_path, "pct.yaml", percent_scale))
+    assert percent.feedback_settings.relevance_threshold == 75  # the top quarter, on the grid
     own = load_spec(write(tmp_path, "own.yaml", EXPLICIT + "relevant: {min_rating: 6}\n"))
     assert own.feedback_settings.relevance_threshold == 6
 
