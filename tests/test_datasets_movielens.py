@@ -109,7 +109,7 @@ def test_ml_latest_small_ratings_keep_every_row(tmp_path: Path) -> None:
     assert_frame_equal(dataset.ratings, expected)
     assert dataset.rejected.schema == pl.Schema(REJECTED_SCHEMA)
     assert dataset.rejected.select("row_number", "user_id", "reason").rows() == [
-        (3, "x", "user_id is not an integer: 'x'"),
+        (3, "x", "userId is not an integer: 'x'"),
         (4, "2", "rating is missing"),
         (5, "2", "timestamp is missing"),
     ]
@@ -147,9 +147,9 @@ def test_ml_100k_ratings_items_and_genres(tmp_path: Path) -> None:
     )
     assert_frame_equal(dataset.ratings, expected)
     assert dataset.rejected.select("row_number", "reason").rows() == [
-        (3, "item_id is not an integer: 'abc'"),
+        (3, "column_2 is not an integer: 'abc'"),
         (4, "row has more than 4 fields"),
-        (5, "rating is missing; timestamp is missing"),
+        (5, "column_3 is missing; column_4 is missing"),
     ]
     expected_items = pl.DataFrame(
         [

@@ -1,6 +1,8 @@
 """MovieLens readers (ml-latest-small, ml-100k), the GroupLens download, and `load_dataset`.
 
-Ratings keep every input row: a row that does not parse goes to `RawDataset.rejected`. The
+Ratings are read through the datasets' shipped specs (`builtin/<name>.yaml`), the one path every
+source's interactions take (`spec_source.load_spec_source`), and keep every input row: a row that
+does not parse goes to `RawDataset.rejected`. The
 side tables (items, tags) drop a row whose key does not parse, with a warning that counts them.
 """
 
@@ -14,8 +16,9 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO
 
 import polars as pl
 
@@ -23,7 +26,6 @@ from recsys_models.columns import (
     GENRES,
     ITEM_ID,
     ITEMS_SCHEMA,
-    RATING,
     TAG,
     TAGS_SCHEMA,
     TIMESTAMP,
@@ -36,15 +38,13 @@ from recsys_models.datasets.generic import (
     ROW_INDEX,
     ROW_NUMBER,
     load_ratings_file,
-    parse_ratings,
     read_header,
     read_text_table,
-    scan_text_table,
 )
-from recsys_models.datasets.spec import is_spec_path, load_spec
+from recsys_models.datasets.spec import built_in_spec, is_spec_path, load_spec
 from recsys_models.datasets.spec_source import load_spec_source
 from recsys_models.datasets.synthetic import SyntheticConfig, generate_synthetic
-from recsys_models.datasets.types import HALF_STARS, WHOLE_STARS, RawDataset
+from recsys_models.datasets.types import RawDataset
 from recsys_models.exceptions import DataSourceError
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ HOW_TO_FIX = (
     "GroupLens's MovieLens files), or use --dataset synthetic."
 )
 
-ML_LATEST_RATINGS = {"userId": USER_ID, "movieId": ITEM_ID, "rating": RATING, "timestamp": TIMESTAMP}
 ML_LATEST_TAGS = {"userId": USER_ID, "movieId": ITEM_ID, "tag": TAG, "timestamp": TIMESTAMP}
 ML_LATEST_MOVIES = {"movieId": ITEM_ID, "title": TITLE, "genres": GENRES}
 NO_GENRES = "(no genres listed)"  # ml-latest-small's marker for an empty genre list
@@ -102,15 +101,13 @@ def _integer(column: str) -> pl.Expr:
     return pl.col(column).str.strip_chars().cast(pl.Int64, strict=False)
 
 
-def _read_with_header(path: Path, columns: dict[str, str], lazy: bool = False) -> tuple[Any, int]:
-    """A CSV with a header as strings, `columns` (source name -> ours) renamed, and its field count;
-    a DataFrame, or a LazyFrame (a scan, for the ratings) when `lazy`."""
+def _read_with_header(path: Path, columns: dict[str, str]) -> tuple[pl.DataFrame, int]:
+    """A CSV with a header as strings, `columns` (source name -> ours) renamed, and its field count."""
     header = read_header(path, ",")
     missing = sorted(set(columns) - set(header))
     if missing:
         raise DataSourceError(f"{path} lacks column(s) {missing}; columns found: {header}")
-    read = scan_text_table if lazy else read_text_table
-    table = read(path, header, separator=",", skip_header=True)
+    table = read_text_table(path, header, separator=",", skip_header=True)
     renamed = (pl.col(source).alias(ours) for source, ours in columns.items())
     return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), len(header)
 
@@ -142,17 +139,9 @@ def _ml_latest_tags(path: Path) -> pl.DataFrame:
 def load_ml_latest_small(folder: Path) -> RawDataset:
     """MovieLens "latest small": ratings.csv, movies.csv and tags.csv, ratings in half stars."""
     folder = Path(folder)
-    ratings_path, movies_path, tags_path = _require_files(folder, ["ratings.csv", "movies.csv", "tags.csv"])
-    ratings, rejected = parse_ratings(*_read_with_header(ratings_path, ML_LATEST_RATINGS, lazy=True), str(ratings_path))
-    return RawDataset(
-        name=ML_LATEST_SMALL,
-        ratings=ratings,
-        items=_ml_latest_movies(movies_path),
-        tags=_ml_latest_tags(tags_path),
-        rejected=rejected,
-        scale=HALF_STARS,
-        source=str(folder),
-    )
+    _, movies_path, tags_path = _require_files(folder, ["ratings.csv", "movies.csv", "tags.csv"])
+    ratings = load_spec_source(built_in_spec(ML_LATEST_SMALL, folder))  # builtin/ml-latest-small.yaml
+    return replace(ratings, items=_ml_latest_movies(movies_path), tags=_ml_latest_tags(tags_path), source=str(folder))
 
 
 def _ml_100k_genres(path: Path) -> list[str]:
@@ -197,19 +186,9 @@ def load_ml_100k(folder: Path) -> RawDataset:
     genre flag counts as no genre, like ml-latest-small's "(no genres listed)".
     """
     folder = Path(folder)
-    data_path, item_path, genre_path = _require_files(folder, ["u.data", "u.item", "u.genre"])
-    columns = [USER_ID, ITEM_ID, RATING, TIMESTAMP]
-    table = scan_text_table(data_path, columns, separator="\t", skip_header=False, quote_char=None)
-    ratings, rejected = parse_ratings(table.rename({ROW_INDEX: ROW_NUMBER}), len(columns), str(data_path))
-    return RawDataset(
-        name=ML_100K,
-        ratings=ratings,
-        items=_ml_100k_items(item_path, genre_path),
-        tags=None,
-        rejected=rejected,
-        scale=WHOLE_STARS,
-        source=str(folder),
-    )
+    _, item_path, genre_path = _require_files(folder, ["u.data", "u.item", "u.genre"])
+    ratings = load_spec_source(built_in_spec(ML_100K, folder))  # builtin/ml-100k.yaml
+    return replace(ratings, items=_ml_100k_items(item_path, genre_path), source=str(folder))
 
 
 LOADERS = {ML_LATEST_SMALL: load_ml_latest_small, ML_100K: load_ml_100k}

@@ -4,10 +4,11 @@ its feedback semantics. A value is a built-in name, a dataset spec (.yaml) or a 
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys_models.datasets.spec import DatasetSpec, Feedback, is_spec_path, load_spec
+from recsys_models.datasets.spec import DatasetSpec, Feedback, built_in_spec, is_spec_path, load_spec
 from recsys_models.datasets.spec_source import check_source_columns
 
-BUILT_IN = ("ml-latest-small", "ml-100k", "synthetic")
+MOVIELENS = ("ml-latest-small", "ml-100k")
+SYNTHETIC = "synthetic"
 MOVIELENS_FEEDBACK = Feedback()  # explicit, seen items excluded, the latest rating stands, relevant >= 4
 
 
@@ -17,7 +18,7 @@ class SourceIdentity:
 
     name: str
     feedback: Feedback
-    spec: DatasetSpec | None
+    spec: DatasetSpec | None  # a team's own spec; None for the built-ins and plain ratings files
 
 
 def describe_source(source: str) -> SourceIdentity:
@@ -27,6 +28,8 @@ def describe_source(source: str) -> SourceIdentity:
         spec = load_spec(source)
         check_source_columns(spec)
         return SourceIdentity(spec.name, spec.feedback_settings, spec)
-    if source in BUILT_IN:
+    if source in MOVIELENS:  # its shipped spec (builtin/<name>.yaml) states the same feedback
+        return SourceIdentity(source, built_in_spec(source, Path(".")).feedback_settings, None)
+    if source == SYNTHETIC:
         return SourceIdentity(source, MOVIELENS_FEEDBACK, None)
     return SourceIdentity(Path(source).stem, MOVIELENS_FEEDBACK, None)

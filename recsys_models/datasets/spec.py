@@ -84,6 +84,9 @@ class DatasetSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="The dataset's identity.")
     path: Path = Field(description="CSV, TSV or Parquet, relative to the spec file.")
     feedback: Literal["implicit", "explicit"]
+    ids: Literal["any", "integer"] = Field(
+        default="any", description="integer: an id that is not an integer is rejected (else text ids are kept)."
+    )
     columns: ColumnRoles
     timestamp_format: TimestampFormat | None = Field(
         default=None, description="Default unix_s; a Parquet datetime column needs none."
@@ -157,6 +160,14 @@ class DatasetSpec(_Strict):
             return 0
         moment = self.earliest_time if self.earliest_time.tzinfo else self.earliest_time.replace(tzinfo=UTC)
         return int(moment.timestamp())
+
+
+BUILT_IN_SPECS = Path(__file__).parent / "builtin"
+
+
+def built_in_spec(name: str, folder: Path) -> DatasetSpec:
+    """The shipped spec of a built-in dataset (`builtin/<name>.yaml`), its paths in `folder`."""
+    return parse_spec(yaml.safe_load((BUILT_IN_SPECS / f"{name}.yaml").read_text()), Path(folder) / f"{name}.yaml")
 
 
 def is_spec_path(source: str) -> bool:

@@ -84,12 +84,18 @@ def _scan(spec: DatasetSpec, roles: dict[str, str]) -> tuple[pl.LazyFrame, int, 
     if spec.header:
         header = read_header(spec.path, separator)
     else:
-        width = len(pl.read_csv(spec.path, n_rows=1, has_header=False, separator=separator, infer_schema=False).columns)
-        header = [f"column_{index}" for index in range(1, width + 1)]
+        header = [f"column_{index}" for index in range(1, _first_line_width(spec.path, separator) + 1)]
     _check_columns(spec, header)
     table = scan_text_table(spec.path, header, separator=separator, skip_header=spec.header)
     renamed = (pl.col(source).alias(ours) for ours, source in roles.items())
     return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), len(header), False
+
+
+def _first_line_width(path: Path, separator: str) -> int:
+    """Fields on the first non-blank line of a headerless text file (its columns)."""
+    with open(path, encoding="utf-8", errors="replace") as lines:
+        first = next((line for line in lines if line.strip()), "")
+    return len(first.rstrip("\r\n").split(separator)) if first else 0
 
 
 def check_source_columns(spec: DatasetSpec) -> None:
@@ -111,6 +117,14 @@ def _problem(column: str, source: str, parsed: pl.Expr, expected: str) -> pl.Exp
         .when(parsed.is_null())
         .then(pl.format(f"{source} is not {expected}: '{{}}'", _quoted(column)))
     )
+
+
+def _id(spec: DatasetSpec, column: str) -> tuple[pl.Expr, str]:
+    """An id column as parsed (null where it is unusable) and what was expected of it."""
+    text = pl.col(column).str.strip_chars()
+    if spec.ids == "integer":
+        return text.cast(pl.Int64, strict=False), "an integer"
+    return text.replace("", None), "an id"
 
 
 def _finite(column: str) -> pl.Expr:
@@ -153,9 +167,8 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
     problems = [
         pl.when(pl.col(EXTRA_FIELDS).is_not_null()).then(pl.lit(f"row has more than {n_fields} fields"))
         if EXTRA_FIELDS in raw.collect_schema().names() else None,
-        _problem(USER_ID, spec.columns.user, pl.col(USER_ID).str.strip_chars().replace("", None), "an id"),
-        _problem(ITEM_ID, spec.columns.item, pl.col(ITEM_ID).str.strip_chars().replace("", None), "an id"),
-        _problem(TIMESTAMP, spec.columns.timestamp, seconds, expected_time),
+        _problem(USER_ID, spec.columns.user, *_id(spec, USER_ID)),
+        _problem(ITEM_ID, spec.columns.item, *_id(spec, ITEM_ID)),
     ]  # fmt: skip
     if spec.feedback == "explicit":
         value = _finite(RATING)
@@ -163,6 +176,7 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
     else:
         value, weight_problems = _weight(spec)
         problems += weight_problems
+    problems.append(_problem(TIMESTAMP, spec.columns.timestamp, seconds, expected_time))
     reason = pl.concat_str([problem for problem in problems if problem is not None], separator="; ", ignore_nulls=True)
     checked = raw.with_columns(pl.when(reason != "").then(reason).alias(REASON))
     extra = [pl.col(EVENT).str.strip_chars()] if EVENT in roles else []
@@ -179,8 +193,12 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
         parsed, rejected = pl.collect_all([typed, failed], engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as error:
         raise DataSourceError(f"cannot read {spec.path}: {str(error).splitlines()[0][:200]}") from error
-    id_table = pl.concat([ids.id_table(parsed[USER_ID], "user"), ids.id_table(parsed[ITEM_ID], "item")])
-    parsed = parsed.with_columns(ids.encode_texts(parsed[USER_ID]), ids.encode_texts(parsed[ITEM_ID]))
+    if spec.ids == "integer":
+        id_table = None
+        parsed = parsed.with_columns(pl.col(USER_ID, ITEM_ID).str.strip_chars().cast(pl.Int64))
+    else:
+        id_table = pl.concat([ids.id_table(parsed[USER_ID], "user"), ids.id_table(parsed[ITEM_ID], "item")])
+        parsed = parsed.with_columns(ids.encode_texts(parsed[USER_ID]), ids.encode_texts(parsed[ITEM_ID]))
     if rejected.height:
         logger.warning("%s: rejected %d of %d rows, first: %s", spec.path, rejected.height,
                        rejected.height + parsed.height, rejected.row(0, named=True))  # fmt: skip
