@@ -9,11 +9,14 @@ import polars as pl
 from recsys_models.aggregation import combine_repeats
 from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures, build_item_features, tags_until
+from recsys_models.io import atomic_write_json, atomic_write_parquet
 from recsys_models.interactions import Interactions, known_rows
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class
 from stages.ingest import ID_TABLE
 from stages.manifest import read_manifest, stage
+
+SERVING_FILE = "serving.json"  # in the model folder: {"exclude_seen": ...}, read by the pyfunc
 
 
 def split_feedback(split_dir: Path) -> Feedback:
@@ -87,8 +90,9 @@ def train(
             "epochs": len(model.history),
         }
         model.save(out_dir / "model")
-        record.write_json("model/serving", {"exclude_seen": split_feedback(split_dir).exclude_seen})
-        if items_dir is not None and (items_dir / f"{ID_TABLE}.parquet").exists():  # the text of coded ids
-            record.write_table(f"model/{ID_TABLE}", pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"))
+        # what serving needs beside the model: whether seen items are answers, the text of coded ids
+        atomic_write_json(out_dir / "model" / SERVING_FILE, {"exclude_seen": split_feedback(split_dir).exclude_seen})
+        if items_dir is not None and (items_dir / f"{ID_TABLE}.parquet").exists():
+            atomic_write_parquet(pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"), out_dir / "model" / f"{ID_TABLE}.parquet")
         record.write_json("history", model.history)
     return out_dir
