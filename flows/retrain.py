@@ -15,7 +15,7 @@ import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
-from recsys_models.datasets.sources import describe_source
+from recsys_models.datasets.sources import SourceIdentity, describe_source
 from recsys_models.datasets.spec import Feedback
 from recsys_models.io import atomic_write_json
 from recsys_models.registry import skip_reason
@@ -55,9 +55,9 @@ def split_settings(config: RetrainConfig, feedback: Feedback | None = None) -> S
     return SplitSettings(protocol=config.protocol, feedback=feedback)
 
 
-def applicable_families(config: RetrainConfig, feedback: Feedback) -> tuple[list[str], dict[str, str]]:
-    """The selected families that apply to the source's feedback, and why each other one is skipped."""
-    reasons = {family: skip_reason(family, feedback) for family in config.selected_families()}
+def applicable_families(config: RetrainConfig, source: SourceIdentity) -> tuple[list[str], dict[str, str]]:
+    """The selected families that apply to the source, and why each other one is skipped."""
+    reasons = {family: skip_reason(family, source.feedback, source.has_items) for family in config.selected_families()}
     skipped = {family: reason for family, reason in reasons.items() if reason is not None}
     return [family for family in reasons if family not in skipped], skipped
 
@@ -94,7 +94,7 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
     ))  # fmt: skip
     split_dir = share(link_stage(split(validated_dir, run_dir / "split", split_settings(config, source.feedback)), run_dir / "split"))
 
-    families, skipped = applicable_families(config, source.feedback)
+    families, skipped = applicable_families(config, source)
     for family, reason in skipped.items():
         logger.info("skipping %s: %s", family, reason)
     if not families:

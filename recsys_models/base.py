@@ -39,6 +39,7 @@ class Recommender(ABC):
     predicts_ratings: ClassVar[bool] = False
     uses_validation: ClassVar[bool] = False
     uses_item_features: ClassVar[bool] = False  # fit() then expects `features.ItemFeatures` (may be None)
+    needs_item_features: ClassVar[bool] = False  # ... and cannot fit without them
     scores_new_items: ClassVar[bool] = False  # implements `score_new_items` (items absent from training)
     needs_ratings: ClassVar[bool] = False  # learns only to predict ratings: nothing to learn from implicit feedback
     recommends_seen: ClassVar[bool] = False  # meant for repeat consumption: seen items are its answer

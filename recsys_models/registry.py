@@ -36,9 +36,11 @@ def family_class(name: str) -> type[Recommender]:
         raise UnknownFamilyError(f"unknown model family {name!r}; known: {', '.join(sorted(FAMILIES))}") from None
 
 
-def skip_reason(name: str, feedback: Feedback) -> str | None:
-    """Why a family does not apply to a source's feedback, or None when it does."""
+def skip_reason(name: str, feedback: Feedback, has_items: bool = True) -> str | None:
+    """Why a family does not apply to a source (its feedback, whether it has an item table), or None."""
     model_class = family_class(name)
+    if model_class.needs_item_features and not has_items:
+        return "needs item features, and the source has no item table (`items` in its spec)"
     if feedback.kind == "implicit" and model_class.needs_ratings:
         return "learns only to predict ratings, and the source is implicit (no ratings)"
     if feedback.exclude_seen and model_class.recommends_seen:

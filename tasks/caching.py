@@ -86,7 +86,7 @@ def source_fingerprint(source: str, data_dir: Path | None) -> str:
     (a synthetic source is its name plus the seed; a download is checked against its checksum)."""
     if is_spec_path(source) and os.path.isfile(source):  # the spec and every file it names
         spec = load_spec(source)
-        named = [Path(source), spec.path] + ([spec.items] if spec.items is not None else [])
+        named = [Path(source), spec.path] + ([spec.items.path] if spec.items is not None else [])
         return "spec:" + ",".join(file_fingerprint(path) for path in named)
     if os.path.isfile(source):
         return "file:" + file_fingerprint(Path(source))

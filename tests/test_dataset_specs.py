@@ -325,3 +325,27 @@ def test_rerated_pair_keeps_latest_rating_in_interactions(tmp_path: Path) -> Non
         (pl.col("user_id") == ids.text_code("c1")) & (pl.col("item_id") == ids.text_code("f1"))
     )
     assert pair.rows() == [(ids.text_code("c1"), ids.text_code("f1"), 9.0, T0 + 100)]
+
+
+def test_item_table_gives_categories_titles_and_the_interactions_ids(tmp_path: Path) -> None:
+    pl.DataFrame({"visitor": ["u1", "u2"], "sku": ["SKU-1", "SKU-2"], "when": ["2024-01-01", "2024-01-02"]}).write_csv(
+        tmp_path / "events.csv"
+    )
+    pl.DataFrame({"sku": ["SKU-1", "SKU-2", "SKU-3"], "name": ["Red shoe", "Blue hat", "Green sock"],
+                  "brand": ["Acme", "Acme", "Bolt"], "tags": ["a|b", "c", ""]}).write_csv(tmp_path / "items.csv")  # fmt: skip
+    (tmp_path / "s.yaml").write_text(
+        "name: s\npath: events.csv\nfeedback: implicit\ncolumns: {user: visitor, item: sku, timestamp: when}\n"
+        "timestamp_format: iso8601\nitems: {path: items.csv, title: name, list_separator: '|'}\n"
+    )
+    dataset = load_spec_source(load_spec(tmp_path / "s.yaml"))
+    items = dataset.items
+    assert items is not None and items["title"].to_list() == ["Red shoe", "Blue hat", "Green sock"]
+    assert items["genres"].to_list()[0] == ["brand=Acme", "tags=a", "tags=b"]
+    assert set(items["item_id"].to_list()[:2]) == set(dataset.ratings["item_id"].to_list())  # same id mapping
+    assert "SKU-3" in dataset.ids.filter(pl.col("role") == "item")["raw"].to_list()  # an item never interacted with
+    (tmp_path / "bad.yaml").write_text(
+        "name: s\npath: events.csv\nfeedback: implicit\ncolumns: {user: visitor, item: sku, timestamp: when}\n"
+        "timestamp_format: iso8601\nitems: {path: items.csv, title: label}\n"
+    )
+    with pytest.raises(DataSourceError, match=r"items.title = 'label' is not a column"):
+        load_spec_source(load_spec(tmp_path / "bad.yaml"))

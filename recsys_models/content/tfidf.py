@@ -93,6 +93,7 @@ class ContentTFIDF(Recommender):
     config_type = ContentTFIDFConfig
     predicts_ratings = False
     uses_item_features = True
+    needs_item_features = True
     scores_new_items = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:

@@ -19,6 +19,7 @@ class SourceIdentity:
     name: str
     feedback: Feedback
     spec: DatasetSpec | None  # a team's own spec; None for the built-ins and plain ratings files
+    has_items: bool = True  # an item table (titles, genres, categories) for the content families
 
 
 def describe_source(source: str) -> SourceIdentity:
@@ -27,9 +28,9 @@ def describe_source(source: str) -> SourceIdentity:
     if is_spec_path(source):
         spec = load_spec(source)
         check_source_columns(spec)
-        return SourceIdentity(spec.name, spec.feedback_settings, spec)
+        return SourceIdentity(spec.name, spec.feedback_settings, spec, has_items=spec.items is not None)
     if source in MOVIELENS:  # its shipped spec (builtin/<name>.yaml) states the same feedback
         return SourceIdentity(source, built_in_spec(source, Path(".")).feedback_settings, None)
     if source == SYNTHETIC:
         return SourceIdentity(source, MOVIELENS_FEEDBACK, None)
-    return SourceIdentity(Path(source).stem, MOVIELENS_FEEDBACK, None)
+    return SourceIdentity(Path(source).stem, MOVIELENS_FEEDBACK, None, has_items=False)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 from recsys_models.datasets.types import RatingScale
 from recsys_models.exceptions import DataSourceError
@@ -59,6 +59,18 @@ class RelevantSpec(_Strict):
     min_weight: float | None = None
 
 
+class ItemsSpec(_Strict):
+    """An item table for the content families: an id column and feature columns. `items: file.csv`
+    is short for `{path: file.csv}`: the id column named like `columns.item`, a `title` column when
+    there is one, every other column a category."""
+
+    path: Path
+    id: str | None = Field(default=None, description="The item id column; default: `columns.item`'s name.")
+    title: str | None = Field(default=None, description="A free-text column (its words become features).")
+    categories: list[str] | None = Field(default=None, description="Categorical columns; default: every other one.")
+    list_separator: str | None = Field(default=None, description="Splits a category cell into several values.")
+
+
 class Feedback(_Strict):
     """What later stages need to know about a source's feedback (derived from its spec)."""
 
@@ -98,12 +110,17 @@ class DatasetSpec(_Strict):
     exclude_seen: bool = True
     rating_scale: ScaleSpec | None = None
     relevant: RelevantSpec = Field(default_factory=RelevantSpec)
-    items: Path | None = Field(default=None, description="Optional item table, relative to the spec file.")
+    items: ItemsSpec | None = Field(default=None, description="Optional item table, relative to the spec file.")
     separator: str | None = Field(default=None, description="Field separator; default from the suffix.")
     header: bool = Field(default=True, description="False: columns are named column_1, column_2, ...")
     earliest_time: datetime | None = Field(
         default=None, description="Interactions before this are implausible and quarantined (default: none)."
     )
+
+    @field_validator("items", mode="before")
+    @classmethod
+    def _items_shorthand(cls, value: object) -> object:
+        return {"path": value} if isinstance(value, str) else value
 
     @model_validator(mode="after")
     def _consistent(self) -> "DatasetSpec":
@@ -202,7 +219,9 @@ def parse_spec(document: object, path: Path) -> DatasetSpec:
     except ValidationError as error:
         raise SpecError(_one_line(path, error)) from None
     folder = path.parent
-    resolved = {"path": folder / spec.path} | ({"items": folder / spec.items} if spec.items is not None else {})
+    resolved: dict[str, object] = {"path": folder / spec.path}
+    if spec.items is not None:
+        resolved["items"] = spec.items.model_copy(update={"path": folder / spec.items.path})
     return spec.model_copy(update=resolved)
 
 
@@ -218,6 +237,6 @@ def load_spec(path: Path | str) -> DatasetSpec:
     spec = parse_spec(document, path)
     if not spec.path.is_file():
         raise SpecError(f"{path}: path: file not found: {spec.path}")
-    if spec.items is not None and not spec.items.is_file():
-        raise SpecError(f"{path}: items: file not found: {spec.items}")
+    if spec.items is not None and not spec.items.path.is_file():
+        raise SpecError(f"{path}: items.path: file not found: {spec.items.path}")
     return spec

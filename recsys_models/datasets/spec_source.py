@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from recsys_models import ids
-from recsys_models.columns import ITEM_ID, RATING, TIMESTAMP, USER_ID
+from recsys_models.columns import GENRES, ITEM_ID, ITEMS_SCHEMA, RATING, TIMESTAMP, TITLE, USER_ID, YEAR
 from recsys_models.datasets.generic import (
     EXTRA_FIELDS,
     REASON,
@@ -202,10 +202,15 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
     if rejected.height:
         logger.warning("%s: rejected %d of %d rows, first: %s", spec.path, rejected.height,
                        rejected.height + parsed.height, rejected.row(0, named=True))  # fmt: skip
+    items = None
+    if spec.items is not None:
+        items, item_texts = load_spec_items(spec)
+        if id_table is not None:  # items without interactions keep their text too
+            id_table = pl.concat([id_table, ids.id_table(item_texts, "item")]).unique(maintain_order=True)
     return RawDataset(
         name=spec.name,
         ratings=parsed,
-        items=None,
+        items=items,
         tags=None,
         rejected=rejected.cast(REJECTED_SCHEMA),  # type: ignore[arg-type]
         scale=spec.scale,
@@ -213,3 +218,47 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
         spec=spec,
         ids=id_table,
     )
+
+
+def _read_table(path: Path, separator: str | None) -> pl.DataFrame:
+    """A whole CSV, TSV or Parquet file, text columns as strings."""
+    try:
+        if path.suffix.lower() == ".parquet":
+            return pl.read_parquet(path)
+        separator = separator or SEPARATORS.get(path.suffix.lower(), ",")
+        return pl.read_csv(path, separator=separator, infer_schema=False, encoding="utf8-lossy")
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise DataSourceError(f"cannot read {path}: {str(error).splitlines()[0][:200]}") from error
+
+
+def load_spec_items(spec: DatasetSpec) -> tuple[pl.DataFrame, pl.Series]:
+    """The spec's item table as `ITEMS_SCHEMA`, and its raw id texts. The table has: ids mapped like the interactions' ids, the title
+    column (else the id's text, so no title is missing), no year, and `genres` holding one
+    `column=value` entry per category value. A row without an id keeps a null id, which the items
+    contract quarantines."""
+    assert spec.items is not None
+    items = spec.items
+    table = _read_table(items.path, spec.separator)
+    id_column = items.id or spec.columns.item
+    title = items.title or ("title" if "title" in table.columns and id_column != "title" else None)
+    categories = items.categories if items.categories is not None else [
+        column for column in table.columns if column not in (id_column, title)
+    ]  # fmt: skip
+    for key, column in [("items.id", id_column), ("items.title", title)] + [("items.categories", c) for c in categories]:
+        if column is not None and column not in table.columns:
+            raise DataSourceError(f"{items.path}: {key} = '{column}' is not a column of the file; found: {table.columns}")
+    text = table.select(pl.all().cast(pl.String).str.strip_chars())
+    ids_text = text[id_column]
+    item_ids = ids_text.cast(pl.Int64, strict=False) if spec.ids == "integer" else ids.encode_texts(ids_text)
+    entries = []
+    for column in categories:
+        values = text[column].str.split(items.list_separator) if items.list_separator else text[column].cast(pl.List(pl.String))
+        cleaned = values.list.eval(pl.element().str.strip_chars().str.replace_all(r"[|\x00-\x1f]", " "))
+        entries.append(cleaned.list.eval(pl.lit(f"{column}=") + pl.element()).list.drop_nulls())
+    genres = pl.DataFrame(entries).select(pl.concat_list(pl.all())).to_series() if entries else None
+    return pl.DataFrame({
+        ITEM_ID: item_ids,
+        TITLE: text[title] if title is not None else ids_text,
+        YEAR: pl.Series(YEAR, [None] * table.height, dtype=pl.Int32),
+        GENRES: genres if genres is not None else pl.Series(GENRES, [[]] * table.height, dtype=pl.List(pl.String)),
+    }).cast(ITEMS_SCHEMA), ids_text  # type: ignore[arg-type]

@@ -86,6 +86,7 @@ class HybridFeatures(Recommender):
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True
+    needs_item_features = True
     scores_new_items = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
