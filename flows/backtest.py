@@ -23,6 +23,7 @@ import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
+from recsys_models.datasets.sources import describe_source
 from recsys_models.io import atomic_write_json
 from recsys_models.splitting import ROLLING
 from stages.evaluate import BACKTEST_TABLE
@@ -60,6 +61,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
     """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place.
     Stages reused from the cache show as links to the earlier run's folders, as in retrain."""
     logger = get_run_logger()
+    source = describe_source(config.dataset)
     workspace = Workspace.from_env()
     run_id = new_run_id()
     run_dir = workspace.run_dir(run_id)
@@ -79,11 +81,13 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
         run_dir / "validate",
     ))  # fmt: skip
     window_dirs = rolling_split(
-        validated_dir, run_dir / "split", config.n_windows, config.window_days, config.valid_fraction
+        validated_dir, run_dir / "split", config.n_windows, config.window_days, config.valid_fraction, source.feedback
     )
     if window_dirs:
         link_stage(window_dirs[0].parent, run_dir / "split")
-    families = config.selected_families()
+    families, skipped = config.applicable_families(source)
+    for family, reason in skipped.items():
+        logger.info("skipping %s: %s", family, reason)
     threads = divide_threads(execution)
     logger.info("%d windows x %s, torch threads per task: %s", len(window_dirs), ", ".join(families), threads)
 

@@ -5,7 +5,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE
-from recsys_models.registry import FAMILIES
+from recsys_models.datasets.sources import SourceIdentity
+from recsys_models.registry import FAMILIES, skip_reason
 
 
 class PipelineRunConfig(BaseModel):
@@ -15,7 +16,7 @@ class PipelineRunConfig(BaseModel):
 
     dataset: str = Field(
         default="ml-latest-small",
-        description="ml-latest-small, ml-100k, synthetic, or a path to a ratings CSV/Parquet file.",
+        description="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml), or a path to a ratings CSV/Parquet file.",
     )
     families: list[str] | None = Field(default=None, description="Families to train; None trains all.")
     seed: int = Field(default=42, ge=0, description="Seed of every model.")
@@ -39,3 +40,9 @@ class PipelineRunConfig(BaseModel):
 
     def selected_families(self) -> list[str]:
         return list(self.families or FAMILIES)
+
+    def applicable_families(self, source: SourceIdentity) -> tuple[list[str], dict[str, str]]:
+        """The selected families that apply to the source, and why each other one is skipped."""
+        reasons = {family: skip_reason(family, source.feedback, source.has_items) for family in self.selected_families()}
+        skipped = {family: reason for family, reason in reasons.items() if reason is not None}
+        return [family for family in reasons if family not in skipped], skipped

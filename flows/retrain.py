@@ -15,10 +15,9 @@ import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
-from recsys_models.datasets.sources import SourceIdentity, describe_source
+from recsys_models.datasets.sources import describe_source
 from recsys_models.datasets.spec import Feedback
 from recsys_models.io import atomic_write_json
-from recsys_models.registry import skip_reason
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
@@ -55,13 +54,6 @@ def split_settings(config: RetrainConfig, feedback: Feedback | None = None) -> S
     return SplitSettings(protocol=config.protocol, feedback=feedback)
 
 
-def applicable_families(config: RetrainConfig, source: SourceIdentity) -> tuple[list[str], dict[str, str]]:
-    """The selected families that apply to the source, and why each other one is skipped."""
-    reasons = {family: skip_reason(family, source.feedback, source.has_items) for family in config.selected_families()}
-    skipped = {family: reason for family, reason in reasons.items() if reason is not None}
-    return [family for family in reasons if family not in skipped], skipped
-
-
 @flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
 def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Execution()) -> Any:
     """Run the whole pipeline once; returns (and writes as summary.json) what each family scored.
@@ -94,7 +86,7 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
     ))  # fmt: skip
     split_dir = share(link_stage(split(validated_dir, run_dir / "split", split_settings(config, source.feedback)), run_dir / "split"))
 
-    families, skipped = applicable_families(config, source)
+    families, skipped = config.applicable_families(source)
     for family, reason in skipped.items():
         logger.info("skipping %s: %s", family, reason)
     if not families:

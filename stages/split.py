@@ -48,14 +48,17 @@ def rolling_split(
     window_days: float,
     valid_fraction: float = 0.1,
     batch_rows: int = BATCH_ROWS,
+    feedback: Feedback | None = None,
 ) -> list[Path]:
     """Write one split folder per backtest window (`window_00`, ...), each with its own manifest.
 
     Window i trains on everything before its cut-off (with the last `valid_fraction` of that as
     the validation tail) and tests on the `window_days` after it. The top manifest lists windows.
+    `feedback` (the source's, default MovieLens-like) is recorded for the evaluation of each window.
     """
+    feedback = feedback or Feedback()
     parameters = {"protocol": ROLLING, "n_windows": n_windows, "window_days": window_days,
-                  "valid_fraction": valid_fraction}  # fmt: skip
+                  "valid_fraction": valid_fraction, "feedback": feedback.model_dump(mode="json")}  # fmt: skip
     source = _interactions(validated_dir)
     with stage("split", out_dir, parameters) as record:
         record.record_inputs([source])
@@ -66,7 +69,7 @@ def rolling_split(
             with stage("split", window_dir, parameters | {"window": details["window"]}) as window_record:
                 window_record.inputs = record.inputs
                 yield window_record.table_writer
-                _check_and_report(window_record, ROLLING, details)
+                _check_and_report(window_record, ROLLING, details, feedback, evaluable=False)
 
         windows = write_rolling_windows(
             pl.scan_parquet(source), n_windows, window_days, valid_fraction, window_stage, batch_rows
@@ -86,15 +89,15 @@ def _interactions(validated_dir: Path) -> Path:
 
 
 def _check_and_report(
-    record: StageRecord, protocol: str, details: dict[str, Any], feedback: Feedback | None = None
+    record: StageRecord, protocol: str, details: dict[str, Any], feedback: Feedback, evaluable: bool = True
 ) -> None:
     """Check the written parts against the split contract and record the manifest facts; a split
     that leaks is a bug in the splitter: its parts are removed and the stage fails."""
     paths = {name: record.directory / f"{name}.parquet" for name in PART_NAMES}
     parts = {name: pl.scan_parquet(path) for name, path in paths.items()}
     try:
-        contract = check_split(parts, protocol, repeats_allowed=feedback is not None and not feedback.exclude_seen)
-        if feedback is not None:
+        contract = check_split(parts, protocol, repeats_allowed=not feedback.exclude_seen)
+        if evaluable:  # a backtest window may legitimately be empty: it is reported, not failed
             check_evaluable(parts, protocol, feedback)
     except ContractViolation:
         for path in paths.values():

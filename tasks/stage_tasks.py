@@ -11,6 +11,7 @@ import torch
 from prefect import Task, task
 
 from data_contracts import DriftBounds
+from recsys_models.datasets.spec import Feedback
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import backtest_report, evaluate
 from stages.ingest import ingest
@@ -58,9 +59,10 @@ def split_task(validated_dir: Path, out_dir: Path, settings: SplitSettings) -> P
 
 @task(name="rolling-split", **CACHED)
 def rolling_split_task(
-    validated_dir: Path, out_dir: Path, n_windows: int, window_days: float, valid_fraction: float
-) -> list[Path]:
-    window_dirs = rolling_split(local(validated_dir), out_dir, n_windows, window_days, valid_fraction)
+    validated_dir: Path, out_dir: Path, n_windows: int, window_days: float, valid_fraction: float,
+    feedback: Feedback | None = None,
+) -> list[Path]:  # fmt: skip
+    window_dirs = rolling_split(local(validated_dir), out_dir, n_windows, window_days, valid_fraction, feedback=feedback)
     share(out_dir)  # the windows' folders with it
     return window_dirs
 

@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import polars as pl
-
-from data_contracts import ContractViolation
-from data_contracts.splits import check_split
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from data_contracts import ContractViolation
+from data_contracts.splits import check_split
+from recsys_models.datasets.spec import Feedback
 from recsys_models.splitting import (
     LEAKAGE_SCOPE,
     SECONDS_PER_DAY,
@@ -32,8 +32,8 @@ from recsys_models.splitting import (
     temporal_user_split,
     with_validation,
 )
-from stages.split import _check_and_report, rolling_split, split
 from stages.manifest import StageRecord
+from stages.split import _check_and_report, rolling_split, split
 
 PAIR = ["user_id", "item_id"]
 
@@ -213,7 +213,7 @@ def test_split_stage_refuses_a_leaking_split(tiny_ratings: pl.DataFrame, tmp_pat
     for name, part in (("train", ordered.slice(4)), ("valid", ordered.slice(2, 2)), ("test", ordered.head(2))):
         record.write_table(name, part)
     with pytest.raises(ContractViolation, match="test rows are earlier than the training data"):
-        _check_and_report(record, "temporal-global", {})
+        _check_and_report(record, "temporal-global", {}, Feedback())
     assert not list(tmp_path.glob("*.parquet"))  # nothing is left of a split that leaks
 
 
