@@ -11,7 +11,7 @@ from flows import datasets_cli, ui_cli
 from flows.cold_start_report import format_warm_cold_table
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
-from reporting.formatting import format_interval
+from reporting.formatting import format_interval, verdict as decision_verdict
 from tasks.workspace import Workspace, configure_environment
 
 if TYPE_CHECKING:
@@ -53,8 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
     retrain.add_argument("--families", default=None, help="comma-separated families (default: all)")
     retrain.add_argument(
-        "--protocol", default="temporal-global", choices=PROTOCOLS,
-        help="split protocol: temporal-global (P1/P2, default), temporal-user (P4), leave-one-out (P3)",
+        "--protocol", default="temporal-user", choices=PROTOCOLS,
+        help="split protocol: temporal-user (P4, default), temporal-global (P1/P2), leave-one-out (P3)",
     )  # fmt: skip
     retrain.add_argument("--seed", type=int, default=42)
     _add_execution_arguments(retrain)
@@ -115,7 +115,8 @@ def format_metrics_table(families: dict[str, Any]) -> str:
 
 
 def format_paired(run_dir: Path, families: list[str], metric: str = "ndcg_at_10") -> list[str]:
-    """Each family against the popularity baseline on the same users (paired bootstrap, paired t-test)."""
+    """Each family against the popularity baseline on the same users (paired bootstrap, paired t-test,
+    and the minimum detectable effect at 95% / 80% power)."""
     from stages.evaluate import compare_families
 
     if BASELINE not in families:
@@ -127,7 +128,7 @@ def format_paired(run_dir: Path, families: list[str], metric: str = "ndcg_at_10"
         result = compare_families(run_dir / "evaluate" / family, run_dir / "evaluate" / BASELINE, metric)
         lines.append(
             f"{family} - {BASELINE} {metric}: {result.difference:+.4f} [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
-            f"  p={result.p_value:.3g}  on {result.n_users} users"
+            f"  p={result.p_value:.3g}  MDE {result.minimum_detectable_effect:.4f}  on {result.n_users} users"
         )
     return lines
 
@@ -206,11 +207,11 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     print("\npromotion:")
     for family, entry in summary["families"].items():
         registration = entry["registration"]
-        verdict = "champion" if registration["promoted"] else "challenger"
+        verdict = decision_verdict(registration)
         print(f"  {registration['registered_model']} v{registration['version']} -> {verdict}: {registration['reason']}")
     if summary.get("overall"):
         overall = summary["overall"]
-        verdict = "champion" if overall["promoted"] else "challenger"
+        verdict = decision_verdict(overall)
         print(f"  recsys v{overall['version']} -> {verdict}: {overall['reason']}")
     print(f"\nsummary: {summary['run_dir']}/summary.json")
     if summary.get("report"):

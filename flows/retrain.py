@@ -21,11 +21,20 @@ from recsys_models.io import atomic_write_json
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
-from tasks.promotion import PromotionGate, promote, promote_global
+from recsys_models.registry import family_class
+from tasks.promotion import BASELINE_FAMILY, PromotionGate, promote, promote_global
 from tasks.retrying import RetryingClient
 from tasks.stage_store import local, share
 from tasks.run_report import publish_run_report
-from tasks.tracking import code_version, ensure_experiment, log_family, numeric_metrics, start_parent_run
+from tasks.tracking import (
+    code_version,
+    ensure_experiment,
+    log_family,
+    numeric_metrics,
+    registered_already,
+    registered_model_name,
+    start_parent_run,
+)
 from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, link_stage, new_run_id
 
 PARTLY_FAILED = "Partly failed"
@@ -35,7 +44,7 @@ class RetrainConfig(PipelineRunConfig):
     """Parameters of a retrain run (the Prefect UI shows them as a form)."""
 
     protocol: Literal["temporal-global", "temporal-user", "leave-one-out"] = Field(
-        default="temporal-global",
+        default="temporal-user",
         description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3.",
     )
     train_fraction: float = Field(
@@ -184,20 +193,30 @@ def register(
     client.log_artifact(parent, str(run_dir / "validate" / "validation_report.json"), artifact_path="validation")
     if (run_dir / "validate" / "data_docs").exists():
         client.log_artifacts(parent, str(run_dir / "validate" / "data_docs"), artifact_path="validation/data_docs")
-    registered, candidates = {}, {}
+    registered, candidates, unchanged = {}, {}, set()
     lock = workspace.mlflow_db.parent / "promotion.lock"
+    baseline = run_dir / "evaluate" / BASELINE_FAMILY if BASELINE_FAMILY in families else None
     for family in families:
-        eval_dir = run_dir / "evaluate" / family
-        entry = log_family(
-            client, experiment_id, parent, family, run_dir / "split", run_dir / "train" / family, eval_dir, tags
-        )
+        eval_dir, train_dir = run_dir / "evaluate" / family, run_dir / "train" / family
+        name = registered_model_name(family)
+        existing = registered_already(client, name, train_dir, tags)
+        if existing is not None:  # a rerun that changed nothing: no new version, no new decision
+            unchanged.add(family)
+            reason = f"unchanged: v{existing} already holds this recipe trained on the same data and code"
+            registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
+            candidates[family] = (name, existing, eval_dir)
+            continue
+        entry = log_family(client, experiment_id, parent, family, run_dir / "split", train_dir, eval_dir, tags)
+        floor = baseline if family != BASELINE_FAMILY and not family_class(family).needs_ratings else None
         decision = promote(
             client, entry["registered_model"], entry["version"], eval_dir, run_dir / "split",
-            run_dir / "promotion", config.gate, lock,
-        )
+            run_dir / "promotion", config.gate, lock, floor,
+        )  # fmt: skip
         registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
         candidates[family] = (entry["registered_model"], entry["version"], eval_dir)
-    overall = promote_global(client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock)
+    overall = promote_global(
+        client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock, baseline, unchanged
+    )
     client.set_terminated(parent, "FINISHED")
     return parent, registered, asdict(overall) if overall is not None else None
 

@@ -135,7 +135,9 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class PairedComparison:
-    """Mean of a - b over the users both were evaluated on, its interval and a p-value."""
+    """Mean of a - b over the users both were evaluated on, its interval, a p-value, and the
+    minimum detectable effect: the smallest true difference this many paired users would reveal
+    (two-sided test at 95%, power 80%: (z 0.975 + z 0.8) x sd(a - b) / sqrt(n))."""
 
     metric: str
     n_users: int
@@ -145,6 +147,7 @@ class PairedComparison:
     ci_low: float
     ci_high: float
     p_value: float
+    minimum_detectable_effect: float = float("nan")
     interval: str = "paired percentile bootstrap over users"
     test: str = "paired t-test"
 
@@ -409,8 +412,19 @@ def compare_paired(
         p_value = float(stats.ttest_rel(a, b).pvalue)
     return PairedComparison(
         metric, int(difference.size), float(a.mean()), float(b.mean()), float(difference.mean()),
-        float(low[0]), float(high[0]), p_value,
+        float(low[0]), float(high[0]), p_value, minimum_detectable_effect(difference),
     )  # fmt: skip
+
+
+MDE_CONFIDENCE, MDE_POWER = 0.95, 0.8
+
+
+def minimum_detectable_effect(difference: np.ndarray) -> float:
+    """The paired minimum detectable effect of per-user differences (see `PairedComparison`)."""
+    if difference.size < 2:
+        return float("nan")
+    z = stats.norm.ppf(1 - (1 - MDE_CONFIDENCE) / 2) + stats.norm.ppf(MDE_POWER)
+    return float(z * difference.std(ddof=1) / math.sqrt(difference.size))
 
 
 def item_feature_matrix(items: pl.DataFrame, vocabulary: IdVocabulary, column: str = GENRES) -> sp.csr_matrix:

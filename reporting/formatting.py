@@ -16,3 +16,11 @@ def format_interval(metrics: Mapping[str, Any], name: str, digits: int = 4) -> s
     if low is None or high is None or low != low:
         return f"{value:.{digits}f}"
     return f"{value:.{digits}f} [{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
+
+
+def verdict(decision: Mapping[str, Any]) -> str:
+    """What a registration decision left the version as: champion, challenger, or unchanged
+    (a rerun that registered nothing new)."""
+    if decision["promoted"] is None or str(decision.get("reason", "")).startswith("unchanged"):
+        return "unchanged"
+    return "champion" if decision["promoted"] else "challenger"

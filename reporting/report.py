@@ -14,7 +14,7 @@ import polars as pl
 from recsys_models.ids import decode_column
 from recsys_models.io import atomic_write_bytes
 from stages.ingest import ID_TABLE
-from reporting.formatting import format_interval
+from reporting.formatting import format_interval, verdict as decision_verdict
 from reporting.plots import (
     plot_metric_comparison,
     plot_popularity_bias,
@@ -174,11 +174,11 @@ def _promotion(summary: Mapping[str, Any]) -> str:
     rows = []
     for entry in summary["families"].values():
         registration = entry["registration"]
-        verdict = "champion" if registration["promoted"] else "challenger"
+        verdict = decision_verdict(registration)
         rows.append((registration["registered_model"], registration["version"], verdict, registration["reason"]))
     overall = summary.get("overall")
     if overall:
-        verdict = "champion" if overall["promoted"] else "challenger"
+        verdict = decision_verdict(overall)
         best = _best_family(summary)
         rows.append((overall["registered_model"], overall["version"], verdict,
                      f"this run's best family by {_gate_metric(summary)}: {best}; {overall['reason']}"))  # fmt: skip

@@ -1,9 +1,18 @@
 """Champion/challenger promotion in the MLflow registry.
 
-A new version becomes `challenger`. It is promoted to `champion` only when it passes the minimum
-quality bounds and beats the current champion beyond noise: both are scored on this run's split
-with the same evaluation code, and the paired difference of the gating metric over the users both
-were scored on must have a 95% interval above zero. The old champion keeps `previous_champion`,
+A new version becomes `challenger`. It must first pass the minimum bounds: enough evaluated users,
+a gating metric above `min_value`, and (for ranking families, when the run trained it) better than
+the popularity baseline of the same run, paired, beyond noise. Then it is compared with the current
+champion, both scored on this run's split with the same evaluation code (paired over the users both
+were scored on), and the kind of change decides the rule:
+- **refresh**: the same recipe (family and configuration: the `recipe` tag) on newer data or code.
+  Promoted unless worse than the champion beyond the non-inferiority margin (the lower end of the
+  paired 95% interval must stay above -margin x the champion's value), so the served model stays fresh.
+- **switch**: another family (the global `recsys` model) or configuration. Promoted only when better
+  beyond noise (the interval above zero) and when the comparison has the power to tell: a
+  comparison whose minimum detectable effect exceeds the margin is underpowered and never switches.
+Either way the guardrails hold: catalogue coverage may not fall, nor the mean popularity of what is
+recommended rise, by more than their bounds. The old champion keeps `previous_champion`,
 so rolling back is one alias move in the UI. Whatever `champion` points to when the run looks,
 including a person's manual change, is what the candidate must beat. The decision and its reason
 are tags on the version (`promotion_decision`, `promotion_reason`). A champion judged on another
@@ -33,6 +42,7 @@ from tasks.retrying import with_retries
 logger = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
+BASELINE_FAMILY = "popularity"  # the floor every ranking family's champion must beat
 
 
 class PromotionGate(BaseModel):
@@ -43,6 +53,20 @@ class PromotionGate(BaseModel):
     metric: str = Field(default="ndcg_at_10", description="Gating metric, higher is better, per user.")
     min_value: float = Field(default=0.0, description="The challenger's gating metric must exceed this.")
     min_users: NonNegativeInt = Field(default=10, description="Fewest evaluated users to judge a model on.")
+    non_inferiority_margin: float = Field(
+        default=0.01, ge=0.0, lt=1.0,
+        description="Refresh: promoted unless worse beyond this share of the champion's value; also the "
+        "effect a switch must have the power to detect.",
+    )  # fmt: skip
+    beat_baseline: bool = Field(default=True, description="Ranking families must beat the run's popularity.")
+    max_coverage_drop: float = Field(default=0.25, ge=0.0, description="Guardrail: coverage may fall by this share.")
+    max_popularity_rise: float = Field(
+        default=0.25, ge=0.0, description="Guardrail: mean recommended popularity may rise by this share."
+    )
+
+    def margin(self, champion_value: float) -> float:
+        """The non-inferiority margin in the metric's units."""
+        return self.non_inferiority_margin * abs(champion_value)
 
 
 @dataclass(frozen=True)
@@ -53,6 +77,7 @@ class Decision:
     reason: str
     champion_before: str | None
     comparison: dict[str, Any] | None = None
+    kind: str | None = None  # "refresh" or "switch" when a champion was compared
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:
@@ -86,26 +111,70 @@ def score_champion(name: str, version: str, split_dir: Path, out_dir: Path) -> P
 
 def decide(
     candidate: dict[str, Any], candidate_per_user: pl.DataFrame, champion_per_user: pl.DataFrame | None,
-    gate: PromotionGate,
+    gate: PromotionGate, kind: str = "switch", baseline_per_user: pl.DataFrame | None = None,
+    champion: dict[str, Any] | None = None,
 ) -> tuple[bool, str, dict[str, Any] | None]:
-    """The gate's decision from the candidate's metrics and both models' per-user values."""
+    """The gate's decision from the candidate's metrics and per-user values, the champion's (scored
+    on this run's split) and the run's popularity baseline's; `kind` is "refresh" or "switch"."""
     value, users = candidate.get(gate.metric), candidate.get("n_eval_users", 0)
     if value is None or users < gate.min_users or not value > gate.min_value:
         return False, f"below the minimum quality: {gate.metric}={value} on {users} users (needs > {gate.min_value} on >= {gate.min_users})", None
+    if baseline_per_user is not None:
+        floor = compare_paired(candidate_per_user, baseline_per_user, gate.metric)
+        if not (floor.n_users and floor.ci_low > 0):
+            return False, (f"not above the popularity baseline of this run beyond noise: {gate.metric} "
+                           f"{_described(floor)}"), asdict(floor)  # fmt: skip
     if champion_per_user is None:
         return True, f"first version to pass the gate ({gate.metric}={value:.4f} on {users} users)", None
     comparison = compare_paired(candidate_per_user, champion_per_user, gate.metric)
-    figures = asdict(comparison)
-    summary = (
-        f"{gate.metric} {comparison.mean_a:.4f} vs champion {comparison.mean_b:.4f} on {comparison.n_users} "
-        f"shared users, difference {comparison.difference:+.4f} [{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}]"
-    )
+    margin = gate.margin(comparison.mean_b)
+    underpowered = not comparison.minimum_detectable_effect <= margin
+    figures = asdict(comparison) | {"kind": kind, "margin": margin, "underpowered": underpowered}
+    summary = f"{gate.metric} {comparison.mean_a:.4f} vs champion {comparison.mean_b:.4f}, {_described(comparison)}"
+    power = f"; minimum detectable effect {comparison.minimum_detectable_effect:.4f} vs margin {margin:.4f}" + (
+        " (underpowered)" if underpowered else "")  # fmt: skip
+    guardrail = _guardrail_breach(candidate, champion or {}, gate)
+    if guardrail is not None:
+        return False, f"{kind}: {guardrail}", figures
+    if kind == "refresh":
+        if comparison.n_users and comparison.ci_low > -margin:
+            return True, f"refresh: not worse than the champion beyond the margin: {summary}{power}", figures
+        return False, f"refresh held back: worse than the champion beyond the margin: {summary}{power}", figures
+    if underpowered:
+        return False, f"switch not allowed: the comparison is underpowered: {summary}{power}", figures
     if comparison.n_users and comparison.ci_low > 0:
-        return True, f"beats the champion beyond noise: {summary}", figures
-    return False, f"not better than the champion beyond noise: {summary}", figures
+        return True, f"switch: beats the champion beyond noise: {summary}{power}", figures
+    return False, f"switch: not better than the champion beyond noise: {summary}{power}", figures
+
+
+def _described(comparison: Any) -> str:
+    return (f"difference {comparison.difference:+.4f} [{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}] on "
+            f"{comparison.n_users} shared users")  # fmt: skip
+
+
+GUARDRAILS = ("coverage_at_10", "avg_popularity_at_10")
+
+
+def _guardrail_breach(candidate: dict[str, Any], champion: dict[str, Any], gate: PromotionGate) -> str | None:
+    """Why the candidate breaks a guardrail against the champion's figures on this split, or None."""
+    coverage, old_coverage = candidate.get(GUARDRAILS[0]), champion.get(GUARDRAILS[0])
+    if coverage is not None and old_coverage and coverage < old_coverage * (1 - gate.max_coverage_drop):
+        return f"guardrail: coverage@10 falls from {old_coverage:.4f} to {coverage:.4f} (bound -{gate.max_coverage_drop:.0%})"
+    popularity, old_popularity = candidate.get(GUARDRAILS[1]), champion.get(GUARDRAILS[1])
+    if popularity is not None and old_popularity and popularity > old_popularity * (1 + gate.max_popularity_rise):
+        return (f"guardrail: mean recommended popularity rises from {old_popularity:.1f} to {popularity:.1f} "
+                f"(bound +{gate.max_popularity_rise:.0%})")  # fmt: skip
+    return None
 
 
 COMPARABLE_TAGS = ("dataset", "protocol")
+RECIPE_TAG = "recipe"  # family + configuration (tasks/tracking.py): the same recipe on new data is a refresh
+
+
+def change_kind(client: MlflowClient, name: str, version: str, champion: str) -> str:
+    """"refresh" when both versions carry the same recipe tag, else "switch" (unknown counts as switch)."""
+    recipes = [client.get_model_version(name, v).tags.get(RECIPE_TAG) for v in (version, champion)]
+    return "refresh" if recipes[0] is not None and recipes[0] == recipes[1] else "switch"
 
 
 def context_mismatch(client: MlflowClient, name: str, version: str, champion: str) -> str | None:
@@ -123,32 +192,43 @@ def context_mismatch(client: MlflowClient, name: str, version: str, champion: st
 
 def promote(
     client: MlflowClient, name: str, version: str, eval_dir: Path, split_dir: Path, work_dir: Path,
-    gate: PromotionGate, lock_file: Path,
+    gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None,
 ) -> Decision:
-    """Mark `version` challenger, judge it against the champion, move aliases, record the reason."""
+    """Mark `version` challenger, judge it against the champion, move aliases, record the reason.
+    `baseline_dir` is the run's popularity evaluation when the candidate must beat it."""
     client.set_registered_model_alias(name, CHALLENGER, version)
     candidate = json.loads((eval_dir / "metrics.json").read_text())
     candidate_per_user = pl.read_parquet(eval_dir / "per_user.parquet")
+    baseline = pl.read_parquet(baseline_dir / "per_user.parquet") if gate.beat_baseline and baseline_dir else None
     with promotion_lock(lock_file):
         before = champion_version(client, name)
-        champion_per_user, mismatch = None, None
+        champion_per_user, champion, mismatch, kind = None, None, None, None
         if before is not None and before != version:
             mismatch = context_mismatch(client, name, version, before)
             if mismatch is None:
+                kind = change_kind(client, name, version, before)
                 champion_dir = score_champion(name, before, split_dir, work_dir / f"{name}-v{before}")
                 champion_per_user = pl.read_parquet(champion_dir / "per_user.parquet")
+                champion = json.loads((champion_dir / "metrics.json").read_text())
         if mismatch is not None:
             promoted, reason, comparison = False, mismatch, None
         else:
-            promoted, reason, comparison = decide(candidate, candidate_per_user, champion_per_user, gate)
+            promoted, reason, comparison = decide(
+                candidate, candidate_per_user, champion_per_user, gate, kind or "switch", baseline, champion
+            )
         if promoted:
             if before is not None:
                 client.set_registered_model_alias(name, PREVIOUS, before)
             client.set_registered_model_alias(name, CHAMPION, version)
-    client.set_model_version_tag(name, version, "promotion_decision", "promoted" if promoted else "kept_champion")
-    client.set_model_version_tag(name, version, "promotion_reason", reason)
+    tags = {"promotion_decision": "promoted" if promoted else "kept_champion", "promotion_reason": reason}
+    if comparison is not None:
+        tags |= {"promotion_kind": str(comparison.get("kind", "baseline")),
+                 "minimum_detectable_effect": f"{comparison['minimum_detectable_effect']:.4f}",
+                 "underpowered": str(comparison.get("underpowered", ""))}  # fmt: skip
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, value)
     logger.info("%s v%s: %s", name, version, reason)
-    return Decision(name, version, promoted, reason, before, comparison)
+    return Decision(name, version, promoted, reason, before, comparison, kind)
 
 
 GLOBAL_MODEL = "recsys"
@@ -156,11 +236,13 @@ GLOBAL_MODEL = "recsys"
 
 def promote_global(
     client: MlflowClient, candidates: dict[str, tuple[str, str, Path]], split_dir: Path, work_dir: Path,
-    gate: PromotionGate, lock_file: Path,
+    gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None, unchanged: set[str] | None = None,
 ) -> Decision | None:
     """Register this run's best family (by the gating metric) as a version of `recsys` and gate it.
 
-    `candidates` maps family -> (registered model name, version, evaluation folder).
+    `candidates` maps family -> (registered model name, version, evaluation folder); `unchanged`
+    names the families whose version this run did not register anew (nothing changed): when the
+    best is one of them and `recsys` already holds its version, nothing is registered either.
     """
     scored = {
         family: json.loads((eval_dir / "metrics.json").read_text()).get(gate.metric)
@@ -171,10 +253,16 @@ def promote_global(
         return None
     best = max(scored, key=scored.__getitem__)
     name, version, eval_dir = candidates[best]
+    if best in (unchanged or set()):
+        for existing in client.search_model_versions(f"name='{GLOBAL_MODEL}'"):
+            if existing.tags.get("family_version") == f"{name}/{version}":
+                reason = f"unchanged: v{existing.version} already serves {name}/{version}"
+                return Decision(GLOBAL_MODEL, str(existing.version), False, reason, champion_version(client, GLOBAL_MODEL))
     source = client.get_model_version(name, version).source
     global_version = str(with_retries(mlflow.register_model, source, GLOBAL_MODEL).version)
     family_tags = client.get_model_version(name, version).tags
-    tags = {key: family_tags[key] for key in COMPARABLE_TAGS if key in family_tags}
+    tags = {key: family_tags[key] for key in (*COMPARABLE_TAGS, RECIPE_TAG) if key in family_tags}
     for key, value in (tags | {"family": best, "family_version": f"{name}/{version}"}).items():
         client.set_model_version_tag(GLOBAL_MODEL, global_version, key, value)
-    return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file)
+    baseline = baseline_dir if best != BASELINE_FAMILY else None
+    return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file, baseline)

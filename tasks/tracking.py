@@ -3,6 +3,7 @@
 The active MLflow run is per thread, so everything here takes explicit run ids (STACK_NOTES.md).
 """
 
+import hashlib
 import json
 import subprocess
 import time
@@ -15,6 +16,7 @@ import mlflow
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 
@@ -23,6 +25,7 @@ from recsys_models.ids import ROLE, decode_column
 from stages.ingest import ID_TABLE
 from stages.manifest import MANIFEST
 from stages.model_card import render_model_card
+from tasks.promotion import RECIPE_TAG
 from tasks.retrying import with_retries
 
 EXPERIMENT = "recsys-retrain"
@@ -90,6 +93,31 @@ def _signature(id_texts: pl.DataFrame | None) -> ModelSignature:
     )
 
 
+def recipe_of(train_manifest: dict[str, Any]) -> str:
+    """A short hash of the family and its configuration: versions with the same recipe are refreshes."""
+    parameters = train_manifest["parameters"]
+    recipe = json.dumps({"family": parameters["family"], "config": parameters["config"]}, sort_keys=True)
+    return hashlib.sha256(recipe.encode()).hexdigest()[:16]
+
+
+IDENTITY_TAGS = ("dataset", "protocol", "data_hash", "code_version", "seed", RECIPE_TAG)
+
+
+def registered_already(client: MlflowClient, name: str, train_dir: Path, tags: dict[str, str]) -> str | None:
+    """The version of `name` that already holds this recipe trained on this data with this code and
+    seed (a rerun that changed nothing), or None."""
+    manifest = json.loads((train_dir / MANIFEST).read_text())
+    wanted = tags | {"seed": str(manifest["parameters"]["seed"]), RECIPE_TAG: recipe_of(manifest)}
+    try:
+        versions = client.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return None
+    for version in versions:
+        if all(version.tags.get(key) == str(wanted.get(key)) for key in IDENTITY_TAGS):
+            return str(version.version)
+    return None
+
+
 def log_family(
     client: MlflowClient,
     experiment_id: str,
@@ -147,7 +175,7 @@ def log_family(
         )
     version = str(info.registered_model_version)
     headline = {key: f"{metrics[key]:.4f}" for key in VERSION_TAG_METRICS if key in metrics}
-    seed = {"seed": train_manifest["parameters"]["seed"]}
+    seed = {"seed": train_manifest["parameters"]["seed"], RECIPE_TAG: recipe_of(train_manifest)}
     for key, value in {"protocol": metrics["protocol"], **tags, **seed, **headline}.items():
         client.set_model_version_tag(name, version, key, str(value))
     client.set_terminated(run_id, "FINISHED")

@@ -161,3 +161,66 @@ def test_a_champion_from_another_protocol_is_never_compared(registry) -> None:
     decision = run_gate(client, other, folder, tmp_path)
     assert not decision.promoted and rescored == []
     assert "another protocol" in decision.reason and aliases(client)[CHAMPION] == first
+
+
+def per_user(values: np.ndarray) -> pl.DataFrame:
+    return pl.DataFrame({"user_id": np.arange(values.size), "ndcg_at_10": values})
+
+
+MANY = np.random.default_rng(0).uniform(0.2, 0.4, 2000)  # 2,000 users: a powered comparison
+
+
+def test_a_refresh_slightly_worse_within_the_margin_is_promoted_and_beyond_it_is_held_back() -> None:
+    gate = PromotionGate(non_inferiority_margin=0.05)  # 5% of the champion's ~0.3 = 0.015
+    champion = per_user(MANY)
+    promoted, reason, figures = decide({"ndcg_at_10": 0.295, "n_eval_users": 2000}, per_user(MANY - 0.005),
+                                       champion, gate, kind="refresh")  # fmt: skip
+    assert promoted and reason.startswith("refresh: not worse") and figures["kind"] == "refresh"
+    promoted, reason, _ = decide({"ndcg_at_10": 0.27, "n_eval_users": 2000}, per_user(MANY - 0.03), champion, gate,
+                                 kind="refresh")  # fmt: skip
+    assert not promoted and reason.startswith("refresh held back")
+    # the same small loss as a switch (another family or configuration) is never promoted
+    promoted, reason, _ = decide({"ndcg_at_10": 0.295, "n_eval_users": 2000}, per_user(MANY - 0.005), champion, gate)
+    assert not promoted and reason.startswith("switch: not better")
+
+
+def test_an_underpowered_comparison_never_switches() -> None:
+    noise = np.random.default_rng(1).normal(0, 0.2, 30)
+    candidate, champion = per_user(0.3 + 0.05 + noise), per_user(np.full(30, 0.3))
+    promoted, reason, figures = decide({"ndcg_at_10": 0.35, "n_eval_users": 30}, candidate, champion, PromotionGate())
+    assert figures["underpowered"] and figures["minimum_detectable_effect"] > figures["margin"]
+    assert not promoted and reason.startswith("switch not allowed: the comparison is underpowered")
+    assert "minimum detectable effect" in reason
+
+
+def test_a_champion_must_beat_the_popularity_baseline_of_the_run() -> None:
+    baseline = per_user(MANY)
+    promoted, reason, _ = decide({"ndcg_at_10": 0.3, "n_eval_users": 2000}, per_user(MANY), None, PromotionGate(),
+                                 baseline_per_user=baseline)  # fmt: skip
+    assert not promoted and reason.startswith("not above the popularity baseline")
+    promoted, reason, _ = decide({"ndcg_at_10": 0.33, "n_eval_users": 2000}, per_user(MANY + 0.03), None,
+                                 PromotionGate(), baseline_per_user=baseline)  # fmt: skip
+    assert promoted and reason.startswith("first version")
+
+
+def test_guardrails_block_a_collapse_in_coverage_or_a_rise_in_popularity() -> None:
+    better = {"ndcg_at_10": 0.35, "n_eval_users": 2000}
+    champion_figures = {"coverage_at_10": 0.30, "avg_popularity_at_10": 100.0}
+    promoted, reason, _ = decide(better | {"coverage_at_10": 0.10, "avg_popularity_at_10": 100.0}, per_user(MANY + 0.05),
+                                 per_user(MANY), PromotionGate(), champion=champion_figures)  # fmt: skip
+    assert not promoted and "guardrail: coverage@10 falls" in reason
+    promoted, reason, _ = decide(better | {"coverage_at_10": 0.30, "avg_popularity_at_10": 200.0}, per_user(MANY + 0.05),
+                                 per_user(MANY), PromotionGate(), champion=champion_figures)  # fmt: skip
+    assert not promoted and "mean recommended popularity rises" in reason
+    promoted, reason, _ = decide(better | champion_figures, per_user(MANY + 0.05), per_user(MANY), PromotionGate(),
+                                 champion=champion_figures)  # fmt: skip
+    assert promoted and reason.startswith("switch: beats the champion")
+
+
+def test_the_same_recipe_is_a_refresh_and_another_is_a_switch(registry) -> None:
+    client, add_version, _, tmp_path = registry
+    versions = [add_version(f"v{i}", MANY[:40])[0] for i in range(3)]
+    for version, recipe in zip(versions, ["abc", "abc", "xyz"], strict=True):
+        client.set_model_version_tag(NAME, version, promotion.RECIPE_TAG, recipe)
+    assert promotion.change_kind(client, NAME, versions[1], versions[0]) == "refresh"
+    assert promotion.change_kind(client, NAME, versions[2], versions[0]) == "switch"

@@ -72,7 +72,7 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
     client = MlflowClient()
     parent = client.get_run(summary["mlflow"]["run_id"])
-    assert parent.data.tags["protocol"] == "temporal-global"
+    assert parent.data.tags["protocol"] == "temporal-user"  # the default: P4
     assert parent.data.metrics["quarantined_rows"] == 2
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"

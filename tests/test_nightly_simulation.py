@@ -1,0 +1,78 @@
+"""Three nights on ml-100k read through a dataset spec whose file grows (85% -> 92% -> 100% of the
+rows by time): the refreshed EASE recipe replaces yesterday's champion, a sabotaged configuration
+never becomes champion, and a rerun that changed nothing registers nothing."""
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+pytestmark = [pytest.mark.real_data, pytest.mark.flow]
+
+SPEC = """
+name: ml-100k-nightly
+path: u.data
+separator: "\\t"
+header: false
+feedback: explicit
+ids: integer
+columns: {user: column_1, item: column_2, rating: column_3, timestamp: column_4}
+rating_scale: {min: 1, max: 5, step: 1}
+relevant: {min_rating: 4}
+"""
+FAMILIES = ["popularity", "ease"]
+
+
+def night(spec: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, ease: dict | None = None) -> dict:
+    from flows.retrain import RetrainConfig, retrain
+
+    monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
+    configs = {"ease": ease} if ease else {}
+    return retrain(RetrainConfig(dataset=str(spec), families=FAMILIES, family_configs=configs))
+
+
+def test_three_nights_refresh_the_champion_never_promote_sabotage_and_register_nothing_on_a_rerun(
+    prefect_server, datasets_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+    from mlflow import MlflowClient
+
+    rows = pl.read_csv(datasets_dir / "ml-100k" / "u.data", separator="\t", has_header=False)
+    rows = rows.sort(rows.columns[3])  # by time
+    folder = tmp_path / "export"
+    folder.mkdir()
+    spec = folder / "ml-100k-nightly.yaml"
+    spec.write_text(SPEC)
+    workspace = tmp_path / "ws"
+
+    def export(share: float) -> None:  # tonight's file: the oldest `share` of the rows, same path
+        rows.head(int(rows.height * share)).write_csv(folder / "u.data", separator="\t", include_header=False)
+
+    champions = []
+    for share in (0.85, 0.92, 1.0):
+        export(share)
+        summary = night(spec, workspace, monkeypatch)
+        decision = summary["families"]["ease"]["registration"]
+        assert summary["families"]["ease"]["metrics"]["n_eval_users"] >= 500
+        if share > 0.85:
+            assert decision["reason"].startswith("refresh: not worse than the champion"), decision["reason"]
+            assert "minimum detectable effect" in decision["reason"]
+        assert decision["promoted"], decision["reason"]
+        champions.append(decision["version"])
+
+    mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
+    client = MlflowClient()
+    assert str(client.get_model_version_by_alias("recsys-ease", "champion").version) == champions[-1]
+
+    sabotaged = night(spec, workspace, monkeypatch, ease={"l2": 1e9})  # far worse: a switch, never promoted
+    decision = sabotaged["families"]["ease"]["registration"]
+    assert not decision["promoted"] and decision["reason"].startswith("switch"), decision["reason"]
+    assert str(client.get_model_version_by_alias("recsys-ease", "champion").version) == champions[-1]
+
+    versions_before = len(client.search_model_versions("name='recsys-ease'"))
+    rerun = night(spec, workspace, monkeypatch)  # same data, code and configuration as night 3
+    decision = rerun["families"]["ease"]["registration"]
+    assert decision["promoted"] is None and decision["reason"].startswith("unchanged")
+    assert decision["version"] == champions[-1]
+    assert len(client.search_model_versions("name='recsys-ease'")) == versions_before
+    assert rerun["overall"]["reason"].startswith("unchanged")
