@@ -182,8 +182,12 @@ def _promotion(summary: Mapping[str, Any]) -> str:
         best = _best_family(summary)
         rows.append((overall["registered_model"], overall["version"], verdict,
                      f"this run's best family by {_gate_metric(summary)}: {best}; {overall['reason']}"))  # fmt: skip
-    note = ("<p class='note'>A new version becomes champion only if it passes the quality bounds and beats the "
-            "current champion beyond noise (paired bootstrap on the same users). Promote or roll back by hand with "
+    note = ("<p class='note'>A new version becomes champion only if it passes the quality bounds (enough users, "
+            "above the run's popularity baseline) and, against the current champion on the same users: a "
+            "<b>refresh</b> (same family and configuration) is not worse beyond the non-inferiority margin; a "
+            "<b>switch</b> (another family or configuration) is better beyond noise with a minimum detectable "
+            "effect within the margin. Each reason quotes the paired interval and that effect. Promote or roll "
+            "back by hand with "
             "<code>recsys models promote NAME VERSION</code> / <code>recsys models rollback NAME</code> or in the "
             "MLflow UI (Models, the version, Aliases).</p>")  # fmt: skip
     return _table(["registered model", "version", "became", "why"], rows) + note

@@ -33,7 +33,9 @@ def run_flow(ratings_file: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
     from flows.retrain import RetrainConfig, retrain
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
-    return retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST))
+    # the global split (P1/P2): the parts' time order is checked below
+    return retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST,
+                                 protocol="temporal-global"))  # fmt: skip
 
 
 def test_retrain_flow_writes_every_stage_and_registers_champions(
@@ -72,7 +74,7 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
     client = MlflowClient()
     parent = client.get_run(summary["mlflow"]["run_id"])
-    assert parent.data.tags["protocol"] == "temporal-user"  # the default: P4
+    assert parent.data.tags["protocol"] == "temporal-global"
     assert parent.data.metrics["quarantined_rows"] == 2
     children = client.search_runs(
         [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
@@ -95,8 +97,10 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     seen = set(split["train"].filter(pl.col("user_id") == known_user)["item_id"].to_list())
     assert not seen & set(top.loc[top["user_id"] == known_user, "item_id"])
 
-    second = run_flow(ratings_file, tmp_path / "ws", monkeypatch)
-    assert second["families"]["biased_mf"]["registration"]["version"] == "2"
+    second = run_flow(ratings_file, tmp_path / "ws", monkeypatch)  # nothing changed: nothing registered
+    registration = second["families"]["biased_mf"]["registration"]
+    assert registration["version"] == "1" and registration["reason"].startswith("unchanged: v1")
+    assert len(client.search_model_versions("name='recsys-biased_mf'")) == 1
     assert str(client.get_model_version_by_alias("recsys-biased_mf", "champion").version) == "1"
 
 
