@@ -6,26 +6,36 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
+import mlflow
+import polars as pl
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field
 
-import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
+from recsys_models.columns import TIMESTAMP
 from recsys_models.datasets.sources import describe_source
 from recsys_models.datasets.spec import Feedback
 from recsys_models.io import atomic_write_json
+from recsys_models.registry import family_class
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
-from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
-from recsys_models.registry import family_class
-from tasks.promotion import BASELINE_FAMILY, PromotionGate, promote, promote_global
+from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, PromotionGate, promote, promote_global
 from tasks.retrying import RetryingClient
-from tasks.stage_store import local, share
 from tasks.run_report import publish_run_report
+from tasks.stage_store import local, share
+from tasks.stage_tasks import (
+    cached,
+    evaluate_task,
+    ingest_task,
+    serve_split_task,
+    split_task,
+    train_task,
+    validate_task,
+)
 from tasks.tracking import (
     code_version,
     ensure_experiment,
@@ -78,9 +88,9 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
     run_id = new_run_id()
     run_dir = workspace.run_dir(run_id)
     logger.info("run %s in %s", run_id, run_dir)
-    ingest, validate, split, train, evaluate = (
+    ingest, validate, split, serve_split, train, evaluate = (
         cached(stage_task, workspace.cache, execution.refresh_cache)
-        for stage_task in (ingest_task, validate_task, split_task, train_task, evaluate_task)
+        for stage_task in (ingest_task, validate_task, split_task, serve_split_task, train_task, evaluate_task)
     )
 
     # `share`: with a stage store, the folders the workers read are published under this run's names
@@ -115,16 +125,29 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
         family: evaluate.submit(split_dir, future, run_dir / "evaluate" / family, family, config.k, validated_dir)
         for family, future in trained.items()
     }
+    # evaluate, then refit to serve: the same recipe on every row of the run is what gets registered
+    serve_dir = share(link_stage(serve_split(split_dir, run_dir / "serve_split"), run_dir / "serve_split"))
+    refit = train.with_options(task_run_name="serve-{family}")
+    served = {
+        family: refit.submit(
+            serve_dir, run_dir / "serve" / family, family, config.family_configs.get(family), config.seed,
+            validated_dir, threads,
+        )  # fmt: skip
+        for family in families
+    }
     failures: dict[str, str] = {}
     for family, future in evaluated.items():
         future.wait()
-        failed_state = next((f.state for f in (trained[family], future) if not f.state.is_completed()), None)
+        served[family].wait()
+        stages = (trained[family], future, served[family])
+        failed_state = next((f.state for f in stages if not f.state.is_completed()), None)
         if failed_state is not None:  # the first failing stage holds the real error, not "upstream failed"
             failures[family] = str(failed_state.message or failed_state.name)
             logger.error("family %s failed: %s", family, failures[family])
             continue
         link_stage(local(trained[family].result()), run_dir / "train" / family)  # fetched when a worker wrote it
         link_stage(local(future.result()), run_dir / "evaluate" / family)
+        link_stage(local(served[family].result()), run_dir / "serve" / family)
     succeeded = [family for family in families if family not in failures]
 
     parent_run_id, registered, overall = register(workspace, run_id, config, source.name, run_dir, succeeded)
@@ -153,8 +176,8 @@ def partly_failed(summary: dict[str, Any], failures: dict[str, str]) -> State:
 
 def reused_stages(run_dir: Path) -> dict[str, str]:
     """Stage folders of this run that are links to an earlier run's (cache hits), by stage."""
-    folders = [run_dir / "ingest", run_dir / "validate", run_dir / "split"]
-    for parent in (run_dir / "train", run_dir / "evaluate"):
+    folders = [run_dir / "ingest", run_dir / "validate", run_dir / "split", run_dir / "serve_split"]
+    for parent in (run_dir / "train", run_dir / "evaluate", run_dir / "serve"):
         folders += list(parent.iterdir()) if parent.is_dir() else []
     return {
         str(folder.relative_to(run_dir)): str(folder.resolve()) for folder in sorted(folders) if folder.is_symlink()
@@ -179,6 +202,7 @@ def register(
         "code_version": code_version(),
         "dataset": dataset_name,
         "pipeline_run_id": run_id,
+        DATA_END_TAG: str(data_end(run_dir / "serve_split")),
     }
     parent = start_parent_run(
         client, experiment_id, run_id, {"dataset": config.dataset, "dataset_name": dataset_name, "seed": config.seed, "k": config.k}, tags
@@ -197,7 +221,7 @@ def register(
     lock = workspace.mlflow_db.parent / "promotion.lock"
     baseline = run_dir / "evaluate" / BASELINE_FAMILY if BASELINE_FAMILY in families else None
     for family in families:
-        eval_dir, train_dir = run_dir / "evaluate" / family, run_dir / "train" / family
+        eval_dir, train_dir = run_dir / "evaluate" / family, run_dir / "serve" / family
         name = registered_model_name(family)
         existing = registered_already(client, name, train_dir, tags)
         if existing is not None:  # a rerun that changed nothing: no new version, no new decision
@@ -206,19 +230,27 @@ def register(
             registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
             candidates[family] = (name, existing, eval_dir)
             continue
-        entry = log_family(client, experiment_id, parent, family, run_dir / "split", train_dir, eval_dir, tags)
+        entry = log_family(client, experiment_id, parent, family, run_dir / "split", train_dir, eval_dir, tags,
+                           evaluated_dir=run_dir / "train" / family)  # fmt: skip
         floor = baseline if family != BASELINE_FAMILY and not family_class(family).needs_ratings else None
         decision = promote(
             client, entry["registered_model"], entry["version"], eval_dir, run_dir / "split",
-            run_dir / "promotion", config.gate, lock, floor,
+            run_dir / "promotion", config.gate, lock, floor, run_dir / "validate", run_dir / "train" / family,
         )  # fmt: skip
         registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
         candidates[family] = (entry["registered_model"], entry["version"], eval_dir)
     overall = promote_global(
-        client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock, baseline, unchanged
-    )
+        client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock, baseline, unchanged,
+        run_dir / "validate",
+    )  # fmt: skip
     client.set_terminated(parent, "FINISHED")
     return parent, registered, asdict(overall) if overall is not None else None
+
+
+def data_end(split_dir: Path) -> int:
+    """The newest interaction time (Unix seconds) of a split's parts: what a model fitted on them knew."""
+    parts = [pl.scan_parquet(split_dir / f"{name}.parquet").select(TIMESTAMP) for name in ("train", "valid", "test")]
+    return int(pl.concat(parts).select(pl.col(TIMESTAMP).max()).collect().item())
 
 
 def build_summary(

@@ -13,9 +13,10 @@ CARD_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "precision_at_10", 
 
 def render_model_card(
     family: str, metrics: dict[str, Any], train_manifest: dict[str, Any], split_manifest: dict[str, Any],
-    tags: dict[str, str],
+    tags: dict[str, str], evaluated_manifest: dict[str, Any] | None = None,
 ) -> str:
-    """The card's Markdown text."""
+    """The card's Markdown text. `train_manifest` is the registered model's fit; `evaluated_manifest`,
+    when the registered model is a refit on every row, the fit that the metrics judged."""
     rows = []
     for name in CARD_METRICS:
         if name not in metrics:
@@ -37,9 +38,7 @@ def render_model_card(
             f"- Dataset: `{tags.get('dataset')}`, data hash `{tags.get('data_hash', '')[:16]}`",
             f"- Protocol: `{metrics.get('protocol')}` (see PROTOCOLS.md); pipeline run `{tags.get('pipeline_run_id')}`",
             f"- Code version: `{tags.get('code_version')}`; seed {train_manifest['parameters']['seed']}",
-            f"- Training: {counts.get('train_rows', '?')} rows + {counts.get('valid_rows', '?')} validation rows, "
-            f"{train_manifest['counts']['users']} users, {train_manifest['counts']['items']} items, "
-            f"fit in {train_manifest['counts']['fit_seconds']:.1f} s",
+            *_fits(counts, train_manifest, evaluated_manifest),
             f"- The family {rating_note}.",
             "",
             "## Metrics (95% interval over users)",
@@ -61,3 +60,18 @@ def render_model_card(
             "",
         ]
     )
+
+
+def _fits(counts: dict[str, Any], served: dict[str, Any], evaluated: dict[str, Any] | None) -> list[str]:
+    """The card's lines on what was fitted: the evaluated recipe and, when it differs, the served refit."""
+    def described(manifest: dict[str, Any]) -> str:
+        return (f"{manifest['counts']['users']} users, {manifest['counts']['items']} items, "
+                f"fit in {manifest['counts']['fit_seconds']:.1f} s")  # fmt: skip
+
+    split_rows = f"{counts.get('train_rows', '?')} rows + {counts.get('valid_rows', '?')} validation rows"
+    if evaluated is None:
+        return [f"- Training: {split_rows}, {described(served)}"]
+    return [
+        f"- Evaluated: the recipe trained on the split's {split_rows} ({described(evaluated)}), judged on its test part",
+        f"- Served: the same recipe refit on every row of the run, test part included ({described(served)})",
+    ]

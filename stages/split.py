@@ -21,7 +21,7 @@ from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_sp
 from recsys_models.splitting import PART_NAMES, ROLLING, SplitSettings, split_report
 from recsys_models.columns import ITEM_ID, RATING, USER_ID
 from recsys_models.datasets.spec import Feedback
-from stages.manifest import StageRecord, stage
+from stages.manifest import StageRecord, read_manifest, stage
 from stages.validate import INTERACTIONS
 
 logger = logging.getLogger(__name__)
@@ -123,3 +123,24 @@ def check_evaluable(parts: dict[str, pl.LazyFrame], protocol: str, feedback: Fee
     history = pl.concat([parts["train"].select(USER_ID, ITEM_ID), parts["valid"].select(USER_ID, ITEM_ID)])
     if users.join(history.select(USER_ID).unique(), on=USER_ID, how="semi").select(pl.len()).collect().item() == 0:
         raise ContractViolation(["no user can be evaluated: no user with a relevant test interaction has any training interaction"])
+
+
+SERVE = "serve"  # the manifest parameter that marks a serve split
+
+
+def serve_split(split_dir: Path, out_dir: Path) -> Path:
+    """The data a served model is refit on: every row of the run. Its training part is the split's
+    train and test parts together, its validation tail the split's own (for the families that stop
+    early on it), and its test part empty: what serves is evaluated as the recipe that was trained
+    on `split_dir`'s train part and judged on its test part, never on itself."""
+    manifest = read_manifest(split_dir)
+    with stage("serve-split", out_dir, manifest["parameters"] | {SERVE: True}) as record:
+        paths = {name: split_dir / f"{name}.parquet" for name in PART_NAMES}
+        record.record_inputs(list(paths.values()))
+        record.write_table("train", pl.concat([pl.scan_parquet(paths["train"]), pl.scan_parquet(paths["test"])])
+                           .collect(engine="streaming"))  # fmt: skip
+        record.write_table("valid", pl.read_parquet(paths["valid"]))
+        record.write_table("test", pl.read_parquet(paths["test"]).clear())
+        record.counts = {"train_rows": record.outputs["train.parquet"]["rows"],
+                         "valid_rows": record.outputs["valid.parquet"]["rows"], "test_rows": 0}  # fmt: skip
+    return out_dir

@@ -22,6 +22,7 @@ dataset or protocol is never compared: the candidate stays challenger and the re
 import fcntl
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,16 +34,26 @@ import mlflow
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
 
+from recsys_models.base import MODEL_FILE
+from recsys_models.columns import TIMESTAMP
 from recsys_models.evaluation import compare_paired
+from recsys_models.exceptions import RecsysError, UnknownFamilyError
+from recsys_models.io import atomic_write_parquet
 from stages.evaluate import evaluate
+from stages.manifest import MANIFEST
+from stages.train import train
 from tasks.retrying import with_retries
 
 logger = logging.getLogger(__name__)
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous_champion"
 BASELINE_FAMILY = "popularity"  # the floor every ranking family's champion must beat
+
+
+class RecipeUnavailable(RecsysError):
+    """A champion's recipe that this code cannot fit any more."""
 
 
 class PromotionGate(BaseModel):
@@ -100,22 +111,58 @@ def promotion_lock(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def score_champion(name: str, version: str, split_dir: Path, out_dir: Path) -> Path:
-    """Evaluate a registered version's model on this run's split; return its evaluation folder."""
+def download_champion(name: str, version: str, scratch: Path) -> Path:
+    """A registered version's saved model folder (the pyfunc keeps it as artifacts/model/), downloaded;
+    returns the folder that holds `model/`, the layout a train folder has."""
+    uri = f"models:/{name}/{version}"
+    local = Path(with_retries(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(scratch)))
+    return local / "artifacts"
+
+
+def score_champion(name: str, version: str, split_dir: Path, out_dir: Path, items_dir: Path | None = None) -> Path:
+    """The champion's **recipe** (its family and configuration, read from its saved model) trained on
+    this run's training part with this run's code and judged on this run's test part, like the
+    candidate: neither side has seen a test row. Raises `RecipeUnavailable` when the recipe cannot
+    be fitted any more (its family is gone or its configuration is no longer valid)."""
     with tempfile.TemporaryDirectory() as scratch:
-        uri = f"models:/{name}/{version}"
-        local = Path(with_retries(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=scratch))
-        # the pyfunc keeps the saved model under artifacts/model/, the layout a train folder has
-        return evaluate(split_dir, local / "artifacts", out_dir)
+        meta = json.loads((download_champion(name, version, Path(scratch)) / "model" / MODEL_FILE).read_text())
+    try:
+        trained = train(split_dir, out_dir / "train", meta["family"], meta["config"], meta["options"]["seed"], items_dir)
+    except (UnknownFamilyError, ValidationError) as error:
+        raise RecipeUnavailable(f"the champion's recipe ({meta['family']}) cannot be fitted with this code: {error}") from error
+    return evaluate(split_dir, trained, out_dir / "evaluate", items_dir=items_dir)
+
+
+def score_on_newer_rows(
+    name: str, version: str, candidate_train_dir: Path, split_dir: Path, out_dir: Path, data_end: int,
+    items_dir: Path | None = None,
+) -> tuple[Path, Path]:
+    """The fallback when the champion's recipe cannot be re-fitted fairly: the served champion and the
+    candidate's evaluated model, both judged only on test rows newer than the champion's data
+    (`data_end`, Unix seconds), which neither has seen. Returns (candidate, champion) evaluation folders."""
+    newer = out_dir / "split"
+    newer.mkdir(parents=True, exist_ok=True)
+    for part in ("train", "valid"):
+        shutil.copy2(split_dir / f"{part}.parquet", newer / f"{part}.parquet")
+    test = pl.read_parquet(split_dir / "test.parquet")
+    atomic_write_parquet(test.filter(pl.col(TIMESTAMP) > data_end), newer / "test.parquet")
+    shutil.copy2(split_dir / MANIFEST, newer / MANIFEST)
+    with tempfile.TemporaryDirectory() as scratch:
+        champion = evaluate(newer, download_champion(name, version, Path(scratch)), out_dir / "champion", items_dir=items_dir)
+    return evaluate(newer, candidate_train_dir, out_dir / "candidate", items_dir=items_dir), champion
 
 
 def decide(
     candidate: dict[str, Any], candidate_per_user: pl.DataFrame, champion_per_user: pl.DataFrame | None,
     gate: PromotionGate, kind: str = "switch", baseline_per_user: pl.DataFrame | None = None,
-    champion: dict[str, Any] | None = None,
+    champion: dict[str, Any] | None = None, without_champion: str | None = None,
+    compared_per_user: pl.DataFrame | None = None,
 ) -> tuple[bool, str, dict[str, Any] | None]:
     """The gate's decision from the candidate's metrics and per-user values, the champion's (scored
-    on this run's split) and the run's popularity baseline's; `kind` is "refresh" or "switch"."""
+    fairly, see `judge_champion`) and the run's popularity baseline's; `kind` is "refresh" or "switch".
+    `without_champion` is the reason when there is no champion to compare with (default: a first
+    version); `compared_per_user`, the candidate's values on the rows the champion was judged on,
+    when those are not its own evaluation's."""
     value, users = candidate.get(gate.metric), candidate.get("n_eval_users", 0)
     if value is None or users < gate.min_users or not value > gate.min_value:
         return False, f"below the minimum quality: {gate.metric}={value} on {users} users (needs > {gate.min_value} on >= {gate.min_users})", None
@@ -125,8 +172,10 @@ def decide(
             return False, (f"not above the popularity baseline of this run beyond noise: {gate.metric} "
                            f"{_described(floor)}"), asdict(floor)  # fmt: skip
     if champion_per_user is None:
-        return True, f"first version to pass the gate ({gate.metric}={value:.4f} on {users} users)", None
-    comparison = compare_paired(candidate_per_user, champion_per_user, gate.metric)
+        return True, f"{without_champion or 'first version to pass the gate'} ({gate.metric}={value:.4f} on {users} users)", None
+    comparison = compare_paired(
+        compared_per_user if compared_per_user is not None else candidate_per_user, champion_per_user, gate.metric
+    )
     margin = gate.margin(comparison.mean_b)
     underpowered = not comparison.minimum_detectable_effect <= margin
     figures = asdict(comparison) | {"kind": kind, "margin": margin, "underpowered": underpowered}
@@ -135,7 +184,7 @@ def decide(
         " (underpowered)" if underpowered else "")  # fmt: skip
     guardrail = _guardrail_breach(candidate, champion or {}, gate)
     if guardrail is not None:
-        return False, f"{kind}: {guardrail}", figures
+        return False, f"{kind}: {guardrail}; {summary}{power}", figures
     if kind == "refresh":
         if comparison.n_users and comparison.ci_low > -margin:
             return True, f"refresh: not worse than the champion beyond the margin: {summary}{power}", figures
@@ -168,6 +217,7 @@ def _guardrail_breach(candidate: dict[str, Any], champion: dict[str, Any], gate:
 
 
 COMPARABLE_TAGS = ("dataset", "protocol")
+DATA_END_TAG = "data_end"  # the newest interaction (Unix seconds) the served model was fitted on
 RECIPE_TAG = "recipe"  # family + configuration (tasks/tracking.py): the same recipe on new data is a refresh
 
 
@@ -192,30 +242,34 @@ def context_mismatch(client: MlflowClient, name: str, version: str, champion: st
 
 def promote(
     client: MlflowClient, name: str, version: str, eval_dir: Path, split_dir: Path, work_dir: Path,
-    gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None,
+    gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None, items_dir: Path | None = None,
+    candidate_train_dir: Path | None = None,
 ) -> Decision:
     """Mark `version` challenger, judge it against the champion, move aliases, record the reason.
-    `baseline_dir` is the run's popularity evaluation when the candidate must beat it."""
+
+    `eval_dir` judged the candidate's recipe trained on `split_dir`'s training part
+    (`candidate_train_dir`); `baseline_dir` is the run's popularity evaluation when the candidate must
+    beat it; `items_dir` the validate folder (item features for a re-fit)."""
     client.set_registered_model_alias(name, CHALLENGER, version)
     candidate = json.loads((eval_dir / "metrics.json").read_text())
     candidate_per_user = pl.read_parquet(eval_dir / "per_user.parquet")
     baseline = pl.read_parquet(baseline_dir / "per_user.parquet") if gate.beat_baseline and baseline_dir else None
     with promotion_lock(lock_file):
         before = champion_version(client, name)
-        champion_per_user, champion, mismatch, kind = None, None, None, None
-        if before is not None and before != version:
-            mismatch = context_mismatch(client, name, version, before)
-            if mismatch is None:
-                kind = change_kind(client, name, version, before)
-                champion_dir = score_champion(name, before, split_dir, work_dir / f"{name}-v{before}")
-                champion_per_user = pl.read_parquet(champion_dir / "per_user.parquet")
-                champion = json.loads((champion_dir / "metrics.json").read_text())
+        judged = Judged()
+        mismatch = context_mismatch(client, name, version, before) if before not in (None, version) else None
+        if before not in (None, version) and mismatch is None:
+            judged = judge_champion(client, name, version, before, split_dir, work_dir / f"{name}-v{before}",
+                                    items_dir, candidate_train_dir)  # fmt: skip
         if mismatch is not None:
             promoted, reason, comparison = False, mismatch, None
         else:
             promoted, reason, comparison = decide(
-                candidate, candidate_per_user, champion_per_user, gate, kind or "switch", baseline, champion
-            )
+                candidate, candidate_per_user, judged.champion_per_user, gate, judged.kind, baseline,
+                judged.champion, judged.without_champion, judged.candidate_per_user,
+            )  # fmt: skip
+            if judged.basis:
+                reason += f" ({judged.basis})"
         if promoted:
             if before is not None:
                 client.set_registered_model_alias(name, PREVIOUS, before)
@@ -228,7 +282,55 @@ def promote(
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     logger.info("%s v%s: %s", name, version, reason)
-    return Decision(name, version, promoted, reason, before, comparison, kind)
+    return Decision(name, version, promoted, reason, before, comparison, judged.kind if before != version else None)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """How the champion was judged against a candidate: its per-user values and figures on the
+    compared rows (None when there is nothing fair to compare), the candidate's values on the same
+    rows when they differ from its own evaluation, the kind of change, and the basis in words."""
+
+    kind: str = "switch"
+    champion_per_user: pl.DataFrame | None = None
+    champion: dict[str, Any] | None = None
+    candidate_per_user: pl.DataFrame | None = None
+    without_champion: str | None = None
+    basis: str | None = None
+
+
+def judge_champion(
+    client: MlflowClient, name: str, version: str, champion: str, split_dir: Path, work_dir: Path,
+    items_dir: Path | None, candidate_train_dir: Path | None,
+) -> Judged:
+    """The fair comparison with the champion (README, "Promotion"): no side is ever judged on a row it
+    was trained on. The same recipe and code: the champion's recipe on this split is the candidate
+    itself. Otherwise the champion's recipe is re-fit on this split; where it cannot be (another code
+    version of the same recipe, or a recipe this code cannot fit), both are judged on the test rows
+    newer than the champion's data."""
+    kind = change_kind(client, name, version, champion)
+    tags = {v: client.get_model_version(name, v).tags for v in (version, champion)}
+    same_code = tags[version].get("code_version") == tags[champion].get("code_version")
+    if kind == "refresh" and same_code:
+        return Judged(kind, without_champion="refresh: the same recipe and code on this run's data")
+    try:
+        if kind == "refresh":
+            raise RecipeUnavailable(f"the code changed ({tags[champion].get('code_version')} -> "
+                                    f"{tags[version].get('code_version')}): the old recipe cannot be re-run")  # fmt: skip
+        champion_dir = score_champion(name, champion, split_dir, work_dir, items_dir=items_dir)
+        basis = "the champion's recipe re-fit on this run's split"
+        candidate_per_user = None
+    except RecipeUnavailable as why:
+        data_end = tags[champion].get(DATA_END_TAG)
+        if data_end is None or candidate_train_dir is None:
+            return Judged(kind, without_champion=f"{kind}: no fair comparison with the champion v{champion} ({why})")
+        candidate_dir, champion_dir = score_on_newer_rows(
+            name, champion, candidate_train_dir, split_dir, work_dir / "newer", int(data_end), items_dir
+        )
+        basis = f"{why}; both judged on the test rows newer than the champion's data"
+        candidate_per_user = pl.read_parquet(candidate_dir / "per_user.parquet")
+    return Judged(kind, pl.read_parquet(champion_dir / "per_user.parquet"),
+                  json.loads((champion_dir / "metrics.json").read_text()), candidate_per_user, basis=basis)  # fmt: skip
 
 
 GLOBAL_MODEL = "recsys"
@@ -237,6 +339,7 @@ GLOBAL_MODEL = "recsys"
 def promote_global(
     client: MlflowClient, candidates: dict[str, tuple[str, str, Path]], split_dir: Path, work_dir: Path,
     gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None, unchanged: set[str] | None = None,
+    items_dir: Path | None = None,
 ) -> Decision | None:
     """Register this run's best family (by the gating metric) as a version of `recsys` and gate it.
 
@@ -261,8 +364,10 @@ def promote_global(
     source = client.get_model_version(name, version).source
     global_version = str(with_retries(mlflow.register_model, source, GLOBAL_MODEL).version)
     family_tags = client.get_model_version(name, version).tags
-    tags = {key: family_tags[key] for key in (*COMPARABLE_TAGS, RECIPE_TAG) if key in family_tags}
+    tags = {key: family_tags[key] for key in (*COMPARABLE_TAGS, RECIPE_TAG, "code_version", DATA_END_TAG)
+            if key in family_tags}  # fmt: skip
     for key, value in (tags | {"family": best, "family_version": f"{name}/{version}"}).items():
         client.set_model_version_tag(GLOBAL_MODEL, global_version, key, value)
     baseline = baseline_dir if best != BASELINE_FAMILY else None
-    return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file, baseline)
+    return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file, baseline,
+                   items_dir, eval_dir.parent.parent / "train" / best)  # fmt: skip

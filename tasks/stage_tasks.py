@@ -15,7 +15,7 @@ from recsys_models.datasets.spec import Feedback
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import backtest_report, evaluate
 from stages.ingest import ingest
-from stages.split import rolling_split, split
+from stages.split import rolling_split, serve_split, split
 from stages.train import train
 from stages.validate import validate
 from tasks.caching import INGEST_CACHE, STAGE_CACHE
@@ -55,6 +55,11 @@ def validate_task(
 @task(name="split", **CACHED)
 def split_task(validated_dir: Path, out_dir: Path, settings: SplitSettings) -> Path:
     return share(split(local(validated_dir), out_dir, settings))
+
+
+@task(name="serve-split", **CACHED)
+def serve_split_task(split_dir: Path, out_dir: Path) -> Path:
+    return share(serve_split(local(split_dir), out_dir))
 
 
 @task(name="rolling-split", **CACHED)

@@ -127,8 +127,12 @@ def log_family(
     train_dir: Path,
     eval_dir: Path,
     tags: dict[str, str],
+    evaluated_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Child run with params, metrics, history and artefacts; the pyfunc logged, registered and aliased."""
+    """Child run with params, metrics, history and artefacts; the pyfunc logged, registered and aliased.
+
+    `train_dir` holds the model that is registered (refit on every row of the run);
+    `evaluated_dir`, the same recipe trained on the split's training part, the one `eval_dir` judged."""
     train_manifest = json.loads((train_dir / MANIFEST).read_text())
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     child = client.create_run(
@@ -154,7 +158,9 @@ def log_family(
     client.log_artifact(run_id, str(eval_dir / "metrics.json"), artifact_path="evaluation")
     client.log_artifact(run_id, str(eval_dir / "recommendations.parquet"), artifact_path="evaluation")
     split_manifest = json.loads((split_dir / MANIFEST).read_text())
-    client.log_text(run_id, render_model_card(family, metrics, train_manifest, split_manifest, tags), "model_card.md")
+    evaluated = json.loads((evaluated_dir / MANIFEST).read_text()) if evaluated_dir is not None else None
+    card = render_model_card(family, metrics, train_manifest, split_manifest, tags, evaluated)
+    client.log_text(run_id, card, "model_card.md")
 
     name = registered_model_name(family)
     id_texts = _id_texts(train_dir / "model")

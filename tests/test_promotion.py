@@ -35,7 +35,7 @@ def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     scores: dict[str, Path] = {}  # version -> its evaluation on "this run's split"
     rescored: list[str] = []
 
-    def fake_score_champion(name: str, version: str, split_dir: Path, out_dir: Path) -> Path:
+    def fake_score_champion(name: str, version: str, split_dir: Path, out_dir: Path, items_dir=None) -> Path:
         rescored.append(version)
         return scores[version]
 
