@@ -228,7 +228,7 @@ def register(
             unchanged.add(family)
             reason = f"unchanged: v{existing} already holds this recipe trained on the same data and code"
             registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
-            candidates[family] = (name, existing, eval_dir)
+            candidates[family] = (name, existing, eval_dir, run_dir / "train" / family)
             continue
         entry = log_family(client, experiment_id, parent, family, run_dir / "split", train_dir, eval_dir, tags,
                            evaluated_dir=run_dir / "train" / family)  # fmt: skip
@@ -238,7 +238,7 @@ def register(
             run_dir / "promotion", config.gate, lock, floor, run_dir / "validate", run_dir / "train" / family,
         )  # fmt: skip
         registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
-        candidates[family] = (entry["registered_model"], entry["version"], eval_dir)
+        candidates[family] = (entry["registered_model"], entry["version"], eval_dir, run_dir / "train" / family)
     overall = promote_global(
         client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock, baseline, unchanged,
         run_dir / "validate",

@@ -337,25 +337,26 @@ GLOBAL_MODEL = "recsys"
 
 
 def promote_global(
-    client: MlflowClient, candidates: dict[str, tuple[str, str, Path]], split_dir: Path, work_dir: Path,
+    client: MlflowClient, candidates: dict[str, tuple[str, str, Path, Path]], split_dir: Path, work_dir: Path,
     gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None, unchanged: set[str] | None = None,
     items_dir: Path | None = None,
 ) -> Decision | None:
     """Register this run's best family (by the gating metric) as a version of `recsys` and gate it.
 
-    `candidates` maps family -> (registered model name, version, evaluation folder); `unchanged`
+    `candidates` maps family -> (registered model name, version, evaluation folder, the folder of the
+    recipe that evaluation judged); `unchanged`
     names the families whose version this run did not register anew (nothing changed): when the
     best is one of them and `recsys` already holds its version, nothing is registered either.
     """
     scored = {
         family: json.loads((eval_dir / "metrics.json").read_text()).get(gate.metric)
-        for family, (_, _, eval_dir) in candidates.items()
+        for family, (_, _, eval_dir, _) in candidates.items()
     }
     scored = {family: value for family, value in scored.items() if value is not None and value == value}
     if not scored:
         return None
     best = max(scored, key=scored.__getitem__)
-    name, version, eval_dir = candidates[best]
+    name, version, eval_dir, evaluated_dir = candidates[best]
     if best in (unchanged or set()):
         for existing in client.search_model_versions(f"name='{GLOBAL_MODEL}'"):
             if existing.tags.get("family_version") == f"{name}/{version}":
@@ -370,4 +371,4 @@ def promote_global(
         client.set_model_version_tag(GLOBAL_MODEL, global_version, key, value)
     baseline = baseline_dir if best != BASELINE_FAMILY else None
     return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file, baseline,
-                   items_dir, eval_dir.parent.parent / "train" / best)  # fmt: skip
+                   items_dir, evaluated_dir)  # fmt: skip
