@@ -149,21 +149,28 @@ def test_mlflow_ui_lists_the_models_and_the_champion_alias(
         page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
     _tidy(page)
     lines = body_lines(page)
-    for name in ("recsys", "recsys-popularity", "recsys-bpr_mf"):  # each row: name, latest version, aliases
+    # each row: name, latest version, aliases; a family's version is champion only where the gate
+    # promoted it (bpr_mf must beat this run's popularity beyond noise), challenger otherwise
+    decisions = {"recsys": small_run["overall"]} | {
+        f"recsys-{family}": entry["registration"] for family, entry in small_run["families"].items()
+    }
+    assert decisions["recsys"]["promoted"] and decisions["recsys-popularity"]["promoted"]
+    for name, decision in decisions.items():
         assert name in lines, name
         row = lines[lines.index(name) : lines.index(name) + 4]
-        assert "@ champion" in row, row
+        assert ("@ champion" if decision["promoted"] else "@ challenger") in row, row
     page.screenshot(path=tmp_path / "mlflow_models.png")
     keep(tmp_path / "mlflow_models.png")
 
-    champion = small_run["families"]["bpr_mf"]["registration"]
+    decision = decisions["recsys-bpr_mf"]
     page.set_viewport_size({"width": 1280, "height": 760})
     page.goto(f"{mlflow_ui}/#/models/recsys-bpr_mf", timeout=60_000)
     page.get_by_text("promotion_reason").first.wait_for(timeout=60_000)
     _tidy(page)
     lines = body_lines(page)
-    assert f"Version {champion['version']}" in lines and "@ champion" in lines
-    assert any(champion["reason"] in line for line in lines)  # why it is champion, on the version
+    assert f"Version {decision['version']}" in lines
+    assert ("@ champion" if decision["promoted"] else "@ challenger") in lines
+    assert any(decision["reason"] in line for line in lines)  # the gate's decision, on the version
     page.screenshot(path=tmp_path / "mlflow_model_champion.png")
     keep(tmp_path / "mlflow_model_champion.png")
     page.close()

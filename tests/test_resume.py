@@ -152,8 +152,9 @@ def test_a_run_killed_during_training_is_rerun_and_reuses_what_finished(
     try:
         wait_for(lambda: marker.exists() or process.poll() is not None, 180, "training to start")
         (killed,) = (workspace / "runs").iterdir()
-        # popularity finished: ingest, validate, split, train and evaluate have their cache records
-        wait_for(lambda: len(whole_cache_records(workspace / "cache")) >= 5, 120, "popularity to finish")
+        # popularity finished: ingest, validate, split, serve_split, popularity's train and evaluate have
+        # their cache records (its serving refit is queued behind the blocked family's evaluation)
+        wait_for(lambda: len(whole_cache_records(workspace / "cache")) >= 6, 120, "popularity to finish")
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
@@ -168,7 +169,7 @@ def test_a_run_killed_during_training_is_rerun_and_reuses_what_finished(
     run_dir = Path(summary["run_dir"])
     assert summary["failed"] == {}
     assert set(summary["families"]) == set(FAMILIES)
-    reused = {"ingest", "validate", "split", "train/popularity", "evaluate/popularity"}
+    reused = {"ingest", "validate", "split", "serve_split", "train/popularity", "evaluate/popularity"}
     assert summary["reused"] == {stage: str(killed / stage) for stage in sorted(reused)}
     for stage in reused:  # the very files of the killed run, not recomputed
         assert (run_dir / stage / "manifest.json").read_text() == (killed / stage / "manifest.json").read_text()
