@@ -19,7 +19,6 @@ from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import Field, PositiveFloat, PositiveInt
 
-import mlflow
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
@@ -37,9 +36,8 @@ from tasks.stage_tasks import (
     train_task,
     validate_task,
 )
-from tasks.retrying import RetryingClient
 from tasks.stage_store import local, share
-from tasks.tracking import code_version, numeric_metrics, start_parent_run
+from tasks.tracking import code_version, ensure_experiment, numeric_metrics, open_client, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, link_stage, new_run_id
 
 EXPERIMENT = "recsys-backtest"
@@ -151,13 +149,8 @@ def log_backtest(
     """Parent run with the table (and plot) as artefacts and the headline metrics per family with
     step = window index; one child run per family with every metric per window. Returns the parent id."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(workspace.tracking_uri())
-    client = RetryingClient()
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id if experiment is not None
-        else client.create_experiment(EXPERIMENT, artifact_location=(workspace.mlflow_artifacts / "backtest").as_uri())
-    )  # fmt: skip
+    client = open_client(workspace)
+    experiment_id = ensure_experiment(client, workspace.mlflow_artifacts / "backtest", EXPERIMENT)
     tags = {
         "data_hash": read_manifest(run_dir / "validate")["outputs"]["ratings.parquet"]["sha256"],
         "protocol": ROLLING,

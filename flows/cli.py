@@ -7,11 +7,15 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import ValidationError
+
 from flows import datasets_cli, ui_cli
 from flows.cold_start_report import format_warm_cold_table
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+from reporting.console import quiet_console
 from reporting.formatting import format_interval, verdict as decision_verdict
+from tasks.retention import DEFAULT_KEEP_RUNS
 from tasks.workspace import Workspace, configure_environment
 
 if TYPE_CHECKING:
@@ -21,6 +25,7 @@ RATING_COLUMNS = ["rmse", "mae"]
 RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "mrr_at_10"]
 BASELINE = "popularity"
 MAX_ERROR_CHARS = 500
+FLOW_COMMANDS = ("retrain", "backtest", "score")
 BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
@@ -53,8 +58,9 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
     retrain.add_argument("--families", default=None, help="comma-separated families (default: all)")
     retrain.add_argument(
-        "--protocol", default="temporal-user", choices=PROTOCOLS,
-        help="split protocol: temporal-user (P4, default), temporal-global (P1/P2), leave-one-out (P3)",
+        "--protocol", default=None, choices=PROTOCOLS,
+        help="split protocol: temporal-user (P4), temporal-global (P1/P2), leave-one-out (P3); "
+        "default: the dataset spec's `protocol`, else temporal-user",
     )  # fmt: skip
     retrain.add_argument("--seed", type=int, default=42)
     _add_execution_arguments(retrain)
@@ -89,6 +95,13 @@ def _parser() -> argparse.ArgumentParser:
     rollback = actions.add_parser("rollback", help="give champion back to previous_champion",
                                   epilog="example: recsys models rollback recsys")  # fmt: skip
     rollback.add_argument("name")
+    gc = commands.add_parser(
+        "gc", help="remove old run folders and stale cache records (never what an alias or a kept run needs)",
+        epilog="examples: recsys gc --keep-runs 7 | recsys gc --keep-runs 3 --dry-run",
+    )  # fmt: skip
+    gc.add_argument("--keep-runs", type=int, default=DEFAULT_KEEP_RUNS,
+                    help=f"newest runs to keep (default {DEFAULT_KEEP_RUNS}, as after each nightly run)")  # fmt: skip
+    gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     datasets_cli.add_parser(commands)
     ui_cli.add_parsers(commands)
     return parser
@@ -173,12 +186,12 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
 
     from recsys_models.datasets.sources import describe_source
 
-    families = [name.strip() for name in args.families.split(",")] if args.families else None
+    families = family_list(args.families)
     config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed)
     describe_source(config.dataset)  # a bad spec or a missing column: one line before the flow starts
     with progress_view(live=False if args.plain else None):
         summary = run_flow(retrain, config, _execution(args))
-    print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {args.protocol}")
+    print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {summary['protocol']}")
     validation = summary["validation"]
     print(
         f"rows: {validation['source_rows']} read = {validation['valid_rows']} valid"
@@ -228,7 +241,7 @@ def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
     from flows.runners import run_flow
     from reporting.progress import progress_view
 
-    families = [name.strip() for name in args.families.split(",")] if args.families else None
+    families = family_list(args.families)
     config = BacktestConfig(
         dataset=args.dataset, families=families, n_windows=args.windows, window_days=args.window_days, seed=args.seed
     )
@@ -247,7 +260,10 @@ def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
 
 def _score(args: argparse.Namespace, workspace: Workspace) -> int:
     from flows.score import ScoreConfig, batch_score
+    from tasks.registry_admin import aliased_version
+    from tasks.tracking import open_client
 
+    aliased_version(open_client(workspace), args.model, args.alias)  # before the flow: one line when missing
     result = batch_score(ScoreConfig(model_name=args.model, alias=args.alias, k=args.k))
     counts = result["counts"]
     print(f"\n{counts['rows']} recommendations for {counts['users']} users from {args.model} v{result['model_version']}")
@@ -256,13 +272,10 @@ def _score(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def _models(args: argparse.Namespace, workspace: Workspace) -> int:
-    import mlflow
-
     from tasks.registry_admin import list_models, roll_back, set_champion
-    from tasks.retrying import RetryingClient
+    from tasks.tracking import open_client
 
-    mlflow.set_tracking_uri(workspace.tracking_uri())
-    client, lock = RetryingClient(), workspace.mlflow_db.parent / "promotion.lock"
+    client, lock = open_client(workspace), workspace.mlflow_db.parent / "promotion.lock"
     if args.action == "list":
         for row in list_models(client):
             aliases = ", ".join(f"{alias}=v{version}" for alias, version in sorted(row.aliases.items())) or "no aliases"
@@ -277,15 +290,40 @@ def _models(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
+def family_list(value: str | None) -> list[str] | None:
+    """`--families a,b`: the named families; absent: None (every family). Given but empty is an error."""
+    if value is None:
+        return None
+    families = [name.strip() for name in value.split(",") if name.strip()]
+    if not families:
+        raise ValueError("--families is empty: name at least one family, or leave the option out to train all")
+    return families
+
+
+def _gc(args: argparse.Namespace, workspace: Workspace) -> int:
+    from tasks.retention import collect_garbage, store_once
+
+    collected = collect_garbage(workspace, args.keep_runs, dry_run=args.dry_run)
+    print(("would have " if args.dry_run else "") + collected.describe())
+    for run in collected.removed_runs:
+        print(f"  {'would remove' if args.dry_run else 'removed'} runs/{run}")
+    if not args.dry_run:
+        saved = store_once([workspace.runs, workspace.mlflow_artifacts])
+        print(f"linked {saved / 2**20:.1f} MiB of identical files to one copy")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
         "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
-        "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report,
+        "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report, "gc": _gc,
     }  # fmt: skip
     try:
         workspace = Workspace.from_env()
         configure_environment(workspace)
+        if args.command in FLOW_COMMANDS and not args.debug:
+            quiet_console()
         return handlers[args.command](args, workspace)
     except KeyboardInterrupt:
         print(f"recsys {args.command}: interrupted", file=sys.stderr)
@@ -300,8 +338,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _first_line(error: Exception) -> str:
-    """The error's message on one line (MLflow and contract errors can span many), at most 500 characters."""
-    text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"
+    """The error's message on one line (MLflow and contract errors can span many), at most 500 characters;
+    a configuration error as `field: what is wrong` per field."""
+    if isinstance(error, ValidationError):
+        text = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
+                         for e in error.errors())  # fmt: skip
+    else:
+        text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 

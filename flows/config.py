@@ -1,5 +1,6 @@
 """Parameters every pipeline flow takes (the Prefect UI shows them as a form)."""
 
+import difflib
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
@@ -7,6 +8,13 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE
 from recsys_models.datasets.sources import SourceIdentity
 from recsys_models.registry import FAMILIES, skip_reason
+
+
+def describe_unknown(family: str) -> str:
+    """`unknown family 'eas' (did you mean 'ease'?)`, or the known names when nothing is close."""
+    close = difflib.get_close_matches(family, FAMILIES, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(sorted(FAMILIES))}"
+    return f"unknown family {family!r} ({hint})"
 
 
 class PipelineRunConfig(BaseModel):
@@ -35,7 +43,7 @@ class PipelineRunConfig(BaseModel):
         if families is not None:
             unknown = sorted(set(families) - set(FAMILIES))
             if unknown or not families:
-                raise ValueError(f"unknown families {unknown}; known: {sorted(FAMILIES)}")
+                raise ValueError("; ".join(describe_unknown(name) for name in unknown) or "no family named")
         return families
 
     def selected_families(self) -> list[str]:

@@ -4,26 +4,26 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-import mlflow
 import polars as pl
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field
+from pydantic import Field, PositiveInt
 
 from data_contracts import DriftBounds
 from flows.config import PipelineRunConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.columns import TIMESTAMP
-from recsys_models.datasets.sources import describe_source
-from recsys_models.datasets.spec import Feedback
+from recsys_models.datasets.sources import SourceIdentity, describe_source
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.io import atomic_write_json
 from recsys_models.registry import family_class
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, PromotionGate, promote, promote_global
+from tasks.retention import DEFAULT_KEEP_RUNS, collect_garbage, store_once
 from tasks.retrying import RetryingClient
 from tasks.run_report import publish_run_report
 from tasks.stage_store import local, share
@@ -41,6 +41,7 @@ from tasks.tracking import (
     ensure_experiment,
     log_family,
     numeric_metrics,
+    open_client,
     registered_already,
     registered_model_name,
     start_parent_run,
@@ -53,24 +54,30 @@ PARTLY_FAILED = "Partly failed"
 class RetrainConfig(PipelineRunConfig):
     """Parameters of a retrain run (the Prefect UI shows them as a form)."""
 
-    protocol: Literal["temporal-global", "temporal-user", "leave-one-out"] = Field(
-        default="temporal-user",
-        description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3.",
+    protocol: ProtocolName | None = Field(
+        default=None,
+        description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3; "
+        "None: the dataset spec's `protocol`, else temporal-user.",
     )
     train_fraction: float = Field(
         default=0.8, gt=0.0, lt=1.0, description="temporal-global: share of rows before the cut-off."
     )
     drift: DriftBounds = Field(default_factory=DriftBounds, description="Drift bounds against the last good run.")
     gate: PromotionGate = Field(default_factory=PromotionGate, description="When a new version becomes champion.")
+    keep_runs: PositiveInt | None = Field(
+        default=DEFAULT_KEEP_RUNS,
+        description="After the run, keep this many newest run folders (plus what aliases and drift need); None keeps all.",
+    )
 
 
-def split_settings(config: RetrainConfig, feedback: Feedback | None = None) -> SplitSettings:
-    """The split stage's settings: the protocol's defaults (PROTOCOLS.md), `train_fraction` for P1/P2,
-    and the source's feedback semantics (its dataset spec), which the later stages read from it."""
-    feedback = feedback or Feedback()
-    if config.protocol == "temporal-global":
-        return SplitSettings(protocol=config.protocol, train_fraction=config.train_fraction, feedback=feedback)
-    return SplitSettings(protocol=config.protocol, feedback=feedback)
+def split_settings(config: RetrainConfig, source: SourceIdentity) -> SplitSettings:
+    """The split stage's settings: the run's protocol (else the source's) with its defaults
+    (PROTOCOLS.md), `train_fraction` for P1/P2, and the source's feedback semantics (its dataset
+    spec), which the later stages read from it."""
+    protocol = config.protocol or source.protocol
+    if protocol == "temporal-global":
+        return SplitSettings(protocol=protocol, train_fraction=config.train_fraction, feedback=source.feedback)
+    return SplitSettings(protocol=protocol, feedback=source.feedback)
 
 
 @flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
@@ -103,7 +110,8 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
         validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift),
         run_dir / "validate",
     ))  # fmt: skip
-    split_dir = share(link_stage(split(validated_dir, run_dir / "split", split_settings(config, source.feedback)), run_dir / "split"))
+    settings = split_settings(config, source)
+    split_dir = share(link_stage(split(validated_dir, run_dir / "split", settings), run_dir / "split"))
 
     families, skipped = config.applicable_families(source)
     for family, reason in skipped.items():
@@ -150,9 +158,10 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
         link_stage(local(served[family].result()), run_dir / "serve" / family)
     succeeded = [family for family in families if family not in failures]
 
-    parent_run_id, registered, overall = register(workspace, run_id, config, source.name, run_dir, succeeded)
+    parent_run_id, registered, overall = register(workspace, run_id, config, source.name, run_dir, succeeded, settings.protocol)
     summary = build_summary(run_id, run_dir, config, registered, failures)
-    summary |= {"dataset_name": source.name, "feedback": source.feedback.model_dump(mode="json"), "skipped": skipped}
+    summary |= {"dataset_name": source.name, "feedback": source.feedback.model_dump(mode="json"), "skipped": skipped,
+                "protocol": settings.protocol}
     summary["overall"] = overall
     summary["reused"] = reused_stages(run_dir)
     summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
@@ -160,6 +169,10 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
     report = publish_run_report(run_dir, summary, workspace.tracking_uri())
     summary["report"] = str(report) if report is not None else None
     atomic_write_json(run_dir / "summary.json", summary)
+    saved = store_once([run_dir, workspace.mlflow_artifacts])
+    logger.info("stored each file once: %.0f MiB of copies linked", saved / 2**20)
+    if config.keep_runs is not None:
+        collect_garbage(workspace, config.keep_runs)
     if not succeeded:
         raise RuntimeError(f"every family failed: {failures}")
     if failures:
@@ -185,20 +198,20 @@ def reused_stages(run_dir: Path) -> dict[str, str]:
 
 
 def register(
-    workspace: Workspace, run_id: str, config: RetrainConfig, dataset_name: str, run_dir: Path, families: list[str]
+    workspace: Workspace, run_id: str, config: RetrainConfig, dataset_name: str, run_dir: Path, families: list[str],
+    protocol: str,
 ) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
     """Log the run to MLflow, register each family's model and run the promotion gate on it
     (sequentially: one SQLite writer), then the global pick `recsys`.
 
     Returns the parent run id, each family's registration and decision, and the global decision."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(workspace.tracking_uri())
-    client = RetryingClient()
+    client = open_client(workspace)
     experiment_id = ensure_experiment(client, workspace.mlflow_artifacts)
     validated = read_manifest(run_dir / "validate")
     tags = {
         "data_hash": validated["outputs"]["ratings.parquet"]["sha256"],
-        "protocol": config.protocol,
+        "protocol": protocol,
         "code_version": code_version(),
         "dataset": dataset_name,
         "pipeline_run_id": run_id,
@@ -207,7 +220,21 @@ def register(
     parent = start_parent_run(
         client, experiment_id, run_id, {"dataset": config.dataset, "dataset_name": dataset_name, "seed": config.seed, "k": config.k}, tags
     )
-    counts = validated["counts"]
+    try:
+        registered, overall = log_and_gate(client, experiment_id, parent, workspace, config, run_dir, families, tags)
+    except BaseException:  # the parent run never stays RUNNING
+        client.set_terminated(parent, "FAILED")
+        raise
+    client.set_terminated(parent, "FINISHED")
+    return parent, registered, asdict(overall) if overall is not None else None
+
+
+def log_and_gate(
+    client: RetryingClient, experiment_id: str, parent: str, workspace: Workspace, config: RetrainConfig,
+    run_dir: Path, families: list[str], tags: dict[str, str],
+) -> tuple[dict[str, dict[str, Any]], Any]:
+    """Under the parent run: the run's data figures, then each family's version and decision, then `recsys`'s."""
+    counts = read_manifest(run_dir / "validate")["counts"]
     drift = {f"drift_{key}": value for key, value in counts.get("drift", {}).items() if key != "breaches"}
     for key, value in numeric_metrics(counts | drift).items():
         client.log_metric(parent, key, value)
@@ -243,8 +270,7 @@ def register(
         client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock, baseline, unchanged,
         run_dir / "validate",
     )  # fmt: skip
-    client.set_terminated(parent, "FINISHED")
-    return parent, registered, asdict(overall) if overall is not None else None
+    return registered, overall
 
 
 def data_end(split_dir: Path) -> int:

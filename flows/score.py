@@ -13,7 +13,8 @@ from recsys_models.ids import decode_column
 
 from stages.manifest import read_manifest
 from stages.score import write_recommendations
-from tasks.retrying import RetryingClient
+from tasks.registry_admin import aliased_version
+from tasks.tracking import ensure_experiment, open_client
 from tasks.workspace import Workspace, new_run_id
 
 SCORING_EXPERIMENT = "recsys-batch-scoring"
@@ -48,19 +49,13 @@ def batch_score(config: ScoreConfig = ScoreConfig()) -> dict[str, Any]:
     logger = get_run_logger()
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     workspace = Workspace.from_env()
-    mlflow.set_tracking_uri(workspace.tracking_uri())
-    client = RetryingClient()
-    version = str(client.get_model_version_by_alias(config.model_name, config.alias).version)
+    client = open_client(workspace)
+    version = aliased_version(client, config.model_name, config.alias)
     run_id = new_run_id()
     out_dir = score_task(config, version, workspace.root / "scores" / run_id)
     counts = read_manifest(out_dir)["counts"]
 
-    experiment = client.get_experiment_by_name(SCORING_EXPERIMENT)
-    experiment_id = (
-        experiment.experiment_id
-        if experiment is not None
-        else client.create_experiment(SCORING_EXPERIMENT, artifact_location=workspace.mlflow_artifacts.as_uri())
-    )
+    experiment_id = ensure_experiment(client, workspace.mlflow_artifacts, SCORING_EXPERIMENT)
     run = client.create_run(experiment_id, run_name=run_id, tags={"model": f"{config.model_name}/{version}"})
     client.log_param(run.info.run_id, "output_dir", str(out_dir))
     for key, value in counts.items():

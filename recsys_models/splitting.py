@@ -16,18 +16,18 @@ import math
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from recsys_models.datasets.spec import Feedback
+from recsys_models.datasets.spec import Feedback, ProtocolName
 from recsys_models.columns import ITEM_ID, TIMESTAMP, USER_ID
 
 GLOBAL_ORDER = [TIMESTAMP, USER_ID, ITEM_ID]  # ties in time are frequent in MovieLens
 USER_ORDER = [USER_ID, TIMESTAMP, ITEM_ID]  # within a user: (timestamp, item_id)
-PROTOCOLS = ("temporal-global", "temporal-user", "leave-one-out")
+PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
 PART_NAMES = ("train", "valid", "test")
 ROLLING = "rolling"
 DEFAULT_TRAIN_FRACTION = 0.8
@@ -76,7 +76,7 @@ class SplitSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    protocol: Literal["temporal-global", "temporal-user", "leave-one-out"] = Field(
+    protocol: ProtocolName = Field(
         default="temporal-global", description="temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3."
     )
     train_fraction: float | None = Field(

@@ -92,7 +92,7 @@ def _overview(summary: Mapping[str, Any]) -> str:
     config, mlflow = summary.get("config", {}), summary.get("mlflow", {})
     rows = [
         ("dataset", config.get("dataset")),
-        ("protocol", config.get("protocol")),
+        ("protocol", summary.get("protocol") or config.get("protocol")),
         ("seed", config.get("seed")),
         ("families", ", ".join(summary["families"]) or "none"),
         ("failed", ", ".join(summary.get("failed", {})) or "none"),

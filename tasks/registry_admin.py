@@ -4,6 +4,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+
+from recsys_models.exceptions import RecsysError
 
 from tasks.promotion import CHAMPION, PREVIOUS, champion_version, promotion_lock
 
@@ -14,6 +17,17 @@ class ModelRow:
     latest_version: str
     aliases: dict[str, str]
     champion_reason: str
+
+
+def aliased_version(client: MlflowClient, name: str, alias: str) -> str:
+    """The version of `name` holding `alias`; a `RecsysError` saying what to do when there is none."""
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        known = ", ".join(sorted(model.name for model in client.search_registered_models())) or "none yet"
+        raise RecsysError(f"no registered model {name!r} (registered: {known}): run `recsys retrain` first")
+    try:
+        return str(client.get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        raise RecsysError(f"no version of {name!r} holds the alias {alias!r}: see `recsys models list`") from None
 
 
 def list_models(client: MlflowClient) -> list[ModelRow]:

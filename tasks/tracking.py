@@ -26,7 +26,8 @@ from stages.ingest import ID_TABLE
 from stages.manifest import MANIFEST
 from stages.model_card import render_model_card
 from tasks.promotion import RECIPE_TAG
-from tasks.retrying import with_retries
+from tasks.retrying import RetryingClient, with_retries
+from tasks.workspace import Workspace, file_lock
 
 EXPERIMENT = "recsys-retrain"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
@@ -51,12 +52,27 @@ def code_version() -> str:
         return metadata.version("recsys-pipeline")
 
 
-def ensure_experiment(client: MlflowClient, artifact_root: Path) -> str:
-    """The pipeline's experiment id, created with a local artefact folder on first use."""
-    experiment = client.get_experiment_by_name(EXPERIMENT)
-    if experiment is not None:
-        return experiment.experiment_id
-    return client.create_experiment(EXPERIMENT, artifact_location=artifact_root.as_uri())
+def open_client(workspace: Workspace) -> RetryingClient:
+    """A client of the workspace's tracking store (also made the default of `mlflow`'s functions).
+
+    MLflow opens the store when the client is made and, on a fresh workspace, creates its schema:
+    under a lock, so first runs started at once do not race that migration."""
+    mlflow.set_tracking_uri(workspace.tracking_uri())
+    with file_lock(workspace.mlflow_db.parent / "init.lock"):
+        return RetryingClient()
+
+
+def ensure_experiment(client: MlflowClient, artifact_root: Path, name: str = EXPERIMENT) -> str:
+    """The id of experiment `name`, created with `artifact_root` as its artefact folder on first use."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is None:
+        try:
+            return client.create_experiment(name, artifact_location=artifact_root.as_uri())
+        except MlflowException:  # a run started at the same moment created it
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+    return experiment.experiment_id
 
 
 def start_parent_run(client: MlflowClient, experiment_id: str, run_name: str, params: dict, tags: dict) -> str:

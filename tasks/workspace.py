@@ -1,8 +1,11 @@
 """Where a run's outputs live: one workspace folder (RECSYS_WORKSPACE, default ./workspace)."""
 
+import fcntl
 import json
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -120,3 +123,15 @@ def configure_environment(workspace: Workspace) -> None:
 def new_run_id() -> str:
     """Sortable and unique: UTC time plus a random suffix."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
+@contextmanager
+def file_lock(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_file` (made when missing): one process of this machine at a time."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_file, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

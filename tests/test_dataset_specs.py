@@ -94,11 +94,30 @@ def spec_error(tmp_path: Path, text: str, data: str = "visitor,sku,when,kind,qty
         (("repeats: sum", "repeats: mean"), "repeats: "),
         (("repeats: sum", "rating_scale: {min: 1, max: 5, step: 1}"), "rating_scale: "),
         (("event_weights: {view: 1, purchase: 5}\n", ""), "event_weights"),
+        (("repeats: sum", "repeats: sum\nprotocol: temporal-users"), "protocol: "),
     ],
 )
 def test_bad_implicit_spec_is_one_line_naming_the_key(tmp_path: Path, edit: tuple[str, str], named: str) -> None:
     message = spec_error(tmp_path, IMPLICIT.replace(*edit))
     assert named in message, message
+
+
+def test_a_spec_names_the_protocol_its_runs_use_unless_a_run_says_otherwise(tmp_path: Path) -> None:
+    from flows.retrain import RetrainConfig, split_settings
+
+    events_csv(tmp_path, good_events(4))
+    plain = write(tmp_path, "plain.yaml", IMPLICIT)
+    named = write(tmp_path, "named.yaml", IMPLICIT + "protocol: leave-one-out\n")
+    assert describe_source(str(plain)).protocol == "temporal-user"
+    assert split_settings(RetrainConfig(dataset=str(named)), describe_source(str(named))).protocol == "leave-one-out"
+    told = RetrainConfig(dataset=str(named), protocol="temporal-global")
+    assert split_settings(told, describe_source(str(named))).protocol == "temporal-global"
+
+
+def test_a_missing_ratings_file_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    with pytest.raises(DataSourceError, match=r"ratings\.csv: no such file") as caught:
+        describe_source(str(tmp_path / "ratings.csv"))
+    assert "\n" not in str(caught.value)
 
 
 def test_explicit_spec_without_scale_and_non_mapping_and_missing_file(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def prepared(spec_name: str, datasets_dir: Path, tmp_path: Path) -> tuple[Path, 
     source = describe_source(str(spec))
     validated = validate(ingest(str(spec), tmp_path / "ingest", None, tmp_path / "dl"), tmp_path / "validate",
                          data_docs=False)  # fmt: skip
-    settings = split_settings(RetrainConfig(dataset=str(spec), protocol="temporal-user"), source.feedback)
+    settings = split_settings(RetrainConfig(dataset=str(spec), protocol="temporal-user"), source)
     return split(validated, tmp_path / "split", settings), validated, spec
 
 

@@ -4,8 +4,17 @@ its feedback semantics. A value is a built-in name, a dataset spec (.yaml) or a 
 from dataclasses import dataclass
 from pathlib import Path
 
-from recsys_models.datasets.spec import DatasetSpec, Feedback, built_in_spec, is_spec_path, load_spec
+from recsys_models.datasets.spec import (
+    DEFAULT_PROTOCOL,
+    DatasetSpec,
+    Feedback,
+    ProtocolName,
+    built_in_spec,
+    is_spec_path,
+    load_spec,
+)
 from recsys_models.datasets.spec_source import check_source_columns
+from recsys_models.exceptions import DataSourceError
 
 MOVIELENS = ("ml-latest-small", "ml-100k")
 SYNTHETIC = "synthetic"
@@ -21,6 +30,11 @@ class SourceIdentity:
     spec: DatasetSpec | None  # a team's own spec; None for the built-ins and plain ratings files
     has_items: bool = True  # an item table (titles, genres, categories) for the content families
 
+    @property
+    def protocol(self) -> ProtocolName:
+        """The protocol a run uses unless told otherwise: the spec's `protocol`, else temporal-user."""
+        return (self.spec.protocol if self.spec else None) or DEFAULT_PROTOCOL
+
 
 def describe_source(source: str) -> SourceIdentity:
     """The identity of a `--dataset` value; a spec is read and checked, its file's columns too
@@ -33,4 +47,8 @@ def describe_source(source: str) -> SourceIdentity:
         return SourceIdentity(source, built_in_spec(source, Path(".")).feedback_settings, None)
     if source == SYNTHETIC:
         return SourceIdentity(source, MOVIELENS_FEEDBACK, None)
+    if not Path(source).is_file():
+        raise DataSourceError(
+            f"{source}: no such file (a --dataset is ml-latest-small, ml-100k, synthetic, a spec .yaml or a ratings file)"
+        )
     return SourceIdentity(Path(source).stem, MOVIELENS_FEEDBACK, None, has_items=False)

@@ -20,6 +20,9 @@ from recsys_models.exceptions import DataSourceError
 SPEC_SUFFIXES = (".yaml", ".yml")
 TimestampFormat = Literal["unix_s", "unix_ms", "unix_us", "iso8601"]
 RepeatRule = Literal["sum", "max", "count", "first", "last"]
+# PROTOCOLS.md: temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+ProtocolName = Literal["temporal-global", "temporal-user", "leave-one-out"]
+DEFAULT_PROTOCOL: ProtocolName = "temporal-user"
 
 
 class SpecError(DataSourceError):
@@ -115,6 +118,9 @@ class DatasetSpec(_Strict):
     header: bool = Field(default=True, description="False: columns are named column_1, column_2, ...")
     earliest_time: datetime | None = Field(
         default=None, description="Interactions before this are implausible and quarantined (default: none)."
+    )
+    protocol: ProtocolName | None = Field(
+        default=None, description="The protocol runs on this dataset use unless told otherwise (default temporal-user)."
     )
 
     @field_validator("items", mode="before")

@@ -1,0 +1,165 @@
+"""Retention: each file's bytes stored once, and `recsys gc` to remove old run folders.
+
+`store_once` hard-links identical large files (a family's weights saved again inside the hybrids
+built on it, the registered copy in MLflow's artefacts, a champion downloaded for the gate) so
+their bytes are on disk once. Every writer here replaces a file by an atomic rename and never
+edits one in place, so linked files cannot change under each other.
+
+`collect_garbage` removes old run folders and the cache records that point into them.
+
+What stays: the newest `keep_runs` runs, each dataset's newest finished run (the drift check's
+reference), every run that produced a registered version holding an alias (champion,
+previous_champion, challenger), and every stage folder one of those runs shows as a link (a reused
+stage lives in the run that computed it). MLflow's artefacts are never touched: a registered
+version is self-contained there. A cache record whose stage folder is gone is removed too, so a
+later run recomputes that stage instead of reusing a folder that no longer exists.
+"""
+
+import json
+import logging
+import os
+import secrets
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from recsys_models.io import file_sha256
+from tasks.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KEEP_RUNS = 14  # two weeks of nightly runs
+RUN_TAG = "pipeline_run_id"  # the model version tag naming the run that registered it
+LINK_FROM_BYTES = 1 << 20  # smaller files are not worth hashing
+
+
+@dataclass
+class Collected:
+    """What a collection kept and removed, and the bytes it freed."""
+
+    kept_runs: list[str] = field(default_factory=list)
+    removed_runs: list[str] = field(default_factory=list)
+    removed_cache_records: int = 0
+    freed_bytes: int = 0
+
+    def describe(self) -> str:
+        return (f"kept {len(self.kept_runs)} run(s), removed {len(self.removed_runs)} run(s) and "
+                f"{self.removed_cache_records} cache record(s), freed {self.freed_bytes / 2**20:.1f} MiB")  # fmt: skip
+
+
+def store_once(roots: list[Path], min_bytes: int = LINK_FROM_BYTES) -> int:
+    """Hard-link files of equal content (at least `min_bytes`) under `roots` to one copy; the bytes saved."""
+    by_size: dict[int, list[Path]] = defaultdict(list)
+    for root in roots:
+        for path in root.rglob("*") if root.exists() else []:
+            if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
+                stat = path.stat()
+                if stat.st_size >= min_bytes:
+                    by_size[stat.st_size].append(path)
+    saved = 0
+    for size, paths in by_size.items():
+        if len({path.stat().st_ino for path in paths}) < 2:
+            continue
+        first_of: dict[str, Path] = {}
+        for path in sorted(paths, key=lambda p: p.stat().st_ino):
+            keeper = first_of.setdefault(file_sha256(path), path)
+            if keeper.stat().st_ino != path.stat().st_ino:
+                temp = path.parent / f".{path.name}.{secrets.token_hex(4)}.link"
+                try:
+                    os.link(keeper, temp)
+                except OSError:  # another file system, or one without hard links: keep both copies
+                    continue
+                os.replace(temp, path)
+                saved += size
+    return saved
+
+
+def runs_with_aliases(tracking_uri: str) -> set[str]:
+    """The runs (pipeline run ids) whose registered versions hold an alias."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    runs = set()
+    for model in client.search_registered_models():
+        for version in set(model.aliases.values()):
+            tags = client.get_model_version(model.name, version).tags
+            if RUN_TAG in tags:
+                runs.add(tags[RUN_TAG])
+    return runs
+
+
+def newest_finished_run_per_dataset(runs: list[Path]) -> set[str]:
+    """Each dataset's newest run with a summary and at least one trained family."""
+    newest: dict[str, str] = {}
+    for run_dir in runs:  # oldest first, so the newest wins
+        summary_path = run_dir / "summary.json"
+        if not summary_path.exists():
+            continue
+        summary = json.loads(summary_path.read_text())
+        if summary.get("families"):
+            newest[summary.get("dataset_name") or summary["config"]["dataset"]] = run_dir.name
+    return set(newest.values())
+
+
+def linked_folders(run_dir: Path) -> set[Path]:
+    """The real folders this run's stage links point to (stages reused from earlier runs)."""
+    return {path.resolve() for path in run_dir.rglob("*") if path.is_symlink()}
+
+
+def size_of(path: Path) -> int:
+    if path.is_symlink() or path.is_file():
+        return path.lstat().st_size
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def remove_except(folder: Path, needed: set[Path]) -> int:
+    """Remove `folder` except the `needed` folders inside it (and their parents); the bytes freed."""
+    resolved = folder.resolve()
+    if resolved in needed:
+        return 0
+    if not folder.is_symlink() and folder.is_dir() and any(resolved in n.parents for n in needed):
+        return sum(remove_except(child, needed) for child in folder.iterdir())
+    freed = size_of(folder)
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder)
+    else:
+        folder.unlink()
+    return freed
+
+
+def stale_cache_records(cache_dir: Path) -> list[Path]:
+    """Prefect's cache records whose result is a folder that no longer exists."""
+    from prefect._internal.result_records import ResultRecord
+
+    stale = []
+    for record_path in cache_dir.iterdir() if cache_dir.exists() else []:
+        try:
+            result = ResultRecord.deserialize(record_path.read_bytes()).result
+        except Exception:  # noqa: BLE001 - not a record we can read: leave it to Prefect
+            continue
+        if isinstance(result, Path) and not result.exists():
+            stale.append(record_path)
+    return stale
+
+
+def collect_garbage(workspace: Workspace, keep_runs: int, dry_run: bool = False) -> Collected:
+    """Remove what no kept run, alias or drift reference needs (see the module docstring)."""
+    if keep_runs < 1:
+        raise ValueError(f"keep_runs must be at least 1, got {keep_runs}")
+    runs = sorted(p for p in workspace.runs.iterdir() if p.is_dir()) if workspace.runs.exists() else []
+    keep = {run.name for run in runs[-keep_runs:]}
+    keep |= newest_finished_run_per_dataset(runs) | (runs_with_aliases(workspace.tracking_uri()) & {r.name for r in runs})
+    needed = set().union(*(linked_folders(run) for run in runs if run.name in keep))
+    collected = Collected(kept_runs=sorted(keep))
+    for run in runs:
+        if run.name in keep:
+            continue
+        collected.removed_runs.append(run.name)
+        collected.freed_bytes += size_of(run) if dry_run else remove_except(run, needed)
+    if not dry_run:
+        for record in stale_cache_records(workspace.cache):
+            record.unlink()
+            collected.removed_cache_records += 1
+    logger.info("retention: %s", collected.describe())
+    return collected

@@ -1,0 +1,36 @@
+"""The terminal shows the `recsys` command's one line for an expected failure: Prefect's records
+that carry a traceback are dropped there, long messages are cut, the UI's handler is untouched."""
+
+import logging
+import sys
+
+from reporting.console import MAX_MESSAGE_CHARS, ConsoleFilter, quiet_console
+
+
+def record(message: str, *args: object, exc_info: bool = False) -> logging.LogRecord:
+    return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, message, args,
+                             sys.exc_info() if exc_info else None)  # fmt: skip
+
+
+def test_console_filter_drops_tracebacks_and_cuts_long_messages() -> None:
+    console_filter = ConsoleFilter()
+    try:
+        raise ValueError("boom " + "x" * 5000)
+    except ValueError:
+        assert not console_filter.filter(record("Encountered exception during execution", exc_info=True))
+    quoted = record("a data line quoted: %s", "y" * 10_000)
+    assert console_filter.filter(quoted)
+    assert quoted.getMessage().startswith("a data line quoted: y") and len(quoted.getMessage()) == MAX_MESSAGE_CHARS
+    short = record("Finished in state %s", "Completed()")
+    assert console_filter.filter(short) and short.getMessage() == "Finished in state Completed()"
+
+
+def test_quiet_console_filters_the_terminal_handler_once_and_leaves_the_ui_handler() -> None:
+    from prefect.logging.handlers import APILogHandler, PrefectConsoleHandler
+
+    quiet_console()
+    quiet_console()
+    (console,) = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
+    assert sum(isinstance(f, ConsoleFilter) for f in console.filters) == 1
+    api_handlers = [h for h in logging.getLogger("prefect.flow_runs").handlers if isinstance(h, APILogHandler)]
+    assert api_handlers and not any(h.filters for h in api_handlers)  # the Prefect UI keeps everything

@@ -1,0 +1,109 @@
+"""Retention (`recsys gc`): old runs and stale cache records go; what a kept run links to, what an
+alias was registered from and each dataset's drift reference stay."""
+
+import json
+from pathlib import Path
+
+import pytest
+from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
+
+from flows.cli import main
+from tasks.retention import collect_garbage, store_once
+from tasks.workspace import Workspace, link_stage
+
+
+def make_run(workspace: Workspace, run_id: str, dataset: str = "shop", links: dict[str, Path] | None = None) -> Path:
+    """A finished run folder: ingest and a trained family (1 MiB of weights), a summary."""
+    run_dir = workspace.run_dir(run_id)
+    for stage in ("ingest", "train/ease"):
+        if links and stage in links:
+            link_stage(links[stage], run_dir / stage)
+            continue
+        (run_dir / stage).mkdir(parents=True)
+        (run_dir / stage / "weights.npy").write_bytes(b"\0" * 2**20)
+    (run_dir / "summary.json").write_text(json.dumps({"dataset_name": dataset, "families": {"ease": {}}, "config": {}}))
+    return run_dir
+
+
+def cache_record(workspace: Workspace, key: str, result: Path) -> Path:
+    """A Prefect cache record whose result is a stage folder, as the stage tasks persist them."""
+    workspace.cache.mkdir(parents=True, exist_ok=True)
+    record = ResultRecord(result=result, metadata=ResultRecordMetadata(storage_key=key))
+    (workspace.cache / key).write_bytes(record.serialize())
+    return workspace.cache / key
+
+
+def register_with_alias(workspace: Workspace, run_id: str) -> None:
+    from mlflow import MlflowClient
+
+    workspace.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(workspace.tracking_uri())
+    client.create_registered_model("recsys-ease")
+    version = client.create_model_version("recsys-ease", source=str(workspace.root), tags={"pipeline_run_id": run_id})
+    client.set_registered_model_alias("recsys-ease", "champion", version.version)
+
+
+def test_gc_keeps_the_newest_runs_what_they_link_to_aliases_and_drift_references(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    workspace = Workspace(tmp_path / "ws")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    other = make_run(workspace, "20260101T000000-a", dataset="other")  # the only run of "other": its drift reference
+    champion = make_run(workspace, "20260102T000000-b")
+    first = make_run(workspace, "20260103T000000-c")
+    old = make_run(workspace, "20260104T000000-d")
+    newest = make_run(workspace, "20260105T000000-e", links={"ingest": first / "ingest"})
+    register_with_alias(workspace, champion.name)
+    reused = cache_record(workspace, "reused", first / "ingest")
+    stale = cache_record(workspace, "stale", old / "train" / "ease")
+    (workspace.cache / "not-a-record").write_text("lock")
+
+    collected = collect_garbage(workspace, keep_runs=1)
+
+    assert collected.kept_runs == sorted([other.name, champion.name, newest.name])
+    assert collected.removed_runs == [first.name, old.name]
+    assert not old.exists()
+    # the first run is gone but the ingest folder the newest run reuses stays, whole
+    assert (newest / "ingest" / "weights.npy").stat().st_size == 2**20
+    assert sorted(p.name for p in first.iterdir()) == ["ingest"]
+    assert not stale.exists() and reused.exists() and (workspace.cache / "not-a-record").exists()
+    assert collected.removed_cache_records == 1
+    assert 2 * 2**20 <= collected.freed_bytes < 4 * 2**20  # old's two stages and first's train/ease
+
+
+def test_gc_dry_run_removes_nothing_and_the_cli_refuses_a_bad_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    workspace = Workspace(tmp_path / "ws")
+    monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace.root))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    runs = [make_run(workspace, f"2026010{day}T000000-x") for day in range(1, 4)]
+    assert main(["gc", "--keep-runs", "1", "--dry-run"]) == 0
+    assert "would remove runs/20260101T000000-x" in capsys.readouterr().out
+    assert all(run.exists() for run in runs)
+    assert main(["gc", "--keep-runs", "0"]) == 2
+    assert "keep_runs must be at least 1" in capsys.readouterr().err
+    assert main(["gc", "--keep-runs", "2"]) == 0
+    assert not runs[0].exists() and runs[1].exists() and runs[2].exists()
+
+
+def test_store_once_links_identical_large_files_and_leaves_the_rest(tmp_path: Path) -> None:
+    weights = bytes(range(256)) * 4096  # 1 MiB
+    files = {name: tmp_path / name for name in ("run/ease/w.npy", "run/hybrid/parts/ease/w.npy", "mlflow/w.npy",
+                                                "run/other/w.npy", "run/small/a.bin", "run/small/b.bin")}  # fmt: skip
+    for path in files.values():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    for name in ("run/ease/w.npy", "run/hybrid/parts/ease/w.npy", "mlflow/w.npy"):
+        files[name].write_bytes(weights)
+    files["run/other/w.npy"].write_bytes(weights[::-1])  # same size, other bytes
+    for name in ("run/small/a.bin", "run/small/b.bin"):
+        files[name].write_bytes(b"tiny")
+
+    assert store_once([tmp_path / "run", tmp_path / "mlflow"]) == 2 * len(weights)
+    inodes = {name: path.stat().st_ino for name, path in files.items()}
+    assert inodes["run/ease/w.npy"] == inodes["run/hybrid/parts/ease/w.npy"] == inodes["mlflow/w.npy"]
+    assert inodes["run/other/w.npy"] != inodes["run/ease/w.npy"]
+    assert inodes["run/small/a.bin"] != inodes["run/small/b.bin"]  # below the size worth hashing
+    assert all(files[name].read_bytes() == weights for name in ("run/ease/w.npy", "mlflow/w.npy"))
+    assert store_once([tmp_path / "run", tmp_path / "mlflow"]) == 0  # already stored once
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary link left behind
