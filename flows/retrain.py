@@ -1,5 +1,6 @@
 """The nightly retrain flow: ingest -> validate -> split -> train[family] x N -> evaluate -> register."""
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict
@@ -222,8 +223,9 @@ def register(
     )
     try:
         registered, overall = log_and_gate(client, experiment_id, parent, workspace, config, run_dir, families, tags)
-    except BaseException:  # the parent run never stays RUNNING
-        client.set_terminated(parent, "FAILED")
+    except BaseException:  # the parent run never stays RUNNING; the original error surfaces
+        with contextlib.suppress(Exception):
+            client.set_terminated(parent, "FAILED")
         raise
     client.set_terminated(parent, "FINISHED")
     return parent, registered, asdict(overall) if overall is not None else None

@@ -16,7 +16,10 @@ recommended rise, by more than their bounds. The old champion keeps `previous_ch
 so rolling back is one alias move in the UI. Whatever `champion` points to when the run looks,
 including a person's manual change, is what the candidate must beat. The decision and its reason
 are tags on the version (`promotion_decision`, `promotion_reason`). A champion judged on another
-dataset or protocol is never compared: the candidate stays challenger and the reason says so.
+dataset or protocol is never compared: the candidate stays challenger and the reason says so. A
+champion whose saved model cannot be downloaded, loaded or scored (deleted or corrupt files) is no
+comparable champion: it is logged, the candidate is judged without it (the baseline floor still holds)
+and the reason says why; the gate of every other registered model goes on.
 """
 
 import fcntl
@@ -24,6 +27,7 @@ import json
 import logging
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -41,6 +45,7 @@ from recsys_models.columns import TIMESTAMP
 from recsys_models.evaluation import compare_paired
 from recsys_models.exceptions import RecsysError, UnknownFamilyError
 from recsys_models.io import atomic_write_parquet
+from recsys_models.registry import family_class, load_model
 from stages.evaluate import evaluate
 from stages.manifest import MANIFEST
 from stages.train import train
@@ -54,6 +59,22 @@ BASELINE_FAMILY = "popularity"  # the floor every ranking family's champion must
 
 class RecipeUnavailable(RecsysError):
     """A champion's recipe that this code cannot fit any more."""
+
+
+class ChampionUnloadable(RecsysError):
+    """A champion whose saved model cannot be downloaded, read, loaded or scored: no comparable champion."""
+
+    def __init__(self, version: str, step: str, cause: str, file: str | None = None) -> None:
+        self.version, self.step, self.cause, self.file = version, step, cause, file
+        where = f" ({file})" if file else ""
+        super().__init__(f"the champion v{version} could not be {step}{where}: {cause}")
+
+
+# What downloading, reading, loading or scoring a saved champion raises when its files are gone,
+# corrupt or unreadable by this code: MLflow, the file system, zip and numpy archives, JSON, missing
+# keys, torch and faiss. A bug (TypeError, AttributeError) or running out of memory is not one of them.
+CHAMPION_FAILURES = (MlflowException, OSError, EOFError, zipfile.BadZipFile, ValueError, LookupError, RuntimeError)
+MAX_CAUSE_CHARS = 300
 
 
 class PromotionGate(BaseModel):
@@ -111,11 +132,53 @@ def promotion_lock(lock_file: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextmanager
+def champion_failures(version: str, scratch: Path, step: str = "loaded") -> Iterator[None]:
+    """Raise a failure of the champion `version` (downloaded into `scratch`) as `ChampionUnloadable`,
+    naming the file that is missing or unreadable when there is one."""
+    try:
+        yield
+    except CHAMPION_FAILURES as error:
+        raise ChampionUnloadable(version, step, _one_line(error), _culprit(error, scratch)) from error
+
+
+def _one_line(error: BaseException) -> str:
+    """The error's type and message on one line, without the local path an OSError repeats."""
+    text = error.strerror if isinstance(error, OSError) and error.strerror and error.filename else str(error)
+    text = " ".join(text.split())
+    if len(text) > MAX_CAUSE_CHARS:
+        text = text[: MAX_CAUSE_CHARS - 3] + "..."
+    return f"{type(error).__name__}: {text}"
+
+
+def _culprit(error: BaseException, scratch: Path) -> str | None:
+    """The file `error` names (relative to the champion's download `scratch` when in it), else the first
+    file under `scratch` that does not read back, else None."""
+    named = getattr(error, "filename", None)
+    if isinstance(named, str):
+        return str(Path(named).relative_to(scratch)) if Path(named).is_relative_to(scratch) else named
+    return next((str(path.relative_to(scratch)) for path in sorted(scratch.rglob("*")) if not _reads_back(path)), None)
+
+
+def _reads_back(path: Path) -> bool:
+    """Whether a saved archive (.npz: every member's checksum) or JSON file reads back; other files pass."""
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as archive:
+                return archive.testzip() is None
+        if path.suffix == ".json":
+            json.loads(path.read_text())
+    except (OSError, EOFError, zipfile.BadZipFile, ValueError):
+        return False
+    return True
+
+
 def download_champion(name: str, version: str, scratch: Path) -> Path:
     """A registered version's saved model folder (the pyfunc keeps it as artifacts/model/), downloaded;
-    returns the folder that holds `model/`, the layout a train folder has."""
+    returns the folder that holds `model/`, the layout a train folder has. Raises `ChampionUnloadable`."""
     uri = f"models:/{name}/{version}"
-    local = Path(with_retries(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(scratch)))
+    with champion_failures(version, scratch):
+        local = Path(with_retries(mlflow.artifacts.download_artifacts, artifact_uri=uri, dst_path=str(scratch)))
     return local / "artifacts"
 
 
@@ -123,14 +186,27 @@ def score_champion(name: str, version: str, split_dir: Path, out_dir: Path, item
     """The champion's **recipe** (its family and configuration, read from its saved model) trained on
     this run's training part with this run's code and judged on this run's test part, like the
     candidate: neither side has seen a test row. Raises `RecipeUnavailable` when the recipe cannot
-    be fitted any more (its family is gone or its configuration is no longer valid)."""
+    be fitted any more (its family is gone or its configuration is no longer valid), and
+    `ChampionUnloadable` when the saved champion cannot be downloaded or loaded (the model that
+    serves must load, though only its recipe is re-fit) or its recipe cannot be scored."""
     with tempfile.TemporaryDirectory() as scratch:
-        meta = json.loads((download_champion(name, version, Path(scratch)) / "model" / MODEL_FILE).read_text())
+        saved = download_champion(name, version, Path(scratch)) / "model"
+        with champion_failures(version, Path(scratch)):
+            meta = json.loads((saved / MODEL_FILE).read_text())
+            family, config, seed = meta["family"], meta["config"], meta["options"]["seed"]
+            _check_fittable(family, config)
+            load_model(saved)
+        with champion_failures(version, Path(scratch), "scored"):
+            trained = train(split_dir, out_dir / "train", family, config, seed, items_dir)
+            return evaluate(split_dir, trained, out_dir / "evaluate", items_dir=items_dir)
+
+
+def _check_fittable(family: str, config: dict[str, Any]) -> None:
+    """Raise `RecipeUnavailable` when this code has no `family` any more or rejects its `config`."""
     try:
-        trained = train(split_dir, out_dir / "train", meta["family"], meta["config"], meta["options"]["seed"], items_dir)
+        family_class(family).config_type(**config)
     except (UnknownFamilyError, ValidationError) as error:
-        raise RecipeUnavailable(f"the champion's recipe ({meta['family']}) cannot be fitted with this code: {error}") from error
-    return evaluate(split_dir, trained, out_dir / "evaluate", items_dir=items_dir)
+        raise RecipeUnavailable(f"the champion's recipe ({family}) cannot be fitted with this code: {error}") from error
 
 
 def score_on_newer_rows(
@@ -139,7 +215,8 @@ def score_on_newer_rows(
 ) -> tuple[Path, Path]:
     """The fallback when the champion's recipe cannot be re-fitted fairly: the served champion and the
     candidate's evaluated model, both judged only on test rows newer than the champion's data
-    (`data_end`, Unix seconds), which neither has seen. Returns (candidate, champion) evaluation folders."""
+    (`data_end`, Unix seconds), which neither has seen. Returns (candidate, champion) evaluation folders;
+    raises `ChampionUnloadable` when the champion cannot be downloaded, loaded or scored."""
     newer = out_dir / "split"
     newer.mkdir(parents=True, exist_ok=True)
     for part in ("train", "valid"):
@@ -148,7 +225,11 @@ def score_on_newer_rows(
     atomic_write_parquet(test.filter(pl.col(TIMESTAMP) > data_end), newer / "test.parquet")
     shutil.copy2(split_dir / MANIFEST, newer / MANIFEST)
     with tempfile.TemporaryDirectory() as scratch:
-        champion = evaluate(newer, download_champion(name, version, Path(scratch)), out_dir / "champion", items_dir=items_dir)
+        saved = download_champion(name, version, Path(scratch))
+        with champion_failures(version, Path(scratch)):
+            load_model(saved / "model")
+        with champion_failures(version, Path(scratch), "scored"):
+            champion = evaluate(newer, saved, out_dir / "champion", items_dir=items_dir)
     return evaluate(newer, candidate_train_dir, out_dir / "candidate", items_dir=items_dir), champion
 
 
@@ -307,12 +388,27 @@ def judge_champion(
     was trained on. The same recipe and code: the champion's recipe on this split is the candidate
     itself. Otherwise the champion's recipe is re-fit on this split; where it cannot be (another code
     version of the same recipe, or a recipe this code cannot fit), both are judged on the test rows
-    newer than the champion's data."""
+    newer than the champion's data. A champion that cannot be downloaded, loaded or scored is logged
+    and is no comparable champion: the candidate is judged without it, and the basis says why."""
     kind = change_kind(client, name, version, champion)
     tags = {v: client.get_model_version(name, v).tags for v in (version, champion)}
     same_code = tags[version].get("code_version") == tags[champion].get("code_version")
     if kind == "refresh" and same_code:
         return Judged(kind, without_champion="refresh: the same recipe and code on this run's data")
+    try:
+        return _scored_with_champion(name, version, champion, kind, tags, split_dir, work_dir, items_dir,
+                                     candidate_train_dir)  # fmt: skip
+    except ChampionUnloadable as error:
+        logger.warning("%s: %s; judging v%s without it", name, error, version)
+        return Judged(kind, without_champion=f"{kind}: no comparable champion", basis=str(error))
+
+
+def _scored_with_champion(
+    name: str, version: str, champion: str, kind: str, tags: dict[str, dict[str, str]], split_dir: Path,
+    work_dir: Path, items_dir: Path | None, candidate_train_dir: Path | None,
+) -> Judged:
+    """`judge_champion` past a refresh with the same code (`tags` by version): the champion's recipe
+    re-fit, else both judged on the newer rows, else nothing fair to compare. Raises `ChampionUnloadable`."""
     try:
         if kind == "refresh":
             raise RecipeUnavailable(f"the code changed ({tags[champion].get('code_version')} -> "
