@@ -15,3 +15,10 @@ class NotFittedError(RecsysError):
 
 class UnknownFamilyError(RecsysError, ValueError):
     """A model family name that the registry does not know."""
+
+
+class TrainingDiverged(RecsysError, FloatingPointError):
+    """Training produced a non-finite figure, or a validation error far worse than a trivial baseline's.
+
+    A `FloatingPointError` too, as the library's earlier NaN checks raised, so callers catching that still do.
+    """

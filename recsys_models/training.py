@@ -1,13 +1,19 @@
-"""Pieces every torch family shares: seeded generators, mini-batches, early stopping, the epoch loop."""
+"""Pieces every torch family shares: seeded generators, mini-batches, early stopping, the epoch loop,
+and the divergence checks that fail a family whose training blew up (`TrainingDiverged`)."""
 
 import copy
+import math
+import numbers
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
 
+from recsys_models.exceptions import TrainingDiverged
 from recsys_models.progress import report_epoch
+
+DIVERGENCE_FACTOR = 3.0  # a validation error more than this many times a trivial baseline's is divergence
 
 
 def seeded_generator(seed: int) -> torch.Generator:
@@ -33,8 +39,6 @@ class EarlyStopping:
 
     def update(self, epoch: int, value: float, module: torch.nn.Module) -> bool:
         """Record `value` for `epoch` (1-based); return True when training should stop."""
-        if value != value:  # NaN: a diverged model must not be kept silently
-            raise FloatingPointError(f"validation metric became NaN at epoch {epoch}")
         improved = self.best_epoch == 0 or (
             value < self.best_value if self.lower_is_better else value > self.best_value
         )
@@ -80,9 +84,10 @@ def run_epochs(
 
     Each epoch calls `train_epoch(epoch)` with `module` in training mode (it returns the epoch's
     training figures, e.g. {"train_loss": ...}), then `validate()` in eval mode without gradients
-    when given, records the value under `metric`, reports the epoch (`progress.report_epoch`) and
-    feeds `stopper`. On return the module holds the best epoch's weights (when a stopper ran) and
-    is in eval mode. Records also hold `epoch_seconds`, the wall time of the training part.
+    when given, and records the value under `metric`. A NaN or infinite figure in the record raises
+    `TrainingDiverged` at once; otherwise the epoch is reported (`progress.report_epoch`) and fed to
+    `stopper`. On return the module holds the best epoch's weights (when a stopper ran) and is in
+    eval mode. Records also hold `epoch_seconds`, the wall time of the training part.
     """
     if validate is not None and stopper is None:
         raise ValueError("validate needs a stopper to select the best epoch")
@@ -92,12 +97,12 @@ def run_epochs(
         started = time.perf_counter()
         record: dict[str, float] = {"epoch": epoch, **train_epoch(epoch)}
         record["epoch_seconds"] = time.perf_counter() - started
-        stop = False
-        if validate is not None and stopper is not None:
+        if validate is not None:
             module.eval()
             with torch.no_grad():
                 record[metric] = float(validate())
-            stop = stopper.update(epoch, record[metric], module)
+        check_finite(family, record, f"at epoch {epoch}")
+        stop = validate is not None and stopper is not None and stopper.update(epoch, record[metric], module)
         history.append(record)
         report_epoch(family, epoch, epochs, record)
         if stop:
@@ -113,3 +118,36 @@ def run_epochs(
 def refit_record(record: dict[str, float]) -> dict[str, float]:
     """A refit epoch's history record, its figures prefixed `refit_` to keep them apart from the first run's."""
     return {key if key == "epoch" else f"refit_{key}": value for key, value in record.items()}
+
+
+def figure_text(value: float) -> str:
+    """A figure as divergence messages print it: NaN, inf, -inf, else three significant digits."""
+    return "NaN" if math.isnan(value) else f"{value:.3g}"
+
+
+def check_finite(family: str, figures: dict[str, float], when: str) -> None:
+    """Raise `TrainingDiverged` naming the first NaN or infinite figure, e.g.
+    "biased_mf diverged: train_loss is inf at epoch 3" (`when`: "at epoch 3")."""
+    for name, value in figures.items():
+        if isinstance(value, numbers.Real) and not math.isfinite(value):
+            raise TrainingDiverged(f"{family} diverged: {name} is {figure_text(value)} {when}")
+
+
+def check_history(family: str, history: list[dict[str, float]]) -> None:
+    """`check_finite` on every record of a fitted model's history (families without `run_epochs` too)."""
+    for position, record in enumerate(history, start=1):
+        check_finite(family, record, f"at epoch {record.get('epoch', position)}")
+
+
+def check_against_baseline(
+    family: str, metric: str, value: float, baseline: float, baseline_name: str, factor: float = DIVERGENCE_FACTOR
+) -> None:
+    """Raise `TrainingDiverged` when an error metric (lower is better) is NaN or infinite, or more than
+    `factor` times a trivial baseline's on the same rows; a zero baseline (nothing to predict) bounds nothing."""
+    if not math.isfinite(value):
+        raise TrainingDiverged(f"{family} diverged: validation {metric} is {figure_text(value)}")
+    if baseline > 0 and value > factor * baseline:
+        raise TrainingDiverged(
+            f"{family} diverged: validation {metric} {figure_text(value)} is more than {factor:g}x "
+            f"the {baseline_name} baseline's {figure_text(baseline)}"
+        )

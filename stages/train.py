@@ -7,12 +7,15 @@ from typing import Any
 import polars as pl
 
 from recsys_models.aggregation import combine_repeats
+from recsys_models.base import Recommender
 from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures, build_item_features, tags_until
 from recsys_models.io import atomic_write_json, atomic_write_parquet
 from recsys_models.interactions import Interactions, known_rows
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class
+from recsys_models.training import DIVERGENCE_FACTOR, check_against_baseline, check_finite, check_history
+from recsys_models.validation_metrics import constant_rmse, fitted_ndcg, fitted_rmse
 from stages.ingest import ID_TABLE
 from stages.manifest import read_manifest, stage
 
@@ -57,6 +60,53 @@ def load_item_features(items_dir: Path | None, train: Interactions, valid: Inter
     return build_item_features(pl.read_parquet(items_dir / "items.parquet"), tags)
 
 
+def check_divergence(
+    model: Recommender, train: Interactions, valid: Interactions, feedback: Feedback, factor: float
+) -> dict[str, float]:
+    """Raise `TrainingDiverged` when a fitted model diverged; returns the validation figures checked.
+
+    Every family: no figure of its history is NaN or infinite, and its validation NDCG@10 (its own
+    `score`, so closed-form families' fitted arrays count too) is finite. Rating families on
+    explicit feedback also face a baseline (`check_rating_divergence`). Ranking gets no such floor
+    here: the promotion gate already holds ranking families to popularity on the test part, and
+    NDCG on a small validation tail (in-sample for families that train on it) is too noisy for a
+    ratio to tell divergence from a weak but sound model.
+    """
+    check_history(model.family, model.history)
+    if len(valid) == 0:
+        return {}
+    figures = {"valid_ndcg_at_10": fitted_ndcg(model, train, valid, feedback.exclude_seen)}
+    check_finite(model.family, figures, "after fitting")
+    if model.predicts_ratings and feedback.kind == "explicit":
+        figures |= check_rating_divergence(model, train, valid, factor)
+    return figures
+
+
+def check_rating_divergence(
+    model: Recommender, train: Interactions, valid: Interactions, factor: float
+) -> dict[str, float]:
+    """Validation RMSE against `factor` times a trivial predictor's; returns the figures.
+
+    The fitted model's (its `predict`, clipped to the rating range as served) against the global
+    mean's. Clipping hides a blown-up model (its predictions sit on the range's ends, about 2.5x the
+    global mean's RMSE), so the trainer's own unclipped figure counts too: its best epoch's
+    `valid_rmse`, against the larger of the global mean's and the zero prediction's RMSE. The zero
+    prediction is where an untrained factor model without biases (mf) starts; its users with no
+    training row (many, on a temporal validation tail) stay near it, legitimately about 3.4x the
+    global mean's RMSE, while a diverged trainer is orders of magnitude above.
+    """
+    global_mean = constant_rmse(float(train.rating.mean()), valid)
+    figures = {"valid_rmse": fitted_rmse(model, valid), "global_mean_rmse": global_mean}
+    check_against_baseline(model.family, "rmse", figures["valid_rmse"], global_mean, "global-mean", factor)
+    epochs = [record["valid_rmse"] for record in model.history if "valid_rmse" in record]
+    if epochs:
+        figures |= {"best_epoch_valid_rmse": min(epochs), "zero_rmse": constant_rmse(0.0, valid)}
+        baselines = {"global-mean": global_mean, "zero-prediction": figures["zero_rmse"]}
+        name = max(baselines, key=baselines.__getitem__)
+        check_against_baseline(model.family, "rmse (best epoch)", min(epochs), baselines[name], name, factor)
+    return figures
+
+
 def train(
     split_dir: Path,
     out_dir: Path,
@@ -64,11 +114,14 @@ def train(
     config: dict[str, Any] | None = None,
     seed: int = 42,
     items_dir: Path | None = None,
+    divergence_factor: float = DIVERGENCE_FACTOR,
 ) -> Path:
     """Fit `family` with `config` (validated; unknown keys fail) and save it under `out_dir/model`.
 
     Families with `uses_item_features` also get the item features of `items_dir` (the validate
-    folder with `items.parquet` and `tags.parquet`), or None when there is none.
+    folder with `items.parquet` and `tags.parquet`), or None when there is none. A diverged fit
+    (`check_divergence`, with `divergence_factor` as its baseline factor) raises `TrainingDiverged`
+    before anything is saved, so the family fails.
     """
     model_class = family_class(family)
     model_config = model_class.config_type(**(config or {}))
@@ -83,11 +136,14 @@ def train(
         features = load_item_features(items_dir, train_part, valid_part) if model_class.uses_item_features else None
         started = time.perf_counter()
         model = model_class(model_config, options).fit(train_part, valid_part, features)
+        fit_seconds = round(time.perf_counter() - started, 3)
+        checked = check_divergence(model, train_part, valid_part, split_feedback(split_dir), divergence_factor)
         record.counts = {
-            "fit_seconds": round(time.perf_counter() - started, 3),
+            "fit_seconds": fit_seconds,
             "users": train_part.n_users,
             "items": train_part.n_items,
             "epochs": len(model.history),
+            "divergence_check": checked | {"factor": divergence_factor},
         }
         model.save(out_dir / "model")
         # what serving needs beside the model: whether seen items are answers, the text of coded ids

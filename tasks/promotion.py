@@ -22,7 +22,6 @@ comparable champion: it is logged, the candidate is judged without it (the basel
 and the reason says why; the gate of every other registered model goes on.
 """
 
-import fcntl
 import json
 import logging
 import shutil
@@ -50,6 +49,7 @@ from stages.evaluate import evaluate
 from stages.manifest import MANIFEST
 from stages.train import train
 from tasks.retrying import with_retries
+from tasks.workspace import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -118,18 +118,6 @@ def champion_version(client: MlflowClient, name: str) -> str | None:
         return str(client.get_model_version_by_alias(name, CHAMPION).version)
     except MlflowException:
         return None
-
-
-@contextmanager
-def promotion_lock(lock_file: Path) -> Iterator[None]:
-    """Serialise alias changes of concurrent runs on this machine (the registry has no transactions)."""
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_file, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextmanager
@@ -335,7 +323,7 @@ def promote(
     candidate = json.loads((eval_dir / "metrics.json").read_text())
     candidate_per_user = pl.read_parquet(eval_dir / "per_user.parquet")
     baseline = pl.read_parquet(baseline_dir / "per_user.parquet") if gate.beat_baseline and baseline_dir else None
-    with promotion_lock(lock_file):
+    with file_lock(lock_file):  # alias changes of concurrent runs, one at a time (no registry transactions)
         before = champion_version(client, name)
         judged = Judged()
         mismatch = context_mismatch(client, name, version, before) if before not in (None, version) else None

@@ -8,7 +8,8 @@ from mlflow.exceptions import MlflowException
 
 from recsys_models.exceptions import RecsysError
 
-from tasks.promotion import CHAMPION, PREVIOUS, champion_version, promotion_lock
+from tasks.promotion import CHAMPION, PREVIOUS, champion_version
+from tasks.workspace import file_lock
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def list_models(client: MlflowClient) -> list[ModelRow]:
 def set_champion(client: MlflowClient, name: str, version: str, lock_file: Path) -> str | None:
     """Make `version` champion by hand; the replaced champion becomes `previous_champion`."""
     client.get_model_version(name, version)  # raises a clear MLflow error for an unknown version
-    with promotion_lock(lock_file):
+    with file_lock(lock_file):
         before = champion_version(client, name)
         if before is not None and before != version:
             client.set_registered_model_alias(name, PREVIOUS, before)
