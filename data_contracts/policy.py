@@ -24,13 +24,15 @@ def enforce_quarantine_share(table: str, report: dict[str, Any], rejected_rows: 
         key=lambda entry: -entry["unexpected_count"],
     )[:3]
     causes = [f"{entry['unexpected_count']} rows broke {entry['name']} ({entry['reason']})" for entry in worst]
+    evidence = "the quarantine files of the validate stage"
     if rejected_rows:
         causes.insert(0, f"{rejected_rows} rows could not be parsed")
+        evidence += " and the rejected files of the ingest stage"
     raise ContractViolation(
         [
             f"{table}: {bad_rows} of {source_rows} rows ({bad_rows / source_rows:.1%}) are bad, above the "
             f"allowed {max_share:.1%}: this looks like a broken source, not a few bad rows. "
             + "; ".join(causes)
-            + ". The offending rows are in the quarantine files of the validate stage."
+            + f". The offending rows are in {evidence}."
         ]
     )

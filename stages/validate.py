@@ -4,7 +4,9 @@ Order: items first, then tags and ratings against the valid items (a quarantined
 ratings with it). Ratings are validated in batches read from a lazy scan of the ingested file and
 written as they go (`data_contracts.ratings.validate_ratings_file`); drift and data docs read the
 written table back as a scan. Quarantine files are written before any run-level failure is
-raised, so a failing run still leaves the evidence behind.
+raised, so a failing run still leaves the evidence behind. Every table's source rows are
+accounted for (rejected at ingestion, counted in source lines, + valid + quarantined), and its
+share of bad rows is judged on all of them.
 
 After validation, repeated (user, item) rows combine once, by the source's `repeats` rule
 (`recsys_models.aggregation`), into `interactions.parquet`, the table the split reads: one row per
@@ -35,7 +37,7 @@ from data_contracts.ratings import RATINGS, validate_ratings_file
 from recsys_models.aggregation import combine_repeats
 from recsys_models.datasets import RatingScale
 from recsys_models.datasets.spec import Feedback
-from stages.ingest import ID_TABLE
+from stages.ingest import ID_TABLE, REJECTED_TABLES
 from stages.manifest import StageRecord, read_manifest, stage
 
 INTERACTIONS = "interactions"  # the validated ratings with repeats combined: what the split reads
@@ -66,10 +68,12 @@ def validate(
         outcomes: dict[str, ValidationOutcome] = {}
         items = _read(ingest_dir, "items")
         if items is not None:
+            _require_parsed("items", items.height, ingested["counts"], ingest_dir)
             outcomes["items"] = validate_items(items)
             items = outcomes["items"].valid
         tags = _read(ingest_dir, "tags")
         if tags is not None and items is not None:
+            _require_parsed("tags", tags.height, ingested["counts"], ingest_dir)
             outcomes["tags"] = validate_tags(tags, items)
         _write_outcomes(record, outcomes)
         table_reports = {name: outcome.report for name, outcome in outcomes.items()}
@@ -95,24 +99,20 @@ def validate(
             report["data_docs"] = str(write_data_docs(tables, out_dir).relative_to(out_dir))
         record.write_json("validation_report", report)
 
-        rejected = ingested["counts"]["rejected_rows"]
+        parse_counts = {name: _parse_counts(name, ingested["counts"]) for name in table_reports}
         for name, table_report in table_reports.items():
-            enforce_quarantine_share(name, table_report, rejected if name == "ratings" else 0, max_quarantine_share)
+            source_rows, rejected = parse_counts[name]
+            enforce_quarantine_share(name, table_report, rejected, max_quarantine_share)
+            if source_rows != rejected + table_report["valid_rows"] + table_report["quarantined_rows"]:
+                raise RuntimeError(f"{name}: row accounting broke: source rows != rejected + valid + quarantined")
         ratings_report = table_reports["ratings"]
-        source_rows = ingested["counts"]["input_rows"]
-        if source_rows != rejected + ratings_report["valid_rows"] + ratings_report["quarantined_rows"]:
-            raise RuntimeError("row accounting broke: source rows != rejected + valid + quarantined")
         record.counts = {
-            "source_rows": source_rows,
-            "rejected_at_parse": rejected,
+            "source_rows": parse_counts["ratings"][0],
+            "rejected_at_parse": parse_counts["ratings"][1],
             "valid_rows": ratings_report["valid_rows"],
             "quarantined_rows": ratings_report["quarantined_rows"],
             "interaction_rows": record.outputs[f"{INTERACTIONS}.parquet"]["rows"],
-        } | {
-            f"{name}_{kind}_rows": getattr(outcome, kind).height
-            for name, outcome in outcomes.items()
-            for kind in ("valid", "quarantine")
-        }
+        } | _side_table_counts(outcomes, parse_counts)
         if "drift" in report:
             record.counts["drift"] = report["drift"]["figures"] | {"breaches": report["drift"]["breaches"]}
     return out_dir
@@ -124,12 +124,7 @@ def _validate_ratings(
     """Validate the ingested ratings batch by batch into `ratings.parquet` and `quarantine.parquet`
     (written as they go, so memory follows the batch size); return the report."""
     path = ingest_dir / "ratings.parquet"
-    if pl.scan_parquet(path).select(pl.len()).collect().item() == 0 and ingested["counts"]["rejected_rows"]:
-        reasons = pl.read_parquet(ingest_dir / "rejected.parquet")["reason"].unique(maintain_order=True)
-        raise ContractViolation(
-            [f"ratings: none of the {ingested['counts']['rejected_rows']} rows could be parsed "
-             f"({'; '.join(reasons.head(3))}); they are in {ingest_dir / 'rejected.parquet'}"]
-        )
+    _require_parsed("ratings", pl.scan_parquet(path).select(pl.len()).collect().item(), ingested["counts"], ingest_dir)
     schema = pl.scan_parquet(path).collect_schema()
     quarantine_schema = pl.Schema({**schema, FAILED_EXPECTATIONS: pl.List(pl.String)})
     source = ingested["parameters"]
@@ -146,6 +141,41 @@ def _validate_ratings(
         return validate_ratings_file(
             path, items, scale, write, timestamp_min=source["timestamp_min"], known_events=source["events"]
         )
+
+
+def _parse_counts(table: str, counts: dict[str, Any]) -> tuple[int, int]:
+    """(source rows, rows rejected at parse) of an ingested table, from the ingest manifest's counts."""
+    if table == "ratings":
+        return counts["input_rows"], counts["rejected_rows"]
+    return counts[f"{table}_source_rows"], counts[f"{table}_rejected_rows"]
+
+
+def _side_table_counts(
+    outcomes: dict[str, ValidationOutcome], parse_counts: dict[str, tuple[int, int]]
+) -> dict[str, int]:
+    """`<table>_source_rows`, `_rejected_rows`, `_valid_rows` and `_quarantine_rows` of the side tables."""
+    counts = {}
+    for name, outcome in outcomes.items():
+        source_rows, rejected = parse_counts[name]
+        counts |= {
+            f"{name}_source_rows": source_rows,
+            f"{name}_rejected_rows": rejected,
+            f"{name}_valid_rows": outcome.valid.height,
+            f"{name}_quarantine_rows": outcome.quarantine.height,
+        }
+    return counts
+
+
+def _require_parsed(table: str, parsed_rows: int, counts: dict[str, Any], ingest_dir: Path) -> None:
+    """Stop on one line when none of a table's source rows could be parsed, with the first reasons."""
+    rejected = _parse_counts(table, counts)[1]
+    if parsed_rows or not rejected:
+        return
+    path = ingest_dir / f"{REJECTED_TABLES[table]}.parquet"
+    reasons = pl.read_parquet(path)["reason"].unique(maintain_order=True)
+    raise ContractViolation(
+        [f"{table}: none of the {rejected} rows could be parsed ({'; '.join(reasons.head(3))}); they are in {path}"]
+    )
 
 
 def _read(folder: Path, table: str) -> pl.DataFrame | None:

@@ -3,12 +3,15 @@
 Text files are read with every field as a string, then cast. A row whose required value is
 missing or does not parse goes to `RawDataset.rejected` with its raw strings and a reason, so
 `len(ratings) + len(rejected)` equals the number of data rows (blank lines are not rows).
+Lines are counted before parsing: a row of interactions never spans lines, so a quoted field that
+does (a stray quote merging the lines after it into one row) stops the load on one line.
 Range checks (rating scale, plausible timestamps, unknown items) belong to validation.
 """
 
+import gzip
 import logging
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 import polars as pl
 
@@ -18,7 +21,7 @@ from recsys_models.exceptions import DataSourceError
 
 logger = logging.getLogger(__name__)
 
-ROW_NUMBER = "row_number"  # 1-based record number in the source, header excluded
+ROW_NUMBER = "row_number"  # 1-based row number in the source, header excluded (text: the line it starts on)
 REASON = "reason"
 REJECTED_SCHEMA: dict[str, pl.DataType] = {
     ROW_NUMBER: pl.Int64(),
@@ -31,6 +34,9 @@ REJECTED_SCHEMA: dict[str, pl.DataType] = {
 EXTRA_FIELDS = "__extra_fields__"  # non-null where a text row has more fields than its header
 ROW_INDEX = "__row_number__"  # ROW_NUMBER while reading, named apart from the source's columns
 SEPARATORS = {".csv": ",", ".tsv": "\t"}
+QUOTE = '"'
+QUOTED_LIMIT = 80  # characters of raw data a reason or an error message quotes
+GZIP_MAGIC = b"\x1f\x8b"  # Polars reads gzip-compressed text files transparently
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 
@@ -55,7 +61,7 @@ def _without_blank_lines(table: Frame) -> Frame:
 
 
 def scan_text_table(
-    path: Path, names: list[str], *, separator: str, skip_header: bool, quote_char: str | None = '"'
+    path: Path, names: list[str], *, separator: str, skip_header: bool, quote_char: str | None = QUOTE
 ) -> pl.LazyFrame:
     """`read_text_table` as a lazy scan (UTF-8, lossy): nothing is read until it is collected."""
     options = _text_table_options(names, separator, skip_header, quote_char)
@@ -69,7 +75,7 @@ def read_text_table(
     separator: str,
     skip_header: bool,
     encoding: str = "utf8-lossy",
-    quote_char: str | None = '"',
+    quote_char: str | None = QUOTE,
 ) -> pl.DataFrame:
     """Read a delimited file with every field as a string (null when empty or absent).
 
@@ -82,8 +88,76 @@ def read_text_table(
     try:
         table = pl.read_csv(path, encoding=encoding, **options)
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise DataSourceError(f"cannot read {path}: {error}") from error
+        raise unreadable(path, error, quote_char) from error
     return _without_blank_lines(table)
+
+
+def _open_bytes(path: Path) -> IO[bytes]:
+    """`path` for reading as bytes, decompressed when it is gzip."""
+    with open(path, "rb") as probe:
+        gzipped = probe.read(len(GZIP_MAGIC)) == GZIP_MAGIC
+    return gzip.open(path, "rb") if gzipped else open(path, "rb")
+
+
+def _first_unbalanced_line(path: Path) -> tuple[int, str] | None:
+    """The first line of `path` (1-based, header included) holding an odd number of quotes, and its
+    text; None when every line's quotes pair up."""
+    with _open_bytes(path) as lines:
+        for number, line in enumerate(lines, start=1):
+            if line.count(QUOTE.encode()) % 2:
+                return number, line.decode("utf-8", errors="replace").lstrip("\ufeff").rstrip("\r\n")
+    return None
+
+
+def stray_quote(path: Path, effect: str) -> DataSourceError | None:
+    """The one-line error naming the first line of `path` whose quotes do not pair up and what that
+    quote does (`effect`), quoting the line; None when there is no such line."""
+    found = _first_unbalanced_line(path)
+    if found is None:
+        return None
+    number, text = found
+    shown = text[:QUOTED_LIMIT]
+    return DataSourceError(f"{path}, line {number}: a '{QUOTE}' {effect}; fix or remove it. The line: {shown!r}")
+
+
+def unreadable(path: Path, error: Exception, quote_char: str | None) -> DataSourceError:
+    """The one-line error for a text file Polars could not read: its stray quote when it has one."""
+    if quote_char is not None and isinstance(error, pl.exceptions.PolarsError):
+        effect = "opens a quoted field that does not close where a field ends, so the file cannot be read"
+        found = stray_quote(path, effect)
+        if found is not None:
+            return found
+    return DataSourceError(f"cannot read {path}: {str(error).splitlines()[0][:200]}")
+
+
+def _count_records(path: Path, separator: str, quote_char: str | None) -> int:
+    """Records of a delimited file, header and blank lines included, counted without parsing a
+    field; with `quote_char` None, its physical lines."""
+    scan = pl.scan_csv(path, has_header=False, separator=separator, quote_char=quote_char, infer_schema=False,
+                       truncate_ragged_lines=True, encoding="utf8-lossy")  # fmt: skip
+    try:
+        return scan.select(pl.len()).collect().item()
+    except pl.exceptions.NoDataError:
+        return 0
+    except (pl.exceptions.PolarsError, OSError) as error:
+        raise unreadable(path, error, None) from error
+
+
+def swallowed_lines(path: Path, separator: str, quote_char: str | None = QUOTE) -> int:
+    """How many lines of a delimited file quoted fields spanning lines took beyond one per record."""
+    if quote_char is None:
+        return 0
+    return _count_records(path, separator, None) - _count_records(path, separator, quote_char)
+
+
+def require_one_line_per_row(path: Path, separator: str) -> None:
+    """Fail on one line when a quoted field of an interactions file spans lines: such a row never
+    does, so it is a stray quote merging the lines after it into one row. Reads no field."""
+    swallowed = swallowed_lines(path, separator)
+    if swallowed:
+        effect = (f"opens a quoted field that runs past the end of its line ({swallowed:,} more line(s) than rows), "
+                  "and a row of interactions never spans lines")  # fmt: skip
+        raise stray_quote(path, effect) or DataSourceError(f"{path}: a '{QUOTE}' {effect}")
 
 
 def read_header(path: Path, separator: str) -> list[str]:
@@ -96,15 +170,26 @@ def read_header(path: Path, separator: str) -> list[str]:
         raise DataSourceError(f"cannot read the header of {path}: {error}") from error
 
 
-def _problem(column: str, parsed: pl.Expr, expected: str) -> pl.Expr:
-    """Why `column` is unusable on a row, or null when it parsed."""
-    raw = pl.col(column)
+def problem(column: str, parsed: pl.Expr, expected: str, label: str | None = None) -> pl.Expr:
+    """Why `column` is unusable on a row, naming it `label` (else its own name), or null when it parsed."""
+    raw, label = pl.col(column), label or column
     return (
         pl.when(raw.is_null() | (raw.str.strip_chars() == ""))
-        .then(pl.lit(f"{column} is missing"))
+        .then(pl.lit(f"{label} is missing"))
         .when(parsed.is_null())
-        .then(pl.format(f"{column} is not {expected}: '{{}}'", raw))
+        .then(pl.format(f"{label} is not {expected}: '{{}}'", raw.str.slice(0, QUOTED_LIMIT)))
     )
+
+
+def too_many_fields(n_fields: int) -> pl.Expr:
+    """The problem of a text row with more fields than its header (see `read_text_table`)."""
+    return pl.when(pl.col(EXTRA_FIELDS).is_not_null()).then(pl.lit(f"row has more than {n_fields} fields"))
+
+
+def row_reason(problems: list[pl.Expr]) -> pl.Expr:
+    """A row's problems joined by "; " as the `REASON` column: null when it has none."""
+    reason = pl.concat_str(problems, separator="; ", ignore_nulls=True)
+    return pl.when(reason != "").then(reason).alias(REASON)
 
 
 def _as_integer(column: str) -> pl.Expr:
@@ -117,15 +202,15 @@ def _as_finite_float(column: str) -> pl.Expr:
 
 
 def parse_ratings(
-    raw: pl.DataFrame | pl.LazyFrame, n_fields: int, source: str = "ratings"
+    raw: pl.DataFrame | pl.LazyFrame, n_fields: int, source: Path, quote_char: str | None = None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Split string rows into typed ratings (`RATINGS_SCHEMA`) and rejected rows.
 
     `raw` has `ROW_NUMBER` and the four rating columns as strings, and optionally
     `EXTRA_FIELDS` (see `read_text_table`); `n_fields` is the expected field count per row.
     A lazy `raw` (a scan) runs on Polars' streaming engine: the string rows are parsed batch by
-    batch and never held whole, only the typed ratings and the rejected rows are. `source` names
-    the input in the error raised when the scan cannot be read.
+    batch and never held whole, only the typed ratings and the rejected rows are. `source` is the
+    file read, named in the error raised when it cannot be; `quote_char` its quote, when it is text.
     """
     parsed = {
         USER_ID: _as_integer(USER_ID),
@@ -134,17 +219,15 @@ def parse_ratings(
         TIMESTAMP: _as_integer(TIMESTAMP),
     }
     problems = [
-        _problem(USER_ID, parsed[USER_ID], "an integer"),
-        _problem(ITEM_ID, parsed[ITEM_ID], "an integer"),
-        _problem(RATING, parsed[RATING], "a finite number"),
-        _problem(TIMESTAMP, parsed[TIMESTAMP], "an integer (Unix seconds)"),
+        problem(USER_ID, parsed[USER_ID], "an integer"),
+        problem(ITEM_ID, parsed[ITEM_ID], "an integer"),
+        problem(RATING, parsed[RATING], "a finite number"),
+        problem(TIMESTAMP, parsed[TIMESTAMP], "an integer (Unix seconds)"),
     ]
     raw = raw.lazy()
     if EXTRA_FIELDS in raw.collect_schema().names():
-        too_many = pl.when(pl.col(EXTRA_FIELDS).is_not_null()).then(pl.lit(f"row has more than {n_fields} fields"))
-        problems.insert(0, too_many)
-    reason = pl.concat_str(problems, separator="; ", ignore_nulls=True)
-    checked = raw.with_columns(pl.when(reason != "").then(reason).alias(REASON))
+        problems.insert(0, too_many_fields(n_fields))
+    checked = raw.with_columns(row_reason(problems))
     typed = checked.filter(pl.col(REASON).is_null()).select(
         expression.cast(dtype).alias(name) for (name, dtype), expression in zip(RATINGS_SCHEMA.items(), parsed.values())
     )
@@ -154,7 +237,7 @@ def parse_ratings(
     try:
         ratings, rejected = pl.collect_all([typed, failed], engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise DataSourceError(f"cannot read {source}: {error}") from error
+        raise unreadable(source, error, quote_char) from error
     if len(rejected):
         total = len(ratings) + len(rejected)
         logger.warning("rejected %d of %d rating rows, first: %s", len(rejected), total, rejected.row(0, named=True))
@@ -210,17 +293,19 @@ def load_ratings_file(
     if not path.is_file():
         raise DataSourceError(f"ratings file not found: {path}")
     sources = _target_columns(column_map)
-    if suffix == ".parquet":
+    quote_char = None if suffix == ".parquet" else QUOTE
+    if quote_char is None:
         raw = _scan_parquet_as_strings(path, sources)
         n_fields = len(sources)
     else:
         header = read_header(path, SEPARATORS[suffix])
         _require_columns(path, header, sources)
+        require_one_line_per_row(path, SEPARATORS[suffix])
         table = scan_text_table(path, header, separator=SEPARATORS[suffix], skip_header=True)
         renamed = (pl.col(source).alias(target) for target, source in sources.items())
         raw = table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed)
         n_fields = len(header)
-    ratings, rejected = parse_ratings(raw, n_fields, str(path))
+    ratings, rejected = parse_ratings(raw, n_fields, path, quote_char)
     logger.info("%s: %d ratings, %d rejected rows", path, len(ratings), len(rejected))
     return RawDataset(
         name=path.stem, ratings=ratings, items=None, tags=None, rejected=rejected, scale=scale, source=str(path)

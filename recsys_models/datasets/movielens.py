@@ -2,8 +2,10 @@
 
 Ratings are read through the datasets' shipped specs (`builtin/<name>.yaml`), the one path every
 source's interactions take (`spec_source.load_spec_source`), and keep every input row: a row that
-does not parse goes to `RawDataset.rejected`. The
-side tables (items, tags) drop a row whose key does not parse, with a warning that counts them.
+does not parse goes to `RawDataset.rejected`. The side tables (items, tags) account for every
+source line the same way: a row whose key does not parse, or whose quoted field spans lines (no
+MovieLens field holds a line break: a stray quote merged the lines), goes to
+`RawDataset.side_rejected` with all the lines it took.
 """
 
 import hashlib
@@ -35,16 +37,22 @@ from recsys_models.columns import (
 )
 from recsys_models.datasets.generic import (
     EXTRA_FIELDS,
+    QUOTE,
+    REASON,
     ROW_INDEX,
     ROW_NUMBER,
     load_ratings_file,
+    problem,
     read_header,
     read_text_table,
+    row_reason,
+    swallowed_lines,
+    too_many_fields,
 )
 from recsys_models.datasets.spec import built_in_spec, is_spec_path, load_spec
 from recsys_models.datasets.spec_source import load_spec_source
 from recsys_models.datasets.synthetic import SyntheticConfig, generate_synthetic
-from recsys_models.datasets.types import RawDataset
+from recsys_models.datasets.types import RawDataset, RejectedRows
 from recsys_models.exceptions import DataSourceError
 
 logger = logging.getLogger(__name__)
@@ -80,13 +88,32 @@ def _require_files(folder: Path, names: list[str]) -> list[Path]:
     return paths
 
 
-def _keep_parsed(table: pl.DataFrame, required: list[str], path: Path) -> pl.DataFrame:
-    """Drop rows where a required column is null after casting, logging how many and the first."""
-    broken = pl.any_horizontal(pl.col(required).is_null())
-    dropped = table.filter(broken)
-    if len(dropped):
-        logger.warning("%s: dropped %d unparsable row(s), first: %s", path, len(dropped), dropped.row(0, named=True))
-    return table.filter(~broken)
+def _spanning_lines(raw: pl.DataFrame) -> tuple[pl.Expr, pl.Expr]:
+    """Per row of a side table read as strings: the data line it starts on (its `ROW_NUMBER` counts
+    records, which lag behind lines after a quoted field spanning lines), and its problem when it
+    spans lines."""
+    breaks = pl.sum_horizontal(pl.col(pl.String).str.count_matches("\n"))
+    first_line = pl.col(ROW_NUMBER) + breaks.cum_sum() - breaks
+    spans = pl.when(breaks > 0).then(pl.format("a quoted field spans {} lines", breaks + 1))
+    return first_line.alias(ROW_NUMBER), spans
+
+
+def _parse_side_table(
+    path: Path, raw: pl.DataFrame, problems: list[pl.Expr], typed: list[pl.Expr], quote_char: str | None = QUOTE
+) -> tuple[pl.DataFrame, RejectedRows]:
+    """Split a side table read as strings (a CSV unless `quote_char` is None) into its `typed`
+    columns, on rows without `problems` nor line breaks, and the rejected rows (raw strings and
+    reason), which also took the lines that their quoted fields spanning lines swallowed."""
+    swallowed = swallowed_lines(path, ",", quote_char)
+    first_line, spans = _spanning_lines(raw)
+    checked = raw.with_columns(first_line, row_reason([*problems, spans]))
+    parsed = checked.filter(pl.col(REASON).is_null()).select(typed)
+    rejected = RejectedRows(rows=checked.filter(pl.col(REASON).is_not_null()).drop(EXTRA_FIELDS),
+                            lines=raw.height - parsed.height + swallowed)  # fmt: skip
+    if rejected.lines:
+        logger.warning("%s: dropped %d unparsable row(s) taking %d line(s), first: %s",
+                       path, rejected.rows.height, rejected.lines, rejected.rows.row(0, named=True))  # fmt: skip
+    return parsed, rejected
 
 
 def _split_title(title: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
@@ -101,39 +128,42 @@ def _integer(column: str) -> pl.Expr:
     return pl.col(column).str.strip_chars().cast(pl.Int64, strict=False)
 
 
-def _read_with_header(path: Path, columns: dict[str, str]) -> tuple[pl.DataFrame, int]:
-    """A CSV with a header as strings, `columns` (source name -> ours) renamed, and its field count."""
+def _read_with_header(path: Path, columns: dict[str, str]) -> tuple[pl.DataFrame, list[pl.Expr]]:
+    """A CSV with a header as strings, `columns` (source name -> ours) renamed, and the problems
+    every row of it can have: too many fields, a key column (all but title, genres and tag) that
+    is missing or not an integer."""
     header = read_header(path, ",")
     missing = sorted(set(columns) - set(header))
     if missing:
         raise DataSourceError(f"{path} lacks column(s) {missing}; columns found: {header}")
     table = read_text_table(path, header, separator=",", skip_header=True)
     renamed = (pl.col(source).alias(ours) for source, ours in columns.items())
-    return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), len(header)
+    keys = [problem(ours, _integer(ours), "an integer", source) for source, ours in columns.items()
+            if ours not in (TITLE, GENRES, TAG)]  # fmt: skip
+    problems = [too_many_fields(len(header)), *keys]
+    return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), problems
 
 
-def _key(column: str) -> pl.Expr:
-    """An integer key column of a side table; null on rows with too many fields, so they drop."""
-    return pl.when(pl.col(EXTRA_FIELDS).is_null()).then(_integer(column)).alias(column)
-
-
-def _ml_latest_movies(path: Path) -> pl.DataFrame:
-    table, _ = _read_with_header(path, ML_LATEST_MOVIES)
+def _ml_latest_movies(path: Path) -> tuple[pl.DataFrame, RejectedRows]:
+    table, problems = _read_with_header(path, ML_LATEST_MOVIES)
     title, year = _split_title(pl.col(TITLE))
     genres = pl.col(GENRES).str.split("|").list.eval(pl.element().filter(~pl.element().is_in(["", NO_GENRES])))
-    items = table.select(
-        _key(ITEM_ID),
+    typed = [
+        _integer(ITEM_ID),
         title.alias(TITLE),
         year.alias(YEAR),
         pl.coalesce(genres, pl.lit([], dtype=pl.List(pl.String))).alias(GENRES),
-    )
-    return _keep_parsed(items, [ITEM_ID], path).cast(ITEMS_SCHEMA)
+    ]
+    items, rejected = _parse_side_table(path, table, problems, typed)
+    return items.cast(ITEMS_SCHEMA), rejected
 
 
-def _ml_latest_tags(path: Path) -> pl.DataFrame:
-    table, _ = _read_with_header(path, ML_LATEST_TAGS)
-    tags = table.select(_key(USER_ID), _key(ITEM_ID), pl.col(TAG), _key(TIMESTAMP))
-    return _keep_parsed(tags, list(TAGS_SCHEMA), path).cast(TAGS_SCHEMA)
+def _ml_latest_tags(path: Path) -> tuple[pl.DataFrame, RejectedRows]:
+    table, problems = _read_with_header(path, ML_LATEST_TAGS)
+    tag_missing = pl.when(pl.col(TAG).is_null()).then(pl.lit("tag is missing"))
+    typed = [_integer(USER_ID), _integer(ITEM_ID), pl.col(TAG), _integer(TIMESTAMP)]
+    tags, rejected = _parse_side_table(path, table, [*problems, tag_missing], typed)
+    return tags.cast(TAGS_SCHEMA), rejected
 
 
 def load_ml_latest_small(folder: Path) -> RawDataset:
@@ -141,7 +171,10 @@ def load_ml_latest_small(folder: Path) -> RawDataset:
     folder = Path(folder)
     _, movies_path, tags_path = _require_files(folder, ["ratings.csv", "movies.csv", "tags.csv"])
     ratings = load_spec_source(built_in_spec(ML_LATEST_SMALL, folder))  # builtin/ml-latest-small.yaml
-    return replace(ratings, items=_ml_latest_movies(movies_path), tags=_ml_latest_tags(tags_path), source=str(folder))
+    items, rejected_items = _ml_latest_movies(movies_path)
+    tags, rejected_tags = _ml_latest_tags(tags_path)
+    side_rejected = {"items": rejected_items, "tags": rejected_tags}
+    return replace(ratings, items=items, tags=tags, side_rejected=side_rejected, source=str(folder))
 
 
 def _ml_100k_genres(path: Path) -> list[str]:
@@ -156,12 +189,11 @@ def _ml_100k_genres(path: Path) -> list[str]:
     return [by_index[index] for index in range(len(pairs))]
 
 
-def _ml_100k_items(item_path: Path, genre_path: Path) -> pl.DataFrame:
+def _ml_100k_items(item_path: Path, genre_path: Path) -> tuple[pl.DataFrame, RejectedRows]:
     genre_names = _ml_100k_genres(genre_path)
     flags = [f"genre_{index}" for index in range(len(genre_names))]
-    table = read_text_table(
-        item_path, [*ML_100K_ITEM_FIELDS, *flags], separator="|", skip_header=False, encoding="latin-1", quote_char=None
-    )
+    fields = [*ML_100K_ITEM_FIELDS, *flags]
+    table = read_text_table(item_path, fields, separator="|", skip_header=False, encoding="latin-1", quote_char=None)
     title, title_year = _split_title(pl.col(TITLE))
     release_year = pl.col("release_date").str.extract(r"(\d{4})\s*$").cast(pl.Int32, strict=False)
     genres = pl.concat_list(
@@ -169,14 +201,16 @@ def _ml_100k_items(item_path: Path, genre_path: Path) -> pl.DataFrame:
         for flag, name in zip(flags, genre_names)
         if name != UNKNOWN_GENRE
     ).list.drop_nulls()
-    complete = pl.col(EXTRA_FIELDS).is_null() & pl.col(flags[-1]).is_not_null()  # exactly the expected fields
-    items = table.select(
-        pl.when(complete).then(_integer(ITEM_ID)).alias(ITEM_ID),
-        title.alias(TITLE),
-        pl.coalesce(title_year, release_year).alias(YEAR),
-        genres.alias(GENRES),
-    )
-    return _keep_parsed(items, [ITEM_ID], item_path).cast(ITEMS_SCHEMA)
+    problems = [
+        too_many_fields(len(fields)),
+        pl.when(pl.col(flags[-1]).is_null()).then(pl.lit(f"row has fewer than {len(fields)} fields")),
+        problem(ITEM_ID, _integer(ITEM_ID), "an integer"),
+    ]
+    year = pl.coalesce(title_year, release_year)
+    typed = [_integer(ITEM_ID), title.alias(TITLE), year.alias(YEAR), genres.alias(GENRES)]
+    raw = table.rename({ROW_INDEX: ROW_NUMBER})
+    items, rejected = _parse_side_table(item_path, raw, problems, typed, quote_char=None)
+    return items.cast(ITEMS_SCHEMA), rejected
 
 
 def load_ml_100k(folder: Path) -> RawDataset:
@@ -188,7 +222,8 @@ def load_ml_100k(folder: Path) -> RawDataset:
     folder = Path(folder)
     _, item_path, genre_path = _require_files(folder, ["u.data", "u.item", "u.genre"])
     ratings = load_spec_source(built_in_spec(ML_100K, folder))  # builtin/ml-100k.yaml
-    return replace(ratings, items=_ml_100k_items(item_path, genre_path), source=str(folder))
+    items, rejected_items = _ml_100k_items(item_path, genre_path)
+    return replace(ratings, items=items, side_rejected={"items": rejected_items}, source=str(folder))
 
 
 LOADERS = {ML_LATEST_SMALL: load_ml_latest_small, ML_100K: load_ml_100k}

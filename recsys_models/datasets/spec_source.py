@@ -2,7 +2,9 @@
 
 Every data row ends in the parsed table or in `rejected` with its raw strings and a reason
 (a missing id, a time that does not parse in the spec's format, a rating or value that is not a
-finite number, a row with too many fields). Parsed rows follow `columns.RATINGS_SCHEMA`:
+finite number, a row with too many fields); a text file whose quoted field spans lines stops the
+load on one line naming it (`generic.require_one_line_per_row`). Parsed rows follow
+`columns.RATINGS_SCHEMA`:
 - ids as `recsys_models.ids` maps them (integers kept, other text coded; `RawDataset.ids` keeps
   the text of each coded id);
 - `timestamp` in Unix seconds, UTC;
@@ -21,13 +23,19 @@ from recsys_models import ids
 from recsys_models.columns import GENRES, ITEM_ID, ITEMS_SCHEMA, RATING, TIMESTAMP, TITLE, USER_ID, YEAR
 from recsys_models.datasets.generic import (
     EXTRA_FIELDS,
+    QUOTE,
     REASON,
     REJECTED_SCHEMA,
     ROW_INDEX,
     ROW_NUMBER,
     SEPARATORS,
+    problem,
     read_header,
+    require_one_line_per_row,
+    row_reason,
     scan_text_table,
+    too_many_fields,
+    unreadable,
 )
 from recsys_models.datasets.spec import DatasetSpec
 from recsys_models.datasets.types import RawDataset
@@ -36,7 +44,6 @@ from recsys_models.exceptions import DataSourceError
 logger = logging.getLogger(__name__)
 
 EVENT = "event"
-QUOTED_LIMIT = 80  # characters of a raw value a reason quotes
 _UNIX_DIVISOR = {"unix_s": 1, "unix_ms": 1_000, "unix_us": 1_000_000}
 _ISO_WITH_OFFSET = "%Y-%m-%dT%H:%M:%S%.f%:z"
 _ISO_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")  # read as UTC
@@ -78,9 +85,7 @@ def _scan(spec: DatasetSpec, roles: dict[str, str]) -> tuple[pl.LazyFrame, int, 
             columns.append(column.cast(pl.String).alias(ours))
         numbered = table.with_row_index(ROW_NUMBER, offset=1).with_columns(pl.col(ROW_NUMBER).cast(pl.Int64))
         return numbered.select(ROW_NUMBER, *columns), len(roles), is_datetime
-    separator = spec.separator or SEPARATORS.get(suffix)
-    if separator is None:
-        raise DataSourceError(f"{spec.path}: unsupported file type '{suffix}': use .csv, .tsv or .parquet, or set separator")
+    separator = _separator(spec)
     if spec.header:
         header = read_header(spec.path, separator)
     else:
@@ -89,6 +94,22 @@ def _scan(spec: DatasetSpec, roles: dict[str, str]) -> tuple[pl.LazyFrame, int, 
     table = scan_text_table(spec.path, header, separator=separator, skip_header=spec.header)
     renamed = (pl.col(source).alias(ours) for ours, source in roles.items())
     return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), len(header), False
+
+
+def _is_text(spec: DatasetSpec) -> bool:
+    """Whether the source is a delimited text file (anything but Parquet)."""
+    return spec.path.suffix.lower() != ".parquet"
+
+
+def _separator(spec: DatasetSpec) -> str:
+    """The field separator of a text source: the spec's, else the one its file type implies."""
+    suffix = spec.path.suffix.lower()
+    separator = spec.separator or SEPARATORS.get(suffix)
+    if separator is None:
+        raise DataSourceError(
+            f"{spec.path}: unsupported file type '{suffix}': use .csv, .tsv or .parquet, or set separator"
+        )
+    return separator
 
 
 def _first_line_width(path: Path, separator: str) -> int:
@@ -102,21 +123,6 @@ def check_source_columns(spec: DatasetSpec) -> None:
     """Read only the file's header (or Parquet schema) and fail on one line when a role's column is
     missing: the check a run does before any stage starts."""
     _scan(spec, _roles(spec))
-
-
-def _quoted(column: str) -> pl.Expr:
-    return pl.col(column).str.slice(0, QUOTED_LIMIT)
-
-
-def _problem(column: str, source: str, parsed: pl.Expr, expected: str) -> pl.Expr:
-    """Why `column` is unusable on a row (named by its source column), or null when it parsed."""
-    raw = pl.col(column)
-    return (
-        pl.when(raw.is_null() | (raw.str.strip_chars() == ""))
-        .then(pl.lit(f"{source} is missing"))
-        .when(parsed.is_null())
-        .then(pl.format(f"{source} is not {expected}: '{{}}'", _quoted(column)))
-    )
 
 
 def _id(spec: DatasetSpec, column: str) -> tuple[pl.Expr, str]:
@@ -151,7 +157,7 @@ def _weight(spec: DatasetSpec) -> tuple[pl.Expr, list[pl.Expr]]:
     weight = pl.lit(1.0)
     if spec.columns.value is not None:
         weight = _finite("value")
-        problems.append(_problem("value", spec.columns.value, weight, "a finite number"))
+        problems.append(problem("value", weight, "a finite number", spec.columns.value))
     if spec.event_weights is not None:
         weights = pl.col(EVENT).str.strip_chars().replace_strict(spec.event_weights, default=1.0, return_dtype=pl.Float64)
         problems.append(pl.when(pl.col(EVENT).is_null()).then(pl.lit(f"{spec.columns.event} is missing")))
@@ -163,22 +169,22 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
     """Parse the interactions a spec describes; no row is lost (see the module docstring)."""
     roles = _roles(spec)
     raw, n_fields, already_seconds = _scan(spec, roles)
+    if _is_text(spec):
+        require_one_line_per_row(spec.path, _separator(spec))
     seconds, expected_time = _unix_seconds(spec, already_seconds)
-    problems = [
-        pl.when(pl.col(EXTRA_FIELDS).is_not_null()).then(pl.lit(f"row has more than {n_fields} fields"))
-        if EXTRA_FIELDS in raw.collect_schema().names() else None,
-        _problem(USER_ID, spec.columns.user, *_id(spec, USER_ID)),
-        _problem(ITEM_ID, spec.columns.item, *_id(spec, ITEM_ID)),
-    ]  # fmt: skip
+    problems = [too_many_fields(n_fields)] if EXTRA_FIELDS in raw.collect_schema().names() else []
+    problems += [
+        problem(USER_ID, *_id(spec, USER_ID), spec.columns.user),
+        problem(ITEM_ID, *_id(spec, ITEM_ID), spec.columns.item),
+    ]
     if spec.feedback == "explicit":
         value = _finite(RATING)
-        problems.append(_problem(RATING, roles[RATING], value, "a finite number"))
+        problems.append(problem(RATING, value, "a finite number", roles[RATING]))
     else:
         value, weight_problems = _weight(spec)
         problems += weight_problems
-    problems.append(_problem(TIMESTAMP, spec.columns.timestamp, seconds, expected_time))
-    reason = pl.concat_str([problem for problem in problems if problem is not None], separator="; ", ignore_nulls=True)
-    checked = raw.with_columns(pl.when(reason != "").then(reason).alias(REASON))
+    problems.append(problem(TIMESTAMP, seconds, expected_time, spec.columns.timestamp))
+    checked = raw.with_columns(row_reason(problems))
     extra = [pl.col(EVENT).str.strip_chars()] if EVENT in roles else []
     typed = checked.filter(pl.col(REASON).is_null()).select(
         pl.col(USER_ID), pl.col(ITEM_ID), value.cast(pl.Float64).alias(RATING), seconds.alias(TIMESTAMP), *extra
@@ -192,7 +198,7 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
     try:
         parsed, rejected = pl.collect_all([typed, failed], engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise DataSourceError(f"cannot read {spec.path}: {str(error).splitlines()[0][:200]}") from error
+        raise unreadable(spec.path, error, QUOTE if _is_text(spec) else None) from error
     if spec.ids == "integer":
         id_table = None
         parsed = parsed.with_columns(pl.col(USER_ID, ITEM_ID).str.strip_chars().cast(pl.Int64))
@@ -228,7 +234,7 @@ def _read_table(path: Path, separator: str | None) -> pl.DataFrame:
         separator = separator or SEPARATORS.get(path.suffix.lower(), ",")
         return pl.read_csv(path, separator=separator, infer_schema=False, encoding="utf8-lossy")
     except (pl.exceptions.PolarsError, OSError) as error:
-        raise DataSourceError(f"cannot read {path}: {str(error).splitlines()[0][:200]}") from error
+        raise unreadable(path, error, None if path.suffix.lower() == ".parquet" else QUOTE) from error
 
 
 def load_spec_items(spec: DatasetSpec) -> tuple[pl.DataFrame, pl.Series]:

@@ -1,6 +1,6 @@
 """Containers that ingestion returns: typed tables plus the rows that could not be parsed."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import polars as pl
@@ -29,12 +29,23 @@ WHOLE_STARS = RatingScale(minimum=1.0, maximum=5.0, step=1.0)
 
 
 @dataclass(frozen=True)
+class RejectedRows:
+    """The rows of a side table (items, tags) that could not be parsed, as the raw strings they had
+    plus a `reason`, and the source lines they took: more than their count where a quoted field
+    spans lines, so that the table's source lines = its parsed rows + `lines`."""
+
+    rows: pl.DataFrame
+    lines: int
+
+
+@dataclass(frozen=True)
 class RawDataset:
     """One source after parsing, before validation.
 
     `ratings`, `items` and `tags` follow `columns.RATINGS_SCHEMA`, `ITEMS_SCHEMA` and
     `TAGS_SCHEMA`. `rejected` holds every input row that could not be parsed, as the raw
     strings it had plus a `reason` column, so that input rows = parsed rows + rejected rows.
+    `side_rejected` does the same for the side tables read from text ("items", "tags").
     `scale` is None for implicit feedback; `spec` is the source's dataset spec, and `ids` the
     text of every coded id (`recsys_models.ids`), when the source was read through a spec.
     """
@@ -48,3 +59,4 @@ class RawDataset:
     source: str  # where it came from: a folder, a file or a generator description
     spec: "DatasetSpec | None" = None
     ids: pl.DataFrame | None = None
+    side_rejected: dict[str, RejectedRows] = field(default_factory=dict)
