@@ -199,7 +199,9 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     )
     for table in ("items", "tags"):
         if f"{table}_valid_rows" in validation:
-            print(f"{table}: {validation[f'{table}_valid_rows']} valid + {validation[f'{table}_quarantine_rows']} quarantined")
+            counts = {part: validation.get(f"{table}_{part}_rows", 0) for part in ("source", "valid", "quarantine", "rejected")}
+            print(f"{table}: {counts['source']} read = {counts['valid']} valid + {counts['quarantine']} quarantined"
+                  f" + {counts['rejected']} unparseable")  # fmt: skip
     for breach in validation.get("drift", {}).get("breaches", []):
         print(f"WARNING {breach}")
     split = summary["split"]
