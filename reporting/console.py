@@ -1,4 +1,5 @@
-"""What third-party loggers may print on the terminal: no tracebacks, no quoted files.
+"""What third-party loggers and warnings may print on the terminal: no tracebacks, no quoted
+files, none of the warnings known to be harmless here.
 
 An expected failure reaches the person as the `recsys` command's one line (`--debug` shows the
 traceback); Prefect's own log of it keeps its traceback in the Prefect UI (its API handler is
@@ -6,8 +7,13 @@ left alone), and any message is cut to `MAX_MESSAGE_CHARS` so a bad data file is
 """
 
 import logging
+import warnings
+from typing import Any
 
 MAX_MESSAGE_CHARS = 300
+# Known and harmless: the pyfunc's predict is unannotated on purpose (serving/pyfunc_model.py);
+# MLflow resets warning filters around its check, so only the display can drop it.
+HARMLESS_WARNINGS = ("Add type hints to the `predict` method",)
 
 
 class ConsoleFilter(logging.Filter):
@@ -22,9 +28,18 @@ class ConsoleFilter(logging.Filter):
         return True
 
 
+def _without_harmless(show: Any) -> Any:
+    def showwarning(message: Warning | str, *args: Any, **kwargs: Any) -> None:
+        if not any(text in str(message) for text in HARMLESS_WARNINGS):
+            show(message, *args, **kwargs)
+
+    showwarning.quiet = True  # type: ignore[attr-defined]
+    return showwarning
+
+
 def quiet_console() -> None:
     """Set up Prefect's logging when it is not yet, then put `ConsoleFilter` on every terminal
-    handler of the root and Prefect loggers (once)."""
+    handler of the root and Prefect loggers, and drop `HARMLESS_WARNINGS` from display (once)."""
     from prefect.logging.configuration import ensure_logging_setup
 
     ensure_logging_setup()
@@ -34,3 +49,5 @@ def quiet_console() -> None:
             is_terminal = isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler)
             if is_terminal and not any(isinstance(f, ConsoleFilter) for f in handler.filters):
                 handler.addFilter(ConsoleFilter())
+    if not getattr(warnings.showwarning, "quiet", False):
+        warnings.showwarning = _without_harmless(warnings.showwarning)

@@ -183,8 +183,9 @@ def progress_view(live: bool | None = None, stream: TextIO | None = None) -> Ite
     board = ProgressBoard()
     handler = BoardHandler(board, None if live else stream)
     progress_logger, task_logger = logging.getLogger(PROGRESS_LOGGER), logging.getLogger(TASK_LOGGER)
-    level = progress_logger.level
+    level, propagate = progress_logger.level, progress_logger.propagate
     progress_logger.setLevel(logging.INFO)
+    progress_logger.propagate = False  # the view shows each epoch once; the root's console would repeat it
     progress_logger.addHandler(handler)
     task_logger.addHandler(handler)
     try:
@@ -198,6 +199,7 @@ def progress_view(live: bool | None = None, stream: TextIO | None = None) -> Ite
         progress_logger.removeHandler(handler)
         task_logger.removeHandler(handler)
         progress_logger.setLevel(level)
+        progress_logger.propagate = propagate
 
 
 @contextmanager

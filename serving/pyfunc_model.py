@@ -31,7 +31,8 @@ class RecommenderPyfunc(PythonModel):
         self.id_texts = pl.read_parquet(ids_path) if ids_path.exists() else None
         self.exclude_seen = json.loads(serving_path.read_text())["exclude_seen"] if serving_path.exists() else True
 
-    # model_input is left unannotated on purpose: MLflow would infer a signature from a type hint.
+    # model_input is left unannotated on purpose: MLflow would infer a signature from a type hint
+    # (its warning about that is kept off the terminal by reporting/console.py)
     def predict(self, context, model_input, params=None):
         import polars as pl
 

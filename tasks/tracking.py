@@ -7,7 +7,6 @@ import hashlib
 import json
 import subprocess
 import time
-import warnings
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -181,9 +180,7 @@ def log_family(
     name = registered_model_name(family)
     id_texts = _id_texts(train_dir / "model")
     example = pl.DataFrame({"user_id": [int(metrics.get("example_user", 1))]})
-    with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-        # the pyfunc's predict is unannotated on purpose (serving/pyfunc_model.py); MLflow nags about it
-        warnings.filterwarnings("ignore", message=".*Add type hints to the `predict` method.*")
+    with mlflow.start_run(run_id=run_id):
         info = with_retries(
             mlflow.pyfunc.log_model,
             name="model",

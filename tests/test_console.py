@@ -34,3 +34,16 @@ def test_quiet_console_filters_the_terminal_handler_once_and_leaves_the_ui_handl
     assert sum(isinstance(f, ConsoleFilter) for f in console.filters) == 1
     api_handlers = [h for h in logging.getLogger("prefect.flow_runs").handlers if isinstance(h, APILogHandler)]
     assert api_handlers and not any(h.filters for h in api_handlers)  # the Prefect UI keeps everything
+
+
+def test_harmless_warnings_are_not_shown_even_where_a_library_resets_the_filters() -> None:
+    import warnings
+
+    shown: list[str] = []
+    with warnings.catch_warnings():
+        warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))  # the terminal
+        quiet_console()
+        warnings.simplefilter("always")  # what MLflow does around its type-hint check
+        warnings.warn("\x1b[33mAdd type hints to the `predict` method to enable data validation", UserWarning)
+        warnings.warn("a warning worth reading", UserWarning)
+    assert shown == ["a warning worth reading"]

@@ -69,6 +69,7 @@ def test_prefect_task_records_mark_stages_and_families() -> None:
 def test_plain_mode_writes_one_line_per_epoch_from_any_thread_then_detaches() -> None:
     stream = io.StringIO()
     with progress_view(live=False, stream=stream) as board:
+        assert not logging.getLogger(PROGRESS_LOGGER).propagate  # the root's console would print each epoch again
         threads = [
             threading.Thread(target=lambda f=family: [report_epoch(f, e, 3, {"train_loss": 0.5}) for e in (1, 2, 3)])
             for family in ("mf", "bpr_mf")
@@ -82,7 +83,7 @@ def test_plain_mode_writes_one_line_per_epoch_from_any_thread_then_detaches() ->
     assert len(lines) == 6
     assert sum("| progress | bpr_mf fit epoch 3/3 train_loss=0.5" in line for line in lines) == 1
     assert board.families["mf"].epoch == 3
-    assert not logging.getLogger(PROGRESS_LOGGER).handlers
+    assert not logging.getLogger(PROGRESS_LOGGER).handlers and logging.getLogger(PROGRESS_LOGGER).propagate
 
 
 def test_live_mode_draws_a_table_of_families() -> None:
