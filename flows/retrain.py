@@ -24,7 +24,7 @@ from recsys_models.registry import family_class
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, PromotionGate, promote, promote_global
-from tasks.retention import DEFAULT_KEEP_RUNS, collect_garbage, store_once
+from tasks.retention import DEFAULT_KEEP_RUNS, clean_after_killed_runs, collect_garbage, store_once
 from tasks.retrying import RetryingClient
 from tasks.run_report import publish_run_report
 from tasks.stage_store import local, share
@@ -47,7 +47,14 @@ from tasks.tracking import (
     registered_model_name,
     start_parent_run,
 )
-from tasks.workspace import Workspace, data_dir_from_env, last_successful_validation, link_stage, new_run_id
+from tasks.workspace import (
+    Workspace,
+    data_dir_from_env,
+    last_successful_validation,
+    link_stage,
+    new_run_id,
+    running,
+)
 
 PARTLY_FAILED = "Partly failed"
 
@@ -96,6 +103,17 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
     run_id = new_run_id()
     run_dir = workspace.run_dir(run_id)
     logger.info("run %s in %s", run_id, run_dir)
+    with running(run_dir):  # a run killed outright leaves this lock free: the next run marks its MLflow runs killed
+        clean_after_killed_runs(workspace)
+        return run_stages(config, execution, source, workspace, run_id, run_dir)
+
+
+def run_stages(
+    config: RetrainConfig, execution: Execution, source: SourceIdentity, workspace: Workspace, run_id: str,
+    run_dir: Path,
+) -> Any:
+    """The stages of one run, in order (see `retrain`)."""
+    logger = get_run_logger()
     ingest, validate, split, serve_split, train, evaluate = (
         cached(stage_task, workspace.cache, execution.refresh_cache)
         for stage_task in (ingest_task, validate_task, split_task, serve_split_task, train_task, evaluate_task)

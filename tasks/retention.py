@@ -7,6 +7,10 @@ edits one in place, so linked files cannot change under each other.
 
 `collect_garbage` removes old run folders and the cache records that point into them.
 
+`clean_after_killed_runs` (at the start of every run) marks the MLflow runs of a run that was
+killed outright (kill -9, power loss) KILLED, and removes the half-written files of its atomic
+writes once they are an hour old.
+
 What stays: the newest `keep_runs` runs, each dataset's newest finished run (the drift check's
 reference), every run that produced a registered version holding an alias (champion,
 previous_champion, challenger), and every stage folder one of those runs shows as a link (a reused
@@ -20,18 +24,21 @@ import logging
 import os
 import secrets
 import shutil
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recsys_models.io import file_sha256
-from tasks.workspace import Workspace
+from tasks.workspace import RUN_LOCK, Workspace, is_running
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_KEEP_RUNS = 14  # two weeks of nightly runs
 RUN_TAG = "pipeline_run_id"  # the model version tag naming the run that registered it
 LINK_FROM_BYTES = 1 << 20  # smaller files are not worth hashing
+STALE_AFTER_SECONDS = 3600  # a temporary file this old belongs to no live write
+TEMPORARY_SUFFIXES = (".tmp", ".link")  # atomic writes (recsys_models/io.py) and stage links
 
 
 @dataclass
@@ -163,3 +170,41 @@ def collect_garbage(workspace: Workspace, keep_runs: int, dry_run: bool = False)
             collected.removed_cache_records += 1
     logger.info("retention: %s", collected.describe())
     return collected
+
+
+def remove_stale_temporaries(roots: list[Path], older_than: float = STALE_AFTER_SECONDS) -> int:
+    """Remove hidden temporary files (`.<name>.<random>.tmp`, `.link`) older than `older_than` seconds; the bytes freed."""
+    now, freed = time.time(), 0
+    for root in roots:
+        for path in root.rglob(".*") if root.exists() else []:
+            if path.suffix in TEMPORARY_SUFFIXES and now - path.lstat().st_mtime > older_than:
+                freed += path.lstat().st_size
+                path.unlink(missing_ok=True)
+    return freed
+
+
+def mark_interrupted_runs(tracking_uri: str, workspace: Workspace) -> list[str]:
+    """MLflow runs still RUNNING whose pipeline run was started under a run lock (`running`) that no
+    live process holds any more: set KILLED; their ids."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiments = [experiment.experiment_id for experiment in client.search_experiments()]
+    marked = []
+    for run in client.search_runs(experiments, "attributes.status = 'RUNNING'") if experiments else []:
+        pipeline_run = run.data.tags.get(RUN_TAG)
+        run_dir = workspace.run_dir(pipeline_run) if pipeline_run else None
+        if run_dir is not None and (run_dir / RUN_LOCK).exists() and not is_running(run_dir):
+            client.set_terminated(run.info.run_id, "KILLED")
+            marked.append(run.info.run_id)
+    return marked
+
+
+def clean_after_killed_runs(workspace: Workspace) -> None:
+    """What a run killed outright left behind: its MLflow runs marked KILLED, its temporary files removed."""
+    has_store = "MLFLOW_TRACKING_URI" in os.environ or workspace.mlflow_db.exists()  # never create one here
+    marked = mark_interrupted_runs(workspace.tracking_uri(), workspace) if has_store else []
+    freed = remove_stale_temporaries([workspace.runs, workspace.cache])
+    if marked or freed:
+        logger.warning("cleaned up after killed runs: %d MLflow run(s) marked KILLED, %.1f MiB of temporary files removed",
+                       len(marked), freed / 2**20)  # fmt: skip

@@ -135,3 +135,28 @@ def file_lock(lock_file: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+RUN_LOCK = ".running"  # held by the process running the run; a killed process releases it
+
+
+@contextmanager
+def running(run_dir: Path) -> Iterator[None]:
+    """Mark `run_dir`'s run as alive for as long as this block runs (a lock the OS frees when the process dies)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / RUN_LOCK, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def is_running(run_dir: Path) -> bool:
+    """Whether a live process holds `run_dir`'s run lock (False for a finished or killed run)."""
+    if not (run_dir / RUN_LOCK).exists():
+        return False
+    with open(run_dir / RUN_LOCK, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False

@@ -107,3 +107,49 @@ def test_store_once_links_identical_large_files_and_leaves_the_rest(tmp_path: Pa
     assert all(files[name].read_bytes() == weights for name in ("run/ease/w.npy", "mlflow/w.npy"))
     assert store_once([tmp_path / "run", tmp_path / "mlflow"]) == 0  # already stored once
     assert not [p for p in tmp_path.rglob(".*")]  # no temporary link left behind
+
+
+def test_after_a_killed_run_its_mlflow_runs_are_marked_killed_and_its_temporaries_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from mlflow import MlflowClient
+
+    from tasks.retention import clean_after_killed_runs
+    from tasks.tracking import ensure_experiment, open_client
+    from tests.conftest import REPO_ROOT
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    workspace = Workspace(tmp_path / "ws")
+    client = open_client(workspace)
+    experiment = ensure_experiment(client, workspace.mlflow_artifacts)
+    killed, alive, unlocked = (workspace.run_dir(name) for name in ("20260101T000000-k", "20260101T000000-a", "20260101T000000-u"))
+    mlflow_runs = {run_dir.name: client.create_run(experiment, tags={"pipeline_run_id": run_dir.name}).info.run_id
+                   for run_dir in (killed, alive, unlocked)}  # fmt: skip
+    unlocked.mkdir(parents=True)  # a run of a flow that takes no run lock (a backtest): never touched
+    hold = "import sys, time\nfrom pathlib import Path\nfrom tasks.workspace import running\nwith running(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(600)\n"
+    holders = {run_dir.name: subprocess.Popen([sys.executable, "-c", hold, str(run_dir)], cwd=REPO_ROOT, text=True,
+                                              stdout=subprocess.PIPE) for run_dir in (killed, alive)}  # fmt: skip
+    try:
+        for holder in holders.values():
+            assert holder.stdout.readline().strip() == "held"
+        holders[killed.name].kill()  # kill -9 in the middle of the run
+        holders[killed.name].wait()
+        stale = killed / "train" / "ease" / ".state.npz.abc123.tmp"
+        fresh = alive / "train" / "ease" / ".state.npz.def456.tmp"
+        for path in (stale, fresh):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"\0" * 1000)
+        os.utime(stale, (0, 0))  # written long ago
+
+        clean_after_killed_runs(workspace)
+    finally:
+        for holder in holders.values():
+            holder.kill()
+            holder.wait()
+    status = {name: MlflowClient(workspace.tracking_uri()).get_run(run_id).info.status for name, run_id in mlflow_runs.items()}
+    assert status == {killed.name: "KILLED", alive.name: "RUNNING", unlocked.name: "RUNNING"}
+    assert not stale.exists() and fresh.exists()  # a live write's temporary file stays
