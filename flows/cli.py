@@ -16,7 +16,7 @@ from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, tempor
 from reporting.console import quiet_console
 from reporting.formatting import format_interval, verdict as decision_verdict
 from tasks.retention import DEFAULT_KEEP_RUNS
-from tasks.workspace import Workspace, configure_environment
+from tasks.workspace import Workspace, check_writable, configure_environment
 
 if TYPE_CHECKING:
     import polars as pl
@@ -324,8 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         workspace = Workspace.from_env()
         configure_environment(workspace)
-        if args.command in FLOW_COMMANDS and not args.debug:
-            quiet_console()
+        if args.command in FLOW_COMMANDS:
+            check_writable(workspace)
+            if not args.debug:
+                quiet_console()
         return handlers[args.command](args, workspace)
     except KeyboardInterrupt:
         print(f"recsys {args.command}: interrupted", file=sys.stderr)

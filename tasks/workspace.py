@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from recsys_models.exceptions import RecsysError
+
 TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "true",  # MLflow ignores "1"
@@ -118,6 +120,26 @@ def configure_environment(workspace: Workspace) -> None:
     # Prefect's temporary server gets 20 s to start by default: too short on two busy cores
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
     Path(os.environ["PREFECT_HOME"]).mkdir(parents=True, exist_ok=True)  # Prefect does not create parents
+
+
+class WorkspaceNotWritable(RecsysError):
+    """The workspace is read-only, full or not ours: nothing can run."""
+
+
+def check_writable(workspace: Workspace) -> None:
+    """One clear line when the workspace (or a store in it) cannot be written, before anything starts."""
+    folders = [workspace.root, workspace.runs, workspace.mlflow_db.parent, Path(os.environ.get("PREFECT_HOME", workspace.prefect_home))]
+    for folder in folders:
+        probe = folder / f".write-check.{secrets.token_hex(4)}"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            raise WorkspaceNotWritable(
+                f"the workspace cannot be written ({folder}: {error.strerror or error}; read-only?): "
+                "set RECSYS_WORKSPACE to a writable folder"
+            ) from None
 
 
 def new_run_id() -> str:

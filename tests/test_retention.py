@@ -153,3 +153,22 @@ def test_after_a_killed_run_its_mlflow_runs_are_marked_killed_and_its_temporarie
     status = {name: MlflowClient(workspace.tracking_uri()).get_run(run_id).info.status for name, run_id in mlflow_runs.items()}
     assert status == {killed.name: "KILLED", alive.name: "RUNNING", unlocked.name: "RUNNING"}
     assert not stale.exists() and fresh.exists()  # a live write's temporary file stays
+
+
+def test_a_read_only_workspace_is_one_line_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    import errno
+
+    monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
+    real_write = Path.write_bytes
+
+    def read_only(path: Path, data: bytes) -> int:
+        if path.name.startswith(".write-check."):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_write(path, data)
+
+    monkeypatch.setattr(Path, "write_bytes", read_only)  # root ignores chmod: the file system says no
+    assert main(["--plain", "score"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "read-only" in err and str(tmp_path / "ws") in err
