@@ -3,6 +3,7 @@ datasets and reports, open the UIs. Errors print as one line (`--debug` shows th
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,15 +108,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def format_metrics_table(families: dict[str, Any]) -> str:
+def format_metrics_table(families: dict[str, Any], max_width: int | None = None) -> str:
     """One line per family: ranking metrics at 10 with their 95% intervals, coverage and evaluated
-    users; then, for the families that predict ratings, RMSE and MAE with intervals and evaluated rows."""
+    users; then, for the families that predict ratings, RMSE and MAE with intervals and evaluated rows.
+
+    Ranking columns are dropped from the right (NDCG and recall always stay) until a line fits
+    `max_width` (default: the terminal's width); the report and metrics.json hold them all."""
+    max_width = max_width or shutil.get_terminal_size((160, 24)).columns
     width = max([12] + [len(name) + 2 for name in families])
-    lines = [f"{'family':<{width}}" + "".join(f"{name:>23}" for name in RANKING_COLUMNS)
+    shown = list(RANKING_COLUMNS)
+    while len(shown) > 2 and width + 23 * len(shown) + 28 > max_width:
+        shown.pop()
+    lines = [f"{'family':<{width}}" + "".join(f"{name:>23}" for name in shown)
              + f"{'coverage_at_10':>16}{'eval users':>12}"]  # fmt: skip
     for family, entry in families.items():
         metrics = entry["metrics"]
-        cells = "".join(f"{format_interval(metrics, name):>23}" for name in RANKING_COLUMNS)
+        cells = "".join(f"{format_interval(metrics, name):>23}" for name in shown)
         coverage = format_interval(metrics, "coverage_at_10")
         lines.append(f"{family:<{width}}{cells}{coverage:>16}{metrics['n_eval_users']:>12}")
     raters = {family: entry["metrics"] for family, entry in families.items() if "rmse" in entry["metrics"]}

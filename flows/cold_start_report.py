@@ -1,8 +1,9 @@
 """The run summary's warm vs cold-item table: each family's headline ranking figures on the
 ordinary test (warm candidates) beside its figures on the cold-item slice (`cold_items_*`).
 
-A family that cannot score items absent from training is listed with zeros and says so, so
-that the table shows which families reach new items at all rather than hiding the others.
+Families that cannot score items absent from training (their cold-item figures are zeros) are
+named on one line under the table instead of one row of zeros each: the table shows which
+families reach new items at all, and nothing is hidden.
 """
 
 from typing import Any
@@ -22,12 +23,15 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
               + "".join(f"{name.removeprefix('cold_items_'):>24}" for name in COLD) + f"{'users':>7}  cold items")
     lines = [f"{'':<{width}}{'warm (ordinary test)':^{24 * len(WARM) + 7}}  |{'cold-item slice':^{24 * len(COLD) + 7}}",
              header]  # fmt: skip
+    cannot = [family for family, entry in families.items() if entry["metrics"].get("cold_items_scored") == 0]
     for family, entry in families.items():
         metrics = entry["metrics"]
+        if family in cannot:
+            continue
         warm = "".join(f"{format_interval(metrics, name):>24}" for name in WARM)
         cold = "".join(f"{format_interval(metrics, name):>24}" for name in COLD)
         scored = metrics.get("cold_items_scored")
-        status = "-" if scored is None else ("scored from features" if scored else "cannot score: zeros")
+        status = "-" if scored is None else "scored from features"
         lines.append(f"{family:<{width}}{warm}{metrics.get('n_eval_users', '-'):>7}  |{cold}"
                      f"{metrics.get('cold_items_n_eval_users', '-'):>7}  {status}")  # fmt: skip
     sliced = [entry["metrics"] for entry in families.values() if "cold_items_random_ndcg_at_10" in entry["metrics"]]
@@ -38,4 +42,6 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
                   f"{metrics['cold_items_n_eval_users']:>7}  expected value of a random order",
                   f"cold-item slice: {metrics['cold_items_n_candidate_items']} candidate items absent from train, "
                   "with features; relevant = each user's relevant test rows on them (as on the warm test)"]  # fmt: skip
+    if cannot:
+        lines.append(f"cannot score cold items (zeros on the slice; warm figures above): {', '.join(cannot)}")
     return "\n".join(lines)
