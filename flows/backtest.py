@@ -4,7 +4,8 @@ For each window the chosen families train on everything before its cut-off (with
 tail cut from that, as in retrain) and are scored on the window after it. The metric-over-time
 table (Parquet + CSV, and a PNG when matplotlib is installed) lands in the run's `backtest/`
 folder and in MLflow (experiment `recsys-backtest`): the table as artefacts of the parent run,
-each family's metrics in a child run with step = window index.
+each family's metrics in a child run with step = window index. A window that evaluates fewer than
+`MIN_EVAL_USERS` users is logged as a WARNING and noted in the summary (`notes`).
 """
 
 import json
@@ -42,6 +43,7 @@ from tasks.workspace import Workspace, data_dir_from_env, link_stage, new_run_id
 
 EXPERIMENT = "recsys-backtest"
 MLFLOW_BATCH = 1000  # MLflow's limit of metrics per log_batch call
+MIN_EVAL_USERS = 50  # fewer users per window give intervals too wide to read a trend from
 
 
 class BacktestConfig(PipelineRunConfig):
@@ -114,6 +116,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
             logger.error("window %d, family %s failed: %s", index, family, message)
             entries.append(_entry(index, family, window_dir, None, f"failed: {message}"))
 
+    notes = warn_of_few_users(entries, logger)
     report_dir = backtest_report_task(entries, run_dir / "backtest", config.k)
     summary = {
         "run_id": run_id,
@@ -129,6 +132,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
             if (ok := sum(e["family"] == family and e["status"] == "ok" for e in entries))
         },
         "failed": {f"{e['window']}/{e['family']}": e["status"] for e in entries if e["status"].startswith("failed")},
+        "notes": notes,
     }
     summary["mlflow"] = {
         "run_id": log_backtest(workspace, run_id, config, run_dir, report_dir, entries),
@@ -136,6 +140,25 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
     }
     atomic_write_json(run_dir / "summary.json", summary)
     return summary
+
+
+def warn_of_few_users(entries: list[dict[str, Any]], logger: Any, minimum: int = MIN_EVAL_USERS) -> list[str]:
+    """Log a WARNING for each window whose scored families evaluated fewer than `minimum` users (the
+    fewest any did); return those lines for the summary."""
+    evaluated: dict[int, int] = {}
+    for entry in entries:
+        if entry["eval_dir"] is not None:
+            users = json.loads((entry["eval_dir"] / "metrics.json").read_text())["n_eval_users"]
+            evaluated[entry["window"]] = min(users, evaluated.get(entry["window"], users))
+    notes = [
+        f"window {window}: only {users} users evaluated (fewer than {minimum}): its metrics are noisy; "
+        "longer windows (--window-days) give each more users"
+        for window, users in sorted(evaluated.items())
+        if users < minimum
+    ]
+    for note in notes:
+        logger.warning(note)
+    return notes
 
 
 def log_backtest(

@@ -14,6 +14,7 @@ from recsys_models.ids import decode_column
 from stages.manifest import read_manifest
 from stages.score import write_recommendations
 from tasks.registry_admin import aliased_version
+from tasks.retrying import retry_transient
 from tasks.tracking import ensure_experiment, open_client
 from tasks.workspace import Workspace, new_run_id
 
@@ -31,7 +32,7 @@ class ScoreConfig(BaseModel):
     batch_size: PositiveInt = Field(default=5_000, description="Users per Parquet part file.")
 
 
-@task(name="score-users", retries=2, retry_delay_seconds=[5, 15])
+@task(name="score-users", retries=2, retry_delay_seconds=[5, 15], retry_condition_fn=retry_transient)
 def score_task(config: ScoreConfig, version: str, out_dir: Path) -> Path:
     """Load the registered version's pyfunc and write every known user's top-k."""
     model = mlflow.pyfunc.load_model(f"models:/{config.model_name}/{version}")

@@ -10,6 +10,7 @@ import sys
 import urllib.request
 import webbrowser
 from pathlib import Path
+from typing import Any
 
 from tasks.workspace import Workspace
 
@@ -29,7 +30,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     ui.add_argument("--prefect-port", type=int, default=4200, help="Prefect UI port (default 4200)")
     report = commands.add_parser(
         "report",
-        help="print the path of a run's HTML report (written at the end of every retrain), or open it",
+        help="print the path of a run's HTML report (written at the end of every retrain), or open it; "
+        "for a backtest run, where its metric-over-time table and plot are",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n  recsys report                  # the latest run\n"
         "  recsys report 20261201T212206Z-605e9d --open",
@@ -52,7 +54,7 @@ def find_run(workspace: Workspace, run: str) -> Path:
 
 
 def report_path(run_dir: Path) -> Path:
-    """The run's report; written now from its summary when the run predates reports."""
+    """The retrain run's report; written now from its summary when the run predates reports."""
     from reporting.report import REPORT_DIR, REPORT_FILE, write_run_report
 
     path = run_dir / REPORT_DIR / REPORT_FILE
@@ -60,19 +62,42 @@ def report_path(run_dir: Path) -> Path:
         return path
     summary = json.loads((run_dir / "summary.json").read_text())
     if "families" not in summary or "split" not in summary:
-        backtest_plot = run_dir / "backtest" / "metrics_over_time.png"
-        if backtest_plot.exists():
-            return backtest_plot
         raise ValueError(f"{run_dir} is not a retrain run: it has no report")
     return write_run_report(run_dir, summary)
 
 
 def run_report(args: argparse.Namespace, workspace: Workspace) -> int:
-    path = report_path(find_run(workspace, args.run))
+    run_dir = find_run(workspace, args.run)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    if "table" in summary:  # a backtest writes no HTML report: its table and plot stand for it
+        return _backtest_results(summary, args.open)
+    path = report_path(run_dir)
     print(path)
-    if args.open and not webbrowser.open(path.as_uri()):
-        print("no web browser found here: open the path above", file=sys.stderr)
+    if args.open:
+        _open(path)
     return 0
+
+
+def _backtest_results(summary: dict[str, Any], open_plot: bool) -> int:
+    """Say where a backtest's results are (it has no HTML report); open its plot when asked."""
+    plot = summary.get("plot")
+    print(f"backtest run {summary['run_id']}: no HTML report (`recsys retrain` writes those); its results:")
+    print(f"  metric-over-time table: {summary['table_csv']}")
+    print(f"  metric-over-time plot:  {plot or 'none (matplotlib was not installed)'}")
+    for note in summary.get("notes", []):
+        print(f"  note: {note}")
+    if open_plot and plot is None:
+        print("no plot to open: open the table above", file=sys.stderr)
+    elif open_plot:
+        print(f"opening the plot {plot}")
+        _open(Path(plot))
+    return 0
+
+
+def _open(path: Path) -> None:
+    """Open `path` in the default web browser; say so when there is none."""
+    if not webbrowser.open(path.as_uri()):
+        print("no web browser found here: open the path above", file=sys.stderr)
 
 
 def prefect_ui_url() -> str | None:
@@ -85,6 +110,14 @@ def prefect_ui_url() -> str | None:
             return api.removesuffix("/").removesuffix("/api") if response.status == 200 else None
     except OSError:
         return None
+
+
+def prefect_server_env(port: int) -> dict[str, str]:
+    """Settings that make a Prefect server on `port` serve a UI calling that port: `--port` alone
+    leaves the UI's API URL at PREFECT_API_URL, else PREFECT_SERVER_API_PORT (4200)."""
+    api = f"http://127.0.0.1:{port}/api"
+    return {"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+            "PREFECT_SERVER_UI_API_URL": api, "PREFECT_API_URL": api}  # fmt: skip
 
 
 def run_ui(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -102,7 +135,7 @@ def run_ui(args: argparse.Namespace, workspace: Workspace) -> int:
         if args.prefect:
             prefect_command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
                                "--port", str(args.prefect_port)]  # fmt: skip
-            processes.append(subprocess.Popen(prefect_command, env=env))
+            processes.append(subprocess.Popen(prefect_command, env=env | prefect_server_env(args.prefect_port)))
             print(f"Prefect UI on http://127.0.0.1:{args.prefect_port} (runs see it with "
                   f"PREFECT_API_URL=http://127.0.0.1:{args.prefect_port}/api)")  # fmt: skip
         elif url := prefect_ui_url():

@@ -38,20 +38,23 @@ def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10, exclude
 
 
 def score_raw_pairs(model: Recommender, user_ids: np.ndarray, item_ids: np.ndarray) -> pl.DataFrame:
-    """Ranking score (and predicted rating where the family has one) of raw (user, item) pairs.
+    """Ranking score (and predicted rating where the family has one) of raw (user, item) pairs:
+    `user_id, item_id, score, cold_user` (+ `predicted_rating`).
 
-    Pairs with an unknown user or item get a null score; a rating family predicts the training
-    mean for them (its cold-start fallback).
+    A pair with an unknown user scores the item's training count, the cold-start rule of
+    `recommend_raw`, with `cold_user` true; a pair with an unknown item has a null score. A rating
+    family predicts the training mean for the pairs it cannot score (its cold-start fallback).
     """
     user_ids = np.asarray(user_ids, dtype=np.int64)
     item_ids = np.asarray(item_ids, dtype=np.int64)
     users, items = model.users.index_of(user_ids), model.items.index_of(item_ids)
-    known = (users >= 0) & (items >= 0)
+    known, cold = (users >= 0) & (items >= 0), (users < 0) & (items >= 0)
     scores = np.full(user_ids.size, np.nan, dtype=np.float32)
     if known.any():
         unique_users, inverse = np.unique(users[known], return_inverse=True)
         scores[known] = model.score(unique_users)[inverse, items[known]]
-    frame = pl.DataFrame({USER_ID: user_ids, ITEM_ID: item_ids, SCORE: scores}).with_columns(
+    scores[cold] = model.item_counts[items[cold]]
+    frame = pl.DataFrame({USER_ID: user_ids, ITEM_ID: item_ids, SCORE: scores, COLD_USER: users < 0}).with_columns(
         pl.col(SCORE).fill_nan(None)
     )
     if model.predicts_ratings:

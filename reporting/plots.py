@@ -21,6 +21,8 @@ from recsys_models.registry import FAMILIES
 
 COMPARED = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10", "map_at_10")
 DPI = 90
+LEGEND_ROWS = 12  # entries per legend column: 23 families take two columns beside the plot
+LEGEND_COLUMN_INCHES = 1.7  # the figure widens by this per legend column, so the plot keeps its width
 
 
 def save_figure(figure: Figure, path: Path) -> Path:
@@ -65,23 +67,25 @@ def plot_metric_comparison(
     metrics: Mapping[str, Mapping[str, Any]], path: Path, names: Sequence[str] = COMPARED
 ) -> Path | None:
     """Horizontal bars per family for each metric, with the 95% interval over users as error bars
-    (and RMSE, lower is better, for the families that predict ratings). None without families."""
-    if not metrics:
+    (and RMSE, lower is better, for the families that predict ratings); a family evaluated on no
+    user (its value NaN or null) is marked so. None when no family has a value."""
+    panels = [name for name in (*names, "rmse") if any(_is_number(entry.get(name)) for entry in metrics.values())]
+    if not panels:
         return None
-    panels = [name for name in names if any(name in entry for entry in metrics.values())]
-    if any("rmse" in entry for entry in metrics.values()):
-        panels.append("rmse")
     figure = Figure(figsize=(3.2 * len(panels), 0.45 * len(metrics) + 1.6))
     axes = figure.subplots(1, len(panels), squeeze=False)
     families = list(metrics)  # the same rows in every panel; a family without the metric has no bar
     positions = np.arange(len(families))
     for axis, name in zip(axes[0], panels, strict=True):
-        values = np.array([metrics[family].get(name, np.nan) for family in families], dtype=float)
+        values = np.array([_number(metrics[family].get(name)) for family in families], dtype=float)
         low = np.array([metrics[family].get(f"{name}_ci_low", np.nan) for family in families], dtype=float)
         high = np.array([metrics[family].get(f"{name}_ci_high", np.nan) for family in families], dtype=float)
         errors = np.nan_to_num(np.vstack([values - low, high - values]), nan=0.0).clip(min=0.0)
         axis.barh(positions, np.nan_to_num(values), xerr=errors, color=[_colour(family) for family in families],
                   capsize=3)  # fmt: skip
+        for position, family in zip(positions, families, strict=True):
+            if name in metrics[family] and not _is_number(metrics[family][name]):
+                axis.text(0, position, " no users evaluated", va="center", fontsize=7, color="grey")
         axis.set_yticks(positions, families if axis is axes[0, 0] else [""] * len(families))
         axis.invert_yaxis()
         axis.set_title(name + (" (lower is better)" if name == "rmse" else ""), fontsize=10)
@@ -93,7 +97,7 @@ def plot_metric_comparison(
 
 def plot_recall_curves(metrics: Mapping[str, Mapping[str, Any]], path: Path, metric: str = "recall") -> Path | None:
     """`metric`@k against k for each family, with the 95% band. None when no family has it."""
-    figure = Figure(figsize=(6.5, 4))
+    figure = Figure(figsize=(6.5, 4), layout="constrained")
     axis = figure.subplots()
     drawn = False
     for family, entry in metrics.items():
@@ -101,7 +105,7 @@ def plot_recall_curves(metrics: Mapping[str, Mapping[str, Any]], path: Path, met
         if not cutoffs:
             continue
         values = [entry[f"{metric}_at_{k}"] for k in cutoffs]
-        if not any(isinstance(value, int | float) and math.isfinite(value) for value in values):
+        if not any(_is_number(value) for value in values):
             continue  # a family evaluated on no user has nothing to draw
         axis.plot(cutoffs, values, marker="o", label=family, color=_colour(family))
         low = [entry.get(f"{metric}_at_{k}_ci_low", value) for k, value in zip(cutoffs, values, strict=True)]
@@ -119,8 +123,7 @@ def plot_recall_curves(metrics: Mapping[str, Mapping[str, Any]], path: Path, met
     axis.set_ylabel(f"{metric}@k")
     axis.set_title(f"{metric}@k (95% bands over users)", fontsize=10)
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
+    _legend_beside(figure, axis)
     return save_figure(figure, path)
 
 
@@ -146,7 +149,7 @@ def plot_popularity_bias(shares: Mapping[str, np.ndarray], path: Path) -> Path |
     recommendations (and of the training interactions) per popularity decile of the catalogue."""
     if len(shares) <= 1:
         return None
-    figure = Figure(figsize=(8, 4))
+    figure = Figure(figsize=(8, 4), layout="constrained")
     axis = figure.subplots()
     bins = len(next(iter(shares.values())))
     x = np.arange(bins)
@@ -161,9 +164,28 @@ def plot_popularity_bias(shares: Mapping[str, np.ndarray], path: Path) -> Path |
     axis.set_ylabel("share of top-10 recommendations")
     axis.set_title("popularity bias: where the recommendations fall in the catalogue", fontsize=10)
     axis.grid(axis="y", alpha=0.3)
-    axis.legend(fontsize=8)
-    figure.tight_layout()
+    _legend_beside(figure, axis)
     return save_figure(figure, path)
+
+
+def _legend_beside(figure: Figure, axis: Any) -> None:
+    """`axis`'s legend to the right of the plot, in columns of `LEGEND_ROWS` entries (the figure
+    widens to hold them): two dozen families fit without hiding the data or being cut off. Needs the
+    constrained layout, which makes room for it."""
+    handles, labels = axis.get_legend_handles_labels()
+    columns = math.ceil(len(labels) / LEGEND_ROWS)
+    figure.set_figwidth(figure.get_figwidth() + LEGEND_COLUMN_INCHES * columns)
+    figure.legend(handles, labels, loc="outside right upper", ncols=columns, fontsize=8, frameon=False)
+
+
+def _is_number(value: Any) -> bool:
+    """A finite number (not None, NaN or text): something to draw."""
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _number(value: Any) -> float:
+    """`value` as a float to draw, NaN when it is none."""
+    return float(value) if _is_number(value) else np.nan
 
 
 def _is_curve(name: str) -> bool:

@@ -4,15 +4,22 @@ Input: a table with `user_id` (raw ids: integers or text) and optionally `item_i
 - Without `item_id`: the top-k items per user (param `k`, default 10), seen items excluded
   unless the source allows repeats, as `user_id, item_id, score, rank, cold_user`; unknown users
   get the most popular items.
-- With `item_id`: the score of each pair, plus `predicted_rating` for rating families.
+- With `item_id`: the score of each pair as `user_id, item_id, score, cold_user`, plus
+  `predicted_rating` for rating families; an unknown user's pair scores the item's training count
+  (`cold_user` true), a pair with an unknown item has a null score.
+Missing numbers come back as None (JSON null), never NaN, which is not valid JSON.
 Ids come back as they were given: text ids as text (`recsys_models.ids` codes them inside).
 """
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import numpy as np
 from mlflow.pyfunc import PythonModel
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class RecommenderPyfunc(PythonModel):
@@ -50,7 +57,14 @@ class RecommenderPyfunc(PythonModel):
         else:
             result = recommend_raw(self.model, users, int((params or {}).get("k", 10)), self.exclude_seen)
         result = decode_column(decode_column(result, "user_id", texts, "user"), "item_id", texts, "item")
-        return result.to_pandas()
+        return _json_safe(result.to_pandas())
+
+
+def _json_safe(frame: "pd.DataFrame") -> "pd.DataFrame":
+    """`frame` with each missing number as None: the scoring server writes NaN as `NaN`, invalid JSON."""
+    for column in frame.columns[frame.isna().any()]:
+        frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
+    return frame
 
 
 def _coded_ids(frame, column: str) -> np.ndarray:

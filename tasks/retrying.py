@@ -1,14 +1,18 @@
 """Retries with backoff for the I/O of registration: the tracking database and the artefact store.
 
 Only errors that can pass are retried: MLflow's "temporarily unavailable" (SQLite's "database is
-locked" surfaces as one), rate limits, lost connections and timeouts. A missing file, a bad
-argument or a model that does not exist fails at once. Stage tasks retry through Prefect
-(`tasks/stage_tasks.py`); registration runs in the flow itself, one call after another, so it
+locked" surfaces as one, or as SQLite's own error), rate limits, lost connections, timeouts and
+the few OS errors that say "try again" (`TRANSIENT_ERRNOS`). A missing file, a bad argument, a
+corrupt artefact (a broken zip or npz, an OSError with no errno) or a model that does not exist
+fails at once. Stage tasks retry through Prefect (`tasks/stage_tasks.py`; `retry_transient` is the
+condition for a Prefect task); registration runs in the flow itself, one call after another, so it
 retries call by call here.
 """
 
+import errno
 import functools
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -23,7 +27,8 @@ Result = TypeVar("Result")
 
 BACKOFF_SECONDS = (1.0, 3.0, 9.0)  # waits before the second, third and fourth attempt
 TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "SERVICE_UNDER_MAINTENANCE"})
-PERMANENT_OS_ERRORS = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
+TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.ESTALE,
+                              errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH})  # fmt: skip
 sleep = time.sleep  # tests replace it
 
 
@@ -31,9 +36,26 @@ def is_transient(error: BaseException) -> bool:
     """Whether trying `error`'s call again may succeed."""
     if isinstance(error, MlflowException):
         return error.error_code in TRANSIENT_MLFLOW_CODES
-    if isinstance(error, PERMANENT_OS_ERRORS):
-        return False
-    return isinstance(error, (OSError, TimeoutError))
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True
+    if isinstance(error, OSError):
+        return error.errno in TRANSIENT_ERRNOS
+    return _database_locked(error)
+
+
+def _database_locked(error: BaseException) -> bool:
+    """SQLite's "database is locked", raw or wrapped by SQLAlchemy (as its `orig`)."""
+    cause = getattr(error, "orig", error)
+    return isinstance(cause, sqlite3.OperationalError) and "database is locked" in str(cause)
+
+
+def retry_transient(task: Any, task_run: Any, state: Any) -> bool:
+    """A Prefect `retry_condition_fn`: try the task again only when it failed on a transient error."""
+    try:
+        state.result()
+    except Exception as error:
+        return is_transient(error)
+    return False
 
 
 def with_retries(call: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:

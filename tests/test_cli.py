@@ -122,5 +122,5 @@ def test_models_promote_and_roll_back(workspace: Path, tmp_path: Path, capsys: p
     assert main(["models", "rollback", "recsys-ease"]) == 0
     assert capsys.readouterr().out.strip() == "recsys-ease: champion back to v1"
     assert str(client.get_model_version_by_alias("recsys-ease", "champion").version) == "1"
-    assert main(["models", "promote", "recsys-ease", "7"]) == 1  # an MLflow error: one line, exit 1
+    assert main(["models", "promote", "recsys-ease", "7"]) == 2  # no such version: one line, exit 2
     assert capsys.readouterr().err.count("\n") == 1
