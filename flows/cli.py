@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows import datasets_cli, ui_cli
+from flows import datasets_cli, tune_cli, ui_cli
 from flows.cold_start_report import format_warm_cold_table
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
@@ -26,7 +26,7 @@ RATING_COLUMNS = ["rmse", "mae"]
 RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "mrr_at_10"]
 BASELINE = "popularity"
 MAX_ERROR_CHARS = 500
-FLOW_COMMANDS = ("retrain", "backtest", "score")
+FLOW_COMMANDS = ("retrain", "backtest", "score", "tune")
 BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
         "default: the dataset spec's `protocol`, else temporal-user",
     )  # fmt: skip
     retrain.add_argument("--seed", type=int, default=42)
+    retrain.add_argument("--family-configs", type=tune_cli.family_configs_argument, default={},
+                         help="YAML/JSON file of family -> config, e.g. what `recsys tune` wrote")  # fmt: skip
     _add_execution_arguments(retrain)
     backtest = commands.add_parser(
         "backtest",
@@ -104,6 +106,7 @@ def _parser() -> argparse.ArgumentParser:
                     help=f"newest runs to keep (default {DEFAULT_KEEP_RUNS}, as after each nightly run)")  # fmt: skip
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     datasets_cli.add_parser(commands)
+    tune_cli.add_parser(commands)
     ui_cli.add_parsers(commands)
     return parser
 
@@ -195,7 +198,8 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     from recsys_models.datasets.sources import describe_source
 
     families = family_list(args.families)
-    config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed)
+    config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed,
+                           family_configs=args.family_configs)
     describe_source(config.dataset)  # a bad spec or a missing column: one line before the flow starts
     with progress_view(live=False if args.plain else None):
         summary = run_flow(retrain, config, _execution(args))
@@ -328,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
         "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report, "gc": _gc,
+        "tune": tune_cli.run,
     }  # fmt: skip
     try:
         workspace = Workspace.from_env()

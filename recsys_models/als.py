@@ -33,7 +33,7 @@ nothing over 128. At the default, cholesky gives the same NDCG@10 (within 0.001)
 """
 
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,12 +45,18 @@ from recsys_models.interactions import Interactions
 from recsys_models.progress import report_epoch
 from recsys_models.sparse_tensors import torch_csr
 from recsys_models.training import seeded_generator
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 MIN_CONFIDENCE_GAIN = 1e-6  # c - 1 below this is treated as this in the Woodbury path (1 / (c - 1) stays finite)
 
 
 class ALSConfig(BaseModel):
     """Hyperparameters of implicit ALS; defaults from the validation search in the module docstring."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(16, 256, log=True), "regularization": FloatRange(0.1, 500.0, log=True),
+        "alpha": FloatRange(0.05, 50.0, log=True), "iterations": IntRange(5, 30),
+    }
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

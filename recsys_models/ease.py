@@ -24,7 +24,7 @@ sets and ties within one standard error (~0.006) on P3.
     rating, l2 10000    0.164       0.129        0.065       0.040
 """
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -36,12 +36,15 @@ from threadpoolctl import threadpool_limits
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
 from recsys_models.sparse_tensors import torch_csr
+from recsys_models.tuning import Choice, FloatRange, SearchSpace
 
 SPARSE_PRODUCT_ENTRIES = 1 << 24  # sum of squared activities per chunk of the light users' product
 
 
 class EASEConfig(BaseModel):
     """Hyperparameters of EASE; defaults from the validation search in the module docstring."""
+
+    search_space: ClassVar[SearchSpace] = {"l2": FloatRange(10.0, 1e5, log=True), "values": Choice(("binary", "rating"))}
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -20,15 +20,23 @@ factors, factor_l2 0.15 and learning_rate 0.001. A large init_std (0.3) is worse
     biased_mf defaults, for comparison      0.861          0.953
 """
 
+from typing import ClassVar
+
 import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.biased_mf.model import BiasedMF
 from recsys_models.biased_mf.network import BiasedMFNetwork
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 
 class MFConfig(BaseModel):
     """Hyperparameters of plain MF; defaults from the validation search in the module docstring."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(8, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
+        "factor_l2": FloatRange(1e-3, 1.0, log=True),
+    }
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

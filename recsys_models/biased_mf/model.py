@@ -15,10 +15,16 @@ from recsys_models.base import Recommender
 from recsys_models.biased_mf.network import BiasedMFNetwork
 from recsys_models.interactions import Interactions
 from recsys_models.training import EarlyStopping, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 
 class BiasedMFConfig(BaseModel):
     """Hyperparameters of biased MF; defaults chosen on the validation tail of ml-latest-small (README)."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(8, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
+        "factor_l2": FloatRange(1e-3, 1.0, log=True), "bias_l2": FloatRange(1e-5, 0.1, log=True),
+    }
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -33,7 +33,7 @@ bitmap, and early stopping scores at most `validation_users` users per epoch.
 
 import logging
 from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -47,12 +47,18 @@ from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, run_epochs, seeded_generator, shuffled_batches
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 logger = logging.getLogger(__name__)
 
 
 class BPRMFConfig(BaseModel):
     """Hyperparameters of BPR-MF; defaults from the validation search in the module docstring."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(16, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
+        "l2": FloatRange(1e-5, 1.0, log=True), "n_negatives": IntRange(1, 10),
+    }
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

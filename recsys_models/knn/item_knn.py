@@ -26,14 +26,22 @@ neighbours, at least 5. Validation: NDCG@10 P4 0.117 / 0.165 (popularity 0.082 /
 0.120; RMSE P4 0.856 / 0.959 (bias 0.870 / 0.968), P2 0.806 / 1.013.
 """
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 
 from recsys_models.knn.neighbourhood import KNNConfig, NeighbourhoodRecommender
+from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
 
 class ItemKNNConfig(KNNConfig):
     """Hyperparameters of item-item kNN (the shared defaults of `KNNConfig`)."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "ranking_neighbours": IntRange(10, 500, log=True), "shrinkage": FloatRange(0.0, 100.0),
+        "values": Choice(("rating", "binary")),
+    }
 
 
 class ItemKNN(NeighbourhoodRecommender):

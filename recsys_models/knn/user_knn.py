@@ -26,15 +26,23 @@ prediction neighbours, at least 10. Validation: NDCG@10 P4 0.115 / 0.164 (popula
 P2 0.147 / 0.138; RMSE P4 0.869 / 0.962 (bias 0.870 / 0.968), P2 0.820 / 0.996.
 """
 
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field, PositiveInt
 
 from recsys_models.knn.neighbourhood import KNNConfig, NeighbourhoodRecommender
+from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
 
 class UserKNNConfig(KNNConfig):
     """Hyperparameters of user-user kNN: `KNNConfig`'s, with fewer ranking neighbours and more for a rating."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "ranking_neighbours": IntRange(5, 300, log=True), "shrinkage": FloatRange(0.0, 100.0),
+        "values": Choice(("rating", "binary")),
+    }
 
     ranking_neighbours: PositiveInt = Field(
         default=30, description="Most similar kept neighbours of each user whose items ranking scores sum over."

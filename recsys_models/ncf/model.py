@@ -29,6 +29,7 @@ from recsys_models.ncf.network import Kind, NCFNetwork
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 
 class NCFTrainingConfig(BaseModel):
@@ -79,6 +80,11 @@ class MLPConfig(NCFTrainingConfig):
 
 class NeuMFConfig(NCFTrainingConfig):
     """GMF and MLP branches with their own embeddings, fused by one output layer."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(8, 64, log=True), "learning_rate": FloatRange(1e-4, 2e-2, log=True),
+        "l2": FloatRange(1e-6, 1e-2, log=True), "n_negatives": IntRange(1, 8),
+    }
 
     n_factors: PositiveInt = Field(default=32, description="GMF embedding width.")
     layers: tuple[PositiveInt, ...] = Field(default=(64, 32, 16, 8), description="MLP tower widths, as for `mlp`.")

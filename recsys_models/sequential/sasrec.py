@@ -27,6 +27,7 @@ needs many more epochs than the budget here allowed to search.
 """
 
 import math
+from typing import ClassVar
 
 import torch
 from pydantic import Field, PositiveInt, model_validator
@@ -35,10 +36,16 @@ from torch import nn
 from recsys_models.sequential.layers import initialise, initialise_items, seeded_dropout
 from recsys_models.sequential.model import NextItemConfig, SequenceRecommender
 from recsys_models.sequential.sequences import PAD
+from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
 
 class SASRecConfig(NextItemConfig):
     """Hyperparameters of SASRec; defaults from the validation search in the module docstring."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "dim": Choice((32, 64, 128)), "n_blocks": IntRange(1, 3), "dropout": FloatRange(0.0, 0.5),
+        "learning_rate": FloatRange(3e-4, 1e-2, log=True), "max_length": IntRange(20, 200, log=True),
+    }
 
     dim: PositiveInt = Field(default=64, description="Embedding and hidden size.")
     n_blocks: PositiveInt = Field(default=2, description="Self-attention blocks.")

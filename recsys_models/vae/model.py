@@ -27,6 +27,7 @@ from recsys_models.losses import gaussian_kl_divergence, multinomial_loss
 from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
 from recsys_models.vae.network import MultVAENetwork
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 SCORE_BATCH = 1024  # users per scoring batch
 
@@ -56,6 +57,11 @@ class AutoencoderConfig(BaseModel):
 
 class MultVAEConfig(AutoencoderConfig):
     """Mult-VAE: the autoencoder with a Gaussian latent layer and an annealed KL term."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "latent": IntRange(32, 400, log=True), "dropout": FloatRange(0.0, 0.8),
+        "learning_rate": FloatRange(1e-4, 1e-2, log=True), "anneal_cap": FloatRange(0.0, 1.0),
+    }
 
     anneal_cap: float = Field(default=0.2, ge=0.0, le=1.0, description="Largest KL weight beta.")
     anneal_epochs: PositiveInt = Field(default=20, description="Epochs over which beta rises linearly to the cap.")
