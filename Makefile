@@ -35,6 +35,7 @@ run: install
 
 test: install
 	mkdir -p $(PREFECT_HOME)  # Prefect warns, and does not create parents, when it is missing
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 ui: install

@@ -117,10 +117,10 @@ def als_against_implicit(dataset: str, config: ALSConfig, repeats: int) -> list[
         for ours, use_cg in (("cg", True), ("cholesky", False)):
             ours_config = config.model_copy(update={"solver": ours})
 
-            def fit_ours() -> None:
+            def fit_ours(ours_config: ALSConfig = ours_config) -> None:
                 ALS(ours_config, TrainingOptions(device="cpu", seed=0)).fit(data)
 
-            def fit_implicit() -> None:
+            def fit_implicit(use_cg: bool = use_cg) -> None:
                 AlternatingLeastSquares(
                     factors=config.n_factors,
                     regularization=config.regularization,

@@ -74,7 +74,7 @@ def growth(results: dict[str, dict]) -> dict[str, dict[str, float]]:
     """Per stage, the exponent b of time ~ size^b between consecutive sizes (1 = linear)."""
     sizes = sorted(results, key=int)
     out: dict[str, dict[str, float]] = {}
-    for small, large in zip(sizes, sizes[1:]):
+    for small, large in zip(sizes, sizes[1:], strict=False):
         ratio = math.log(int(large) / int(small))
         for stage, row in results[large]["stages"].items():
             before = results[small]["stages"].get(stage)

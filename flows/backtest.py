@@ -28,6 +28,7 @@ from recsys_models.io import atomic_write_json
 from recsys_models.splitting import ROLLING
 from stages.evaluate import BACKTEST_TABLE
 from stages.manifest import read_manifest
+from tasks.stage_store import local, share
 from tasks.stage_tasks import (
     backtest_report_task,
     cached,
@@ -37,7 +38,6 @@ from tasks.stage_tasks import (
     train_task,
     validate_task,
 )
-from tasks.stage_store import local, share
 from tasks.tracking import code_version, ensure_experiment, numeric_metrics, open_client, start_parent_run
 from tasks.workspace import Workspace, data_dir_from_env, link_stage, new_run_id
 

@@ -15,7 +15,8 @@ from flows.cold_start_report import format_warm_cold_table
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
 from reporting.console import quiet_console
-from reporting.formatting import format_interval, verdict as decision_verdict
+from reporting.formatting import format_interval
+from reporting.formatting import verdict as decision_verdict
 from tasks.retention import DEFAULT_KEEP_RUNS
 from tasks.workspace import Workspace, check_writable, configure_environment
 
@@ -193,9 +194,8 @@ def _execution(args: argparse.Namespace) -> Any:
 def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     from flows.retrain import RetrainConfig, retrain
     from flows.runners import run_flow
-    from reporting.progress import progress_view
-
     from recsys_models.datasets.sources import describe_source
+    from reporting.progress import progress_view
 
     families = family_list(args.families)
     config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed,
@@ -232,7 +232,7 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     for family, error in summary["failed"].items():
         print(f"FAILED {family}: {error}")
     print("\npromotion:")
-    for family, entry in summary["families"].items():
+    for entry in summary["families"].values():
         registration = entry["registration"]
         verdict = decision_verdict(registration)
         print(f"  {registration['registered_model']} v{registration['version']} -> {verdict}: {registration['reason']}")

@@ -10,7 +10,6 @@ from prefect import flow, get_run_logger, task
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from recsys_models.ids import decode_column
-
 from stages.manifest import read_manifest
 from stages.score import write_recommendations
 from tasks.registry_admin import aliased_version

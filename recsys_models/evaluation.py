@@ -19,9 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from scipy import special, stats
 
 from recsys_models.base import Recommender
+from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, USER_ID
 from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures
-from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, USER_ID
 from recsys_models.interactions import IdVocabulary, known_rows
 from recsys_models.metrics import (
     average_popularity,

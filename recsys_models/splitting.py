@@ -13,17 +13,17 @@ Cold-start rule: see `COLD_RULE`; cold rows are counted here and handled by the 
 """
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from recsys_models.datasets.spec import Feedback, ProtocolName
 from recsys_models.columns import ITEM_ID, TIMESTAMP, USER_ID
+from recsys_models.datasets.spec import Feedback, ProtocolName
 
 GLOBAL_ORDER = [TIMESTAMP, USER_ID, ITEM_ID]  # ties in time are frequent in MovieLens
 USER_ORDER = [USER_ID, TIMESTAMP, ITEM_ID]  # within a user: (timestamp, item_id)

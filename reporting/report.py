@@ -13,8 +13,8 @@ import polars as pl
 
 from recsys_models.ids import decode_column
 from recsys_models.io import atomic_write_bytes
-from stages.ingest import ID_TABLE
-from reporting.formatting import format_interval, verdict as decision_verdict
+from reporting.formatting import format_interval
+from reporting.formatting import verdict as decision_verdict
 from reporting.plots import (
     plot_metric_comparison,
     plot_popularity_bias,
@@ -22,6 +22,7 @@ from reporting.plots import (
     plot_training_curves,
     popularity_deciles,
 )
+from stages.ingest import ID_TABLE
 
 logger = logging.getLogger(__name__)
 REPORT_DIR = "report"

@@ -12,7 +12,6 @@ import polars as pl
 
 from recsys_models.columns import ITEM_ID, USER_ID
 from recsys_models.datasets.spec import Feedback
-from recsys_models.ids import decode_column
 from recsys_models.evaluation import (
     PairedComparison,
     compare_paired,
@@ -21,6 +20,7 @@ from recsys_models.evaluation import (
     item_feature_matrix,
     protocol_evaluation_config,
 )
+from recsys_models.ids import decode_column
 from recsys_models.io import file_sha256
 from recsys_models.registry import load_model
 from stages.ingest import ID_TABLE

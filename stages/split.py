@@ -17,10 +17,10 @@ import polars as pl
 
 from data_contracts.engine import ContractViolation
 from data_contracts.splits import check_split
-from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_split, write_rolling_windows
-from recsys_models.splitting import PART_NAMES, ROLLING, SplitSettings, split_report
 from recsys_models.columns import ITEM_ID, RATING, USER_ID
 from recsys_models.datasets.spec import Feedback
+from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_split, write_rolling_windows
+from recsys_models.splitting import PART_NAMES, ROLLING, SplitSettings, split_report
 from stages.manifest import StageRecord, read_manifest, stage
 from stages.validate import INTERACTIONS
 

@@ -10,8 +10,8 @@ from recsys_models.aggregation import combine_repeats
 from recsys_models.base import Recommender
 from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures, build_item_features, tags_until
-from recsys_models.io import atomic_write_json, atomic_write_parquet
 from recsys_models.interactions import Interactions, known_rows
+from recsys_models.io import atomic_write_json, atomic_write_parquet
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class
 from recsys_models.training import DIVERGENCE_FACTOR, check_against_baseline, check_finite, check_history

@@ -23,8 +23,8 @@ from pydantic import BaseModel
 
 import data_contracts
 import recsys_models
-from recsys_models.datasets.spec import is_spec_path, load_spec
 import stages
+from recsys_models.datasets.spec import is_spec_path, load_spec
 from recsys_models.io import file_sha256
 from stages.manifest import MANIFEST
 from tasks.stage_store import STORE_ENV, fetch_if_stored

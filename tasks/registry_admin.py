@@ -11,7 +11,6 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from recsys_models.exceptions import RecsysError
-
 from tasks.promotion import CHAMPION, PREVIOUS, champion_version
 from tasks.workspace import file_lock
 

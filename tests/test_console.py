@@ -44,8 +44,8 @@ def test_harmless_warnings_are_not_shown_even_where_a_library_resets_the_filters
         warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))  # the terminal
         quiet_console()
         warnings.simplefilter("always")  # what MLflow does around its type-hint check
-        warnings.warn("\x1b[33mAdd type hints to the `predict` method to enable data validation", UserWarning)
-        warnings.warn("a warning worth reading", UserWarning)
+        warnings.warn("\x1b[33mAdd type hints to the `predict` method to enable data validation", UserWarning, stacklevel=1)
+        warnings.warn("a warning worth reading", UserWarning, stacklevel=1)
     assert shown == ["a warning worth reading"]
 
 

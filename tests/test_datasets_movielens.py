@@ -13,8 +13,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from recsys_models.columns import ITEMS_SCHEMA, RATINGS_SCHEMA, TAGS_SCHEMA
-from recsys_models.datasets import HALF_STARS, WHOLE_STARS, fetch_movielens, load_dataset
-from recsys_models.datasets import movielens
+from recsys_models.datasets import HALF_STARS, WHOLE_STARS, fetch_movielens, load_dataset, movielens
 from recsys_models.datasets.generic import REJECTED_SCHEMA
 from recsys_models.datasets.movielens import load_ml_100k, load_ml_latest_small
 from recsys_models.exceptions import DataSourceError

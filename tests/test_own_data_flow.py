@@ -37,7 +37,8 @@ def write_spec(folder: Path, text: str) -> Path:
 
 
 def retrain(spec: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, families: list[str], **config) -> dict:
-    from flows.retrain import RetrainConfig, retrain as retrain_flow
+    from flows.retrain import RetrainConfig
+    from flows.retrain import retrain as retrain_flow
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
     chosen = {family: FAST[family] for family in families if family in FAST}

@@ -92,9 +92,9 @@ def test_training_windows_predict_every_item_but_the_first_once(tiny_ratings: pl
         items = sequences.items[sequences.indptr[user] : sequences.indptr[user + 1]] + 1
         mine = windows.targets[windows.users == user]
         assert sorted(mine[mine != PAD].tolist()) == sorted(items[1:].tolist())
-        pairs = {(int(i), int(t)) for i, t in zip(windows.inputs[windows.users == user].ravel(), mine.ravel())
+        pairs = {(int(i), int(t)) for i, t in zip(windows.inputs[windows.users == user].ravel(), mine.ravel(), strict=False)
                  if t != PAD}  # fmt: skip
-        assert pairs == set(zip(items[:-1].tolist(), items[1:].tolist()))
+        assert pairs == set(zip(items[:-1].tolist(), items[1:].tolist(), strict=False))
     assert ((windows.inputs == PAD) == (windows.targets == PAD)).all()
     assert (windows.targets[:, -1] != PAD).all()  # windows end on the last column, as scoring reads
 
@@ -122,11 +122,11 @@ def test_markov_scores_are_transition_shares(tiny_ratings: pl.DataFrame) -> None
     model = Markov(MarkovConfig(popularity_weight=0.0)).fit(data)
     # transitions out of item 20: user 1 20->30, user 2 20->40, user 4 20->40; user 3 ends on 20
     user_3 = data.users.index_of(np.array([3]))
-    scores = dict(zip(model.items.ids.tolist(), model.score(user_3)[0].tolist()))
+    scores = dict(zip(model.items.ids.tolist(), model.score(user_3)[0].tolist(), strict=False))
     assert scores == pytest.approx({10: 0.0, 20: 0.0, 30: 1 / 3, 40: 2 / 3, 50: 0.0})
     two_steps = Markov(MarkovConfig(n_recent=2, decay=0.5, popularity_weight=0.0)).fit(data)
     # user 3's item before 20 is 50 (t3), which user 2 followed by nothing and user 3 by 20
-    combined = dict(zip(model.items.ids.tolist(), two_steps.score(user_3)[0].tolist()))
+    combined = dict(zip(model.items.ids.tolist(), two_steps.score(user_3)[0].tolist(), strict=False))
     assert combined == pytest.approx({10: 0.0, 20: 0.5, 30: 1 / 3, 40: 2 / 3, 50: 0.0})
 
 

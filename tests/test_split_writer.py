@@ -26,7 +26,7 @@ from recsys_models.splitting import (
     rolling_splits,
     with_validation,
 )
-from stages.split import split
+from stages.split import split as split_stage
 
 SETTINGS = {
     "global-fraction": SplitSettings(protocol="temporal-global", train_fraction=0.7, valid_fraction=0.25),
@@ -130,7 +130,7 @@ def test_split_stage_gives_the_same_files_in_small_batches(tiny_ratings: pl.Data
     for protocol in ("temporal-global", "temporal-user", "leave-one-out"):
         options = {"min_ratings": 3} if protocol == "temporal-user" else {}
         settings_ = SplitSettings(protocol=protocol, **options)
-        whole = split(tmp_path / "validated", tmp_path / protocol / "whole", settings_)
-        batched = split(tmp_path / "validated", tmp_path / protocol / "batched", settings_, batch_rows=2)
+        whole = split_stage(tmp_path / "validated", tmp_path / protocol / "whole", settings_)
+        batched = split_stage(tmp_path / "validated", tmp_path / protocol / "batched", settings_, batch_rows=2)
         for part in PART_NAMES:
             assert pl.read_parquet(batched / f"{part}.parquet").equals(pl.read_parquet(whole / f"{part}.parquet"))

@@ -33,7 +33,8 @@ from recsys_models.splitting import (
     with_validation,
 )
 from stages.manifest import StageRecord
-from stages.split import _check_and_report, rolling_split, split
+from stages.split import _check_and_report, rolling_split
+from stages.split import split as split_stage
 
 PAIR = ["user_id", "item_id"]
 
@@ -197,7 +198,7 @@ def test_split_report_states_sizes_cold_rows_and_leakage(tiny_ratings: pl.DataFr
 def test_split_stage_writes_three_disjoint_parts_and_a_manifest(tiny_ratings: pl.DataFrame, tmp_path: Path) -> None:
     (tmp_path / "validated").mkdir()
     tiny_ratings.write_parquet(tmp_path / "validated" / "ratings.parquet")
-    out = split(tmp_path / "validated", tmp_path / "split", SplitSettings(protocol="leave-one-out"))
+    out = split_stage(tmp_path / "validated", tmp_path / "split", SplitSettings(protocol="leave-one-out"))
     parts = {name: pl.read_parquet(out / f"{name}.parquet") for name in ("train", "valid", "test")}
     assert sum(frame.height for frame in parts.values()) == tiny_ratings.height
     assert not set(pairs(parts["train"])) & set(pairs(parts["valid"]))

@@ -46,8 +46,8 @@ from recsys_models.interactions import Interactions
 from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, run_epochs, seeded_generator, shuffled_batches
-from recsys_models.validation_metrics import validation_ndcg
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
+from recsys_models.validation_metrics import validation_ndcg
 
 logger = logging.getLogger(__name__)
 

@@ -229,7 +229,7 @@ def parse_ratings(
         problems.insert(0, too_many_fields(n_fields))
     checked = raw.with_columns(row_reason(problems))
     typed = checked.filter(pl.col(REASON).is_null()).select(
-        expression.cast(dtype).alias(name) for (name, dtype), expression in zip(RATINGS_SCHEMA.items(), parsed.values())
+        expression.cast(dtype).alias(name) for (name, dtype), expression in zip(RATINGS_SCHEMA.items(), parsed.values(), strict=False)
     )
     failed = checked.filter(pl.col(REASON).is_not_null()).select(
         pl.col(name).cast(dtype) for name, dtype in REJECTED_SCHEMA.items()

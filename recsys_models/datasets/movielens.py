@@ -198,7 +198,7 @@ def _ml_100k_items(item_path: Path, genre_path: Path) -> tuple[pl.DataFrame, Rej
     release_year = pl.col("release_date").str.extract(r"(\d{4})\s*$").cast(pl.Int32, strict=False)
     genres = pl.concat_list(
         pl.when(pl.col(flag).str.strip_chars() == "1").then(pl.lit(name))
-        for flag, name in zip(flags, genre_names)
+        for flag, name in zip(flags, genre_names, strict=False)
         if name != UNKNOWN_GENRE
     ).list.drop_nulls()
     problems = [

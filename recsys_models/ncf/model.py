@@ -23,13 +23,13 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
-from recsys_models.options import TrainingOptions
 from recsys_models.losses import binary_cross_entropy_loss
 from recsys_models.ncf.network import Kind, NCFNetwork
+from recsys_models.options import TrainingOptions
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
-from recsys_models.validation_metrics import validation_ndcg
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
+from recsys_models.validation_metrics import validation_ndcg
 
 
 class NCFTrainingConfig(BaseModel):

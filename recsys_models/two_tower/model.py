@@ -51,8 +51,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures, tfidf
 from recsys_models.interactions import Interactions
-from recsys_models.options import TrainingOptions
 from recsys_models.io import atomic_write_json
+from recsys_models.options import TrainingOptions
 from recsys_models.two_tower.ann import AnnConfig, VectorIndex, recall_at_k
 from recsys_models.two_tower.trainer import TrainerSettings, train_towers, training_data
 

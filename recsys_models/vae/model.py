@@ -22,12 +22,12 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
-from recsys_models.options import TrainingOptions
 from recsys_models.losses import gaussian_kl_divergence, multinomial_loss
+from recsys_models.options import TrainingOptions
 from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.vae.network import MultVAENetwork
 from recsys_models.validation_metrics import validation_ndcg
-from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 SCORE_BATCH = 1024  # users per scoring batch
 
