@@ -24,7 +24,13 @@ from recsys_models.registry import family_class
 from recsys_models.splitting import SplitSettings
 from stages.manifest import read_manifest
 from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, PromotionGate, promote, promote_global
-from tasks.retention import DEFAULT_KEEP_RUNS, clean_after_killed_runs, collect_garbage, store_once
+from tasks.retention import (
+    DEFAULT_KEEP_RUNS,
+    clean_after_killed_runs,
+    collect_garbage,
+    drop_evaluated_fits,
+    store_once,
+)
 from tasks.retrying import RetryingClient
 from tasks.run_report import publish_run_report
 from tasks.stage_store import local, share
@@ -188,8 +194,9 @@ def run_stages(
     report = publish_run_report(run_dir, summary, workspace.tracking_uri())
     summary["report"] = str(report) if report is not None else None
     atomic_write_json(run_dir / "summary.json", summary)
-    saved = store_once([run_dir, workspace.mlflow_artifacts])
-    logger.info("stored each file once: %.0f MiB of copies linked", saved / 2**20)
+    dropped = drop_evaluated_fits(run_dir, workspace.cache)
+    linked = store_once([run_dir, workspace.mlflow_artifacts])
+    logger.info("disk: %.0f MiB of evaluated fits dropped, %.0f MiB of copies linked", dropped / 2**20, linked / 2**20)
     if config.keep_runs is not None:
         collect_garbage(workspace, config.keep_runs)
     if not succeeded:

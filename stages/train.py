@@ -19,6 +19,7 @@ from recsys_models.validation_metrics import constant_rmse, fitted_ndcg, fitted_
 from stages.ingest import ID_TABLE
 from stages.manifest import read_manifest, stage
 
+MODEL_DIR = "model"  # the saved model in a train stage folder (what the pyfunc is logged from)
 SERVING_FILE = "serving.json"  # in the model folder: {"exclude_seen": ...}, read by the pyfunc
 
 
@@ -145,10 +146,10 @@ def train(
             "epochs": len(model.history),
             "divergence_check": checked | {"factor": divergence_factor},
         }
-        model.save(out_dir / "model")
+        model.save(out_dir / MODEL_DIR)
         # what serving needs beside the model: whether seen items are answers, the text of coded ids
-        atomic_write_json(out_dir / "model" / SERVING_FILE, {"exclude_seen": split_feedback(split_dir).exclude_seen})
+        atomic_write_json(out_dir / MODEL_DIR / SERVING_FILE, {"exclude_seen": split_feedback(split_dir).exclude_seen})
         if items_dir is not None and (items_dir / f"{ID_TABLE}.parquet").exists():
-            atomic_write_parquet(pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"), out_dir / "model" / f"{ID_TABLE}.parquet")
+            atomic_write_parquet(pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"), out_dir / MODEL_DIR / f"{ID_TABLE}.parquet")
         record.write_json("history", model.history)
     return out_dir

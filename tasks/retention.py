@@ -26,10 +26,12 @@ import secrets
 import shutil
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from recsys_models.io import file_sha256
+from stages.train import MODEL_DIR
 from tasks.workspace import RUN_LOCK, Workspace, is_running
 
 logger = logging.getLogger(__name__)
@@ -135,19 +137,38 @@ def remove_except(folder: Path, needed: set[Path]) -> int:
     return freed
 
 
-def stale_cache_records(cache_dir: Path) -> list[Path]:
-    """Prefect's cache records whose result is a folder that no longer exists."""
+def cache_records(cache_dir: Path) -> Iterator[tuple[Path, object]]:
+    """Prefect's cache records in `cache_dir` with their results (records it cannot read are skipped)."""
     from prefect._internal.result_records import ResultRecord
 
-    stale = []
     for record_path in cache_dir.iterdir() if cache_dir.exists() else []:
         try:
-            result = ResultRecord.deserialize(record_path.read_bytes()).result
+            yield record_path, ResultRecord.deserialize(record_path.read_bytes()).result
         except Exception:  # noqa: BLE001 - not a record we can read: leave it to Prefect
             continue
-        if isinstance(result, Path) and not result.exists():
-            stale.append(record_path)
-    return stale
+
+
+def stale_cache_records(cache_dir: Path) -> list[Path]:
+    """Prefect's cache records whose result is a folder that no longer exists."""
+    return [path for path, result in cache_records(cache_dir) if isinstance(result, Path) and not result.exists()]
+
+
+def drop_evaluated_fits(run_dir: Path, cache_dir: Path) -> int:
+    """Once the gate has decided, remove the evaluated fits' saved models (`train/<family>/model`;
+    what they measured stays in `evaluate/`, their manifests and the model cards) and the cache
+    records of those train stages, so a rerun fits them again; the bytes freed. The served refit
+    (`serve/<family>`) is what is registered and kept."""
+    train = run_dir / "train"
+    folders = {folder.resolve() for folder in train.iterdir()} if train.exists() else set()
+    freed = 0
+    for folder in folders:
+        if (folder / MODEL_DIR).is_dir():
+            freed += size_of(folder / MODEL_DIR)
+            shutil.rmtree(folder / MODEL_DIR)
+    for record, result in cache_records(cache_dir):
+        if isinstance(result, Path) and result.resolve() in folders:
+            record.unlink(missing_ok=True)
+    return freed
 
 
 def collect_garbage(workspace: Workspace, keep_runs: int, dry_run: bool = False) -> Collected:

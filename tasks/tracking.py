@@ -7,6 +7,8 @@ import hashlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.utils.logging_utils import disable_logging, enable_logging
 
 import recsys_models
 from recsys_models.ids import ROLE, decode_column
@@ -59,6 +62,17 @@ def open_client(workspace: Workspace) -> RetryingClient:
     mlflow.set_tracking_uri(workspace.tracking_uri())
     with file_lock(workspace.mlflow_db.parent / "init.lock"):
         return RetryingClient()
+
+
+@contextmanager
+def quiet_registration() -> Iterator[None]:
+    """No "Successfully registered model" / "Created version" lines on the terminal: MLflow prints
+    them to its event stream, which this block switches off (the run's log says what was registered)."""
+    disable_logging()
+    try:
+        yield
+    finally:
+        enable_logging()
 
 
 def ensure_experiment(client: MlflowClient, artifact_root: Path, name: str = EXPERIMENT) -> str:
@@ -180,7 +194,7 @@ def log_family(
     name = registered_model_name(family)
     id_texts = _id_texts(train_dir / "model")
     example = pl.DataFrame({"user_id": [int(metrics.get("example_user", 1))]})
-    with mlflow.start_run(run_id=run_id):
+    with mlflow.start_run(run_id=run_id), quiet_registration():
         info = with_retries(
             mlflow.pyfunc.log_model,
             name="model",

@@ -172,3 +172,24 @@ def test_a_read_only_workspace_is_one_line_before_anything_runs(
     assert main(["--plain", "score"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "read-only" in err and str(tmp_path / "ws") in err
+
+
+def test_evaluated_fits_are_dropped_once_decided_with_their_cache_records(tmp_path: Path) -> None:
+    from tasks.retention import drop_evaluated_fits
+
+    workspace = Workspace(tmp_path / "ws")
+    earlier = workspace.run_dir("20260101T000000-a")
+    run_dir = workspace.run_dir("20260102T000000-b")
+    for folder in (earlier / "train" / "als", run_dir / "train" / "ease", run_dir / "serve" / "ease"):
+        (folder / "model").mkdir(parents=True)
+        (folder / "model" / "state.npz").write_bytes(b"\0" * 4096)
+        (folder / "manifest.json").write_text("{}")
+    link_stage(earlier / "train" / "als", run_dir / "train" / "als")  # reused from the earlier run
+    records = [cache_record(workspace, key, folder) for key, folder in
+               (("ease", run_dir / "train" / "ease"), ("als", earlier / "train" / "als"), ("serve", run_dir / "serve" / "ease"))]  # fmt: skip
+
+    assert drop_evaluated_fits(run_dir, workspace.cache) == 2 * 4096
+    assert not (run_dir / "train" / "ease" / "model").exists() and not (earlier / "train" / "als" / "model").exists()
+    assert (run_dir / "train" / "ease" / "manifest.json").exists()  # what was measured stays
+    assert (run_dir / "serve" / "ease" / "model" / "state.npz").exists()  # the served refit stays
+    assert [record.exists() for record in records] == [False, False, True]
