@@ -57,6 +57,7 @@ def test_three_nights_refresh_the_champion_never_promote_sabotage_and_register_n
         export(share)
         summary = night(spec, workspace, monkeypatch)
         decision = summary["families"]["ease"]["registration"]
+        print(f"night {share:.0%}: recsys-ease v{decision['version']} {decision['reason']}")  # shown with -s
         assert summary["families"]["ease"]["metrics"]["n_eval_users"] >= 500
         if share > 0.85:  # the champion's recipe on tonight's split is tonight's candidate itself
             assert decision["reason"].startswith("refresh: the same recipe and code"), decision["reason"]
@@ -71,6 +72,7 @@ def test_three_nights_refresh_the_champion_never_promote_sabotage_and_register_n
 
     sabotaged = night(spec, workspace, monkeypatch, ease={"l2": 1e9})  # far worse: a switch, never promoted
     decision = sabotaged["families"]["ease"]["registration"]
+    print(f"sabotaged: recsys-ease v{decision['version']} {decision['reason']}")
     assert not decision["promoted"] and decision["reason"].startswith("switch"), decision["reason"]
     assert "the champion's recipe re-fit on this run's split" in decision["reason"]
     # fair: the champion side is its recipe trained on this split's training part (night 3's own
