@@ -8,6 +8,7 @@ left alone), and any message is cut to `MAX_MESSAGE_CHARS` so a bad data file is
 
 import logging
 import warnings
+from contextlib import AbstractContextManager
 from typing import Any
 
 MAX_MESSAGE_CHARS = 300
@@ -51,3 +52,12 @@ def quiet_console() -> None:
                 handler.addFilter(ConsoleFilter())
     if not getattr(warnings.showwarning, "quiet", False):
         warnings.showwarning = _without_harmless(warnings.showwarning)
+
+
+def quiet_registration() -> AbstractContextManager[object]:
+    """No "Successfully registered model" / "Created version" lines on the terminal: MLflow prints
+    them to its event stream, which this block mutes (with MLflow's own counter, so the nested
+    blocks inside `log_model` do not switch it back on); its warnings still show."""
+    from mlflow.utils.autologging_utils.logging_and_warnings import MlflowEventsAndWarningsBehaviorGlobally
+
+    return MlflowEventsAndWarningsBehaviorGlobally(disable_event_logs=True, disable_warnings=False, reroute_warnings=False)

@@ -45,6 +45,7 @@ from recsys_models.evaluation import compare_paired
 from recsys_models.exceptions import RecsysError, UnknownFamilyError
 from recsys_models.io import atomic_write_parquet
 from recsys_models.registry import family_class, load_model
+from reporting.console import quiet_registration
 from stages.evaluate import evaluate
 from stages.manifest import MANIFEST
 from stages.train import train
@@ -447,7 +448,8 @@ def promote_global(
                 reason = f"unchanged: v{existing.version} already serves {name}/{version}"
                 return Decision(GLOBAL_MODEL, str(existing.version), False, reason, champion_version(client, GLOBAL_MODEL))
     source = client.get_model_version(name, version).source
-    global_version = str(with_retries(mlflow.register_model, source, GLOBAL_MODEL).version)
+    with quiet_registration():
+        global_version = str(with_retries(mlflow.register_model, source, GLOBAL_MODEL).version)
     family_tags = client.get_model_version(name, version).tags
     tags = {key: family_tags[key] for key in (*COMPARABLE_TAGS, RECIPE_TAG, "code_version", DATA_END_TAG)
             if key in family_tags}  # fmt: skip

@@ -7,8 +7,6 @@ import hashlib
 import json
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,10 @@ from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
-from mlflow.utils.logging_utils import disable_logging, enable_logging
 
 import recsys_models
 from recsys_models.ids import ROLE, decode_column
+from reporting.console import quiet_registration
 from stages.ingest import ID_TABLE
 from stages.manifest import MANIFEST
 from stages.model_card import render_model_card
@@ -62,17 +60,6 @@ def open_client(workspace: Workspace) -> RetryingClient:
     mlflow.set_tracking_uri(workspace.tracking_uri())
     with file_lock(workspace.mlflow_db.parent / "init.lock"):
         return RetryingClient()
-
-
-@contextmanager
-def quiet_registration() -> Iterator[None]:
-    """No "Successfully registered model" / "Created version" lines on the terminal: MLflow prints
-    them to its event stream, which this block switches off (the run's log says what was registered)."""
-    disable_logging()
-    try:
-        yield
-    finally:
-        enable_logging()
 
 
 def ensure_experiment(client: MlflowClient, artifact_root: Path, name: str = EXPERIMENT) -> str:
