@@ -127,9 +127,10 @@ class WorkspaceNotWritable(RecsysError):
 
 
 def check_writable(workspace: Workspace) -> None:
-    """One clear line when the workspace (or a store in it) cannot be written, before anything starts."""
-    folders = [workspace.root, workspace.runs, workspace.mlflow_db.parent, Path(os.environ.get("PREFECT_HOME", workspace.prefect_home))]
-    for folder in folders:
+    """One clear line when the workspace (or a store already in it) cannot be written, before anything
+    starts; creates the workspace folder itself, nothing inside it."""
+    stores = [workspace.runs, workspace.mlflow_db.parent, Path(os.environ.get("PREFECT_HOME", workspace.prefect_home))]
+    for folder in [workspace.root, *(store for store in stores if store.exists())]:
         probe = folder / f".write-check.{secrets.token_hex(4)}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
