@@ -3,6 +3,7 @@
 import contextlib
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,7 @@ def run_stages(
 ) -> Any:
     """The stages of one run, in order (see `retrain`)."""
     logger = get_run_logger()
+    started = time.time()
     ingest, validate, split, serve_split, train, evaluate = (
         cached(stage_task, workspace.cache, execution.refresh_cache)
         for stage_task in (ingest_task, validate_task, split_task, serve_split_task, train_task, evaluate_task)
@@ -195,7 +197,7 @@ def run_stages(
     summary["report"] = str(report) if report is not None else None
     atomic_write_json(run_dir / "summary.json", summary)
     dropped = drop_evaluated_fits(run_dir, workspace.cache)
-    linked = store_once([run_dir, workspace.mlflow_artifacts])
+    linked = store_once([run_dir, workspace.mlflow_artifacts], written_since=started)
     logger.info("disk: %.0f MiB of evaluated fits dropped, %.0f MiB of copies linked", dropped / 2**20, linked / 2**20)
     if config.keep_runs is not None:
         collect_garbage(workspace, config.keep_runs)

@@ -186,7 +186,7 @@ def score_champion(name: str, version: str, split_dir: Path, out_dir: Path, item
             _check_fittable(family, config)
             load_model(saved)
         with champion_failures(version, Path(scratch), "scored"):
-            trained = train(split_dir, out_dir / "train", family, config, seed, items_dir)
+            trained = train(split_dir, Path(scratch) / "train", family, config, seed, items_dir)  # scratch: only its figures are kept
             return evaluate(split_dir, trained, out_dir / "evaluate", items_dir=items_dir)
 
 

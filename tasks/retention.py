@@ -19,7 +19,6 @@ version is self-contained there. A cache record whose stage folder is gone is re
 later run recomputes that stage instead of reusing a folder that no longer exists.
 """
 
-import json
 import logging
 import os
 import secrets
@@ -32,7 +31,7 @@ from pathlib import Path
 
 from recsys_models.io import file_sha256
 from stages.train import MODEL_DIR
-from tasks.workspace import RUN_LOCK, Workspace, is_running
+from tasks.workspace import RUN_LOCK, Workspace, finished_dataset, is_running
 
 logger = logging.getLogger(__name__)
 
@@ -57,14 +56,16 @@ class Collected:
                 f"{self.removed_cache_records} cache record(s), freed {self.freed_bytes / 2**20:.1f} MiB")  # fmt: skip
 
 
-def store_once(roots: list[Path], min_bytes: int = LINK_FROM_BYTES) -> int:
-    """Hard-link files of equal content (at least `min_bytes`) under `roots` to one copy; the bytes saved."""
+def store_once(roots: list[Path], min_bytes: int = LINK_FROM_BYTES, written_since: float = 0.0) -> int:
+    """Hard-link files of equal content (at least `min_bytes`, written at or after `written_since`,
+    a Unix time) under `roots` to one copy; the bytes saved. A run passes its start time, so only
+    its own files are hashed; `recsys gc` passes none and goes over everything."""
     by_size: dict[int, list[Path]] = defaultdict(list)
     for root in roots:
         for path in root.rglob("*") if root.exists() else []:
             if path.is_file() and not path.is_symlink() and not path.name.startswith("."):
                 stat = path.stat()
-                if stat.st_size >= min_bytes:
+                if stat.st_size >= min_bytes and stat.st_mtime >= written_since:
                     by_size[stat.st_size].append(path)
     saved = 0
     for size, paths in by_size.items():
@@ -99,15 +100,12 @@ def runs_with_aliases(tracking_uri: str) -> set[str]:
 
 
 def newest_finished_run_per_dataset(runs: list[Path]) -> set[str]:
-    """Each dataset's newest run with a summary and at least one trained family."""
+    """Each dataset's newest finished run (see `finished_dataset`)."""
     newest: dict[str, str] = {}
     for run_dir in runs:  # oldest first, so the newest wins
-        summary_path = run_dir / "summary.json"
-        if not summary_path.exists():
-            continue
-        summary = json.loads(summary_path.read_text())
-        if summary.get("families"):
-            newest[summary.get("dataset_name") or summary["config"]["dataset"]] = run_dir.name
+        dataset = finished_dataset(run_dir)
+        if dataset is not None:
+            newest[dataset] = run_dir.name
     return set(newest.values())
 
 

@@ -5,7 +5,7 @@ import json
 import os
 import secrets
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,19 +76,23 @@ class Workspace:
         return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{self.mlflow_db}"
 
 
+def finished_dataset(run_dir: Path) -> str | None:
+    """The dataset name (a built-in name or a spec's `name`, whatever path it was read from) of a
+    run that finished (its summary.json exists and at least one family succeeded), else None."""
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        return None
+    summary = json.loads(summary_path.read_text())
+    return (summary.get("dataset_name") or summary["config"]["dataset"]) if summary["families"] else None
+
+
 def last_successful_validation(workspace: Workspace, dataset: str, before: str) -> Path | None:
-    """The validate folder of the newest run before `before` on the dataset named `dataset` (a
-    built-in name or a spec's `name`, whatever path it was read from) that finished (its
-    summary.json exists and at least one family succeeded): the drift check's reference."""
+    """The validate folder of the newest finished run before `before` on the dataset named `dataset`:
+    the drift check's reference."""
     if not workspace.runs.exists():
         return None
     for run_dir in sorted(workspace.runs.iterdir(), reverse=True):
-        summary_path = run_dir / "summary.json"
-        if run_dir.name >= before or not summary_path.exists():
-            continue
-        summary = json.loads(summary_path.read_text())
-        name = summary.get("dataset_name", summary["config"]["dataset"])  # a spec's name, not its path
-        if name == dataset and summary["families"]:
+        if run_dir.name < before and finished_dataset(run_dir) == dataset:
             return run_dir / "validate"
     return None
 
@@ -163,13 +167,9 @@ def file_lock(lock_file: Path) -> Iterator[None]:
 RUN_LOCK = ".running"  # held by the process running the run; a killed process releases it
 
 
-@contextmanager
-def running(run_dir: Path) -> Iterator[None]:
+def running(run_dir: Path) -> AbstractContextManager[None]:
     """Mark `run_dir`'s run as alive for as long as this block runs (a lock the OS frees when the process dies)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / RUN_LOCK, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
+    return file_lock(run_dir / RUN_LOCK)
 
 
 def is_running(run_dir: Path) -> bool:

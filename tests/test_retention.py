@@ -193,3 +193,15 @@ def test_evaluated_fits_are_dropped_once_decided_with_their_cache_records(tmp_pa
     assert (run_dir / "train" / "ease" / "manifest.json").exists()  # what was measured stays
     assert (run_dir / "serve" / "ease" / "model" / "state.npz").exists()  # the served refit stays
     assert [record.exists() for record in records] == [False, False, True]
+
+
+def test_a_run_links_only_the_files_it_wrote(tmp_path: Path) -> None:
+    import os
+
+    weights = bytes(range(256)) * 4096
+    old, new_a, new_b = (tmp_path / name for name in ("old.npy", "new_a.npy", "new_b.npy"))
+    for path in (old, new_a, new_b):
+        path.write_bytes(weights)
+    os.utime(old, (1_000, 1_000))  # written by an earlier run
+    assert store_once([tmp_path], written_since=2_000) == len(weights)
+    assert new_a.stat().st_ino == new_b.stat().st_ino != old.stat().st_ino
