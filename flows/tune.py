@@ -7,8 +7,10 @@ search resumes and a rerun with more trials continues it: finished trials are ne
 trial cut off by the kill is run again. The study's name carries a hash of the data (train and valid
 parts), the base configuration and the space, so a change in any of them starts a new study. Trial 0
 is the base configuration (the family's defaults unless `base_config` says otherwise), so a search
-never ends worse than it. No pruning: the epoch loop (`recsys_models.training.run_epochs`) offers no
-callback that could stop a trial early.
+never ends worse than it.
+
+Pruning (epoch-based families, `tasks.pruning`): a trial below the median of the earlier trials at the
+same epoch that has stopped improving is stopped; it keeps its last figure and TPE learns from it.
 """
 
 import hashlib
@@ -41,6 +43,7 @@ from recsys_models.registry import FAMILIES, family_class, skip_reason
 from recsys_models.tuning import SearchSpace, describe_space, search_space, starting_point, suggest
 from stages.manifest import read_manifest
 from stages.tune import objective_of
+from tasks.pruning import STARTUP_TRIALS, PlateauMedianPruner
 from tasks.stage_store import local, share
 from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
 from tasks.tune_tasks import trial_task
@@ -49,7 +52,6 @@ from tasks.workspace import Workspace, data_dir_from_env, file_lock, last_succes
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"  # study attribute: trials a killed search left running (they are run again)
-STARTUP_TRIALS = 4  # random trials before TPE models the results (trial 0, the base, among them)
 MIN_IMPORTANCE_TRIALS = 5
 
 
@@ -103,9 +105,10 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     name = study_name(config.family, split_dir, base, space, config.seed)
     threads = divide_threads(execution)
 
-    def submit(number: int, params: dict[str, Any]) -> PrefectFuture:
+    def submit(trial: Trial, params: dict[str, Any]) -> PrefectFuture:
         trial_config = config.base_config | params
-        return trial_task.submit(split_dir, config.family, trial_config, config.seed, number, validated_dir, threads)
+        return trial_task.submit(split_dir, config.family, trial_config, config.seed, trial.number, validated_dir,
+                                 threads, trial=trial, objective=objective)  # fmt: skip
 
     with file_lock(journal.with_suffix(".lock")):  # one search of a study at a time: its RUNNING trials are stale
         study = open_study(journal, name, maximize, config.seed)
@@ -195,6 +198,7 @@ def open_study(journal: Path, name: str, maximize: bool, seed: int) -> optuna.St
         study_name=name,
         storage=JournalStorage(JournalFileBackend(str(journal))),
         sampler=optuna.samplers.TPESampler(seed=seed, n_startup_trials=STARTUP_TRIALS),
+        pruner=PlateauMedianPruner(),
         direction="maximize" if maximize else "minimize",
         load_if_exists=True,
     )
@@ -226,7 +230,7 @@ def finished(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def search(
-    study: optuna.Study, space: SearchSpace, submit: Callable[[int, dict[str, Any]], PrefectFuture],
+    study: optuna.Study, space: SearchSpace, submit: Callable[[Trial, dict[str, Any]], PrefectFuture],
     trials: int, timeout: float | None, workers: int,
 ) -> list[int]:  # fmt: skip
     """Ask, run and tell until the study holds `trials` finished trials or `timeout` seconds passed
@@ -238,7 +242,7 @@ def search(
     while True:
         while len(running) < workers and done + len(running) < trials and time.monotonic() < deadline:
             trial = study.ask()
-            running[submit(trial.number, suggest(trial, space))] = trial
+            running[submit(trial, suggest(trial, space))] = trial
         if not running:
             return ran
         future = next(as_completed(list(running)))
@@ -259,6 +263,11 @@ def tell(study: optuna.Study, trial: Trial, future: PrefectFuture) -> None:
         return
     trial.set_user_attr("fit_seconds", result.fit_seconds)
     trial.set_user_attr("epochs", result.epochs)
+    if result.pruned:
+        study.tell(trial, state=TrialState.PRUNED)  # Optuna keeps its last reported figure
+        get_run_logger().info("trial %d: pruned after epoch %d at %.4f %s", trial.number, result.epochs,
+                              result.value, trial.params)  # fmt: skip
+        return
     study.tell(trial, result.value)
     get_run_logger().info("trial %d: %.4f %s", trial.number, result.value, trial.params)
 

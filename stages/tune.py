@@ -25,11 +25,13 @@ Objective = Literal["valid_ndcg_at_10", "valid_rmse"]
 
 @dataclass(frozen=True)
 class TrialResult:
-    """What one trial measured: the objective's value on `valid`, and what its fit cost."""
+    """What one trial measured: the objective's value on `valid`, and what its fit cost; for a trial
+    pruned during its fit, the last epoch's validation value and the epoch it stopped at."""
 
     value: float
     fit_seconds: float
     epochs: int
+    pruned: bool = False
 
 
 def objective_of(model_class: type[Recommender]) -> Objective:

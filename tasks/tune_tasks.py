@@ -1,21 +1,36 @@
-"""Prefect task of a hyperparameter search: one trial, a thin wrapper over `stages.tune`."""
+"""Prefect task of a hyperparameter search: one trial, a thin wrapper over `stages.tune`, that reports
+each epoch's validation figure to the trial so the study's pruner can stop a poor trial early."""
 
+import time
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-from stages.tune import TrialResult, validation_objective
+from recsys_models.progress import listening_to_epochs
+from stages.tune import Objective, TrialResult, validation_objective
+from tasks.pruning import TrialPruned, pruning_listener
 from tasks.stage_store import local
 
 
-@task(name="trial", task_run_name="trial-{number}-{family}")
+@task(name="trial", task_run_name="trial-{number}-{family}", cache_policy=NO_CACHE)  # a trial object has no hash
 def trial_task(
     split_dir: Path, family: str, config: dict[str, Any], seed: int, number: int,
     items_dir: Path | None = None, torch_threads: int | None = None,
+    trial: optuna.Trial | None = None, objective: Objective = "valid_ndcg_at_10",
 ) -> TrialResult:  # fmt: skip
-    """Trial `number`: `config` fitted on the split's train part, measured on its valid part."""
+    """Trial `number`: `config` fitted on the split's train part, measured on its valid part; with
+    `trial`, pruned when its per-epoch validation figure falls behind (the study's pruner)."""
     if torch_threads is not None and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
-    return validation_objective(local(split_dir), family, config, seed, local(items_dir))
+    if trial is None:
+        return validation_objective(local(split_dir), family, config, seed, local(items_dir))
+    started = time.perf_counter()
+    try:
+        with listening_to_epochs(pruning_listener(trial, objective)):
+            return validation_objective(local(split_dir), family, config, seed, local(items_dir))
+    except TrialPruned as pruned:
+        return TrialResult(pruned.value, round(time.perf_counter() - started, 3), pruned.epoch, pruned=True)

@@ -15,6 +15,7 @@ from reporting.tuning_plot import plot_search
 from tasks.tracking import code_version, ensure_experiment, numeric_metrics, open_client, start_parent_run
 from tasks.workspace import Workspace
 
+RUN_STATUS = {TrialState.COMPLETE.name: "FINISHED", TrialState.PRUNED.name: "KILLED"}  # else FAILED
 EXPERIMENT = "recsys-tune"
 TEST_METRICS = ("ndcg_at_10", "recall_at_10", "rmse", "mae")
 
@@ -74,7 +75,7 @@ def _log_trials(client: Any, experiment_id: str, parent: str, summary: dict[str,
         figures = numeric_metrics({summary["objective"]: trial["value"]} | trial["user_attrs"])
         client.log_batch(child, params=[Param(key, str(value)) for key, value in trial["params"].items()])
         _log_metrics(client, child, figures)
-        client.set_terminated(child, "FINISHED" if trial["state"] == TrialState.COMPLETE.name else "FAILED")
+        client.set_terminated(child, RUN_STATUS.get(trial["state"], "FAILED"))
 
 
 def _log_metrics(client: Any, run_id: str, figures: dict[str, float]) -> None:

@@ -83,6 +83,59 @@ def test_a_rating_family_is_judged_by_validation_rmse(split_dir: Path) -> None:
     assert 0.0 < result.value < 5.0 and result.epochs >= 3  # an RMSE on a 1-5 scale; epochs of the fit alone
 
 
+def _study_with_pruner(tmp_path: Path, maximize: bool) -> optuna.Study:
+    from flows.tune import open_study
+
+    return open_study(tmp_path / "pruning.journal", "pruning", maximize, seed=0)
+
+
+def _finished_trial(study: optuna.Study, curve: list[float]) -> None:
+    trial = study.ask()
+    for epoch, value in enumerate(curve, start=1):
+        trial.report(value, epoch)
+    study.tell(trial, curve[-1])
+
+
+def test_the_pruner_stops_a_trial_below_the_median_that_has_plateaued_not_one_still_improving(
+    tmp_path: Path,
+) -> None:
+    from tasks.pruning import STARTUP_TRIALS, WARMUP_EPOCHS, pruning_listener
+
+    study = _study_with_pruner(tmp_path, maximize=True)
+    for _ in range(STARTUP_TRIALS):
+        _finished_trial(study, [0.1 * epoch for epoch in range(1, 11)])
+
+    def epochs_run(curve: list[float]) -> int:
+        listener = pruning_listener(study.ask(), "valid_ndcg_at_10")
+        for epoch, value in enumerate(curve, start=1):
+            try:
+                listener("ease", epoch, {"epoch": epoch, "valid_ndcg_at_10": value})
+            except Exception:
+                return epoch
+        return len(curve)
+
+    flat = epochs_run([0.05] * 10)
+    assert WARMUP_EPOCHS <= flat < 10  # below the median from the start, stopped once past warm-up and flat
+    slow_but_improving = epochs_run([0.01 * epoch for epoch in range(1, 11)])
+    assert slow_but_improving == 10  # below the median every epoch, never plateaued: not pruned
+
+
+def test_a_poor_trial_is_pruned_inside_its_fit_and_keeps_its_last_figure(split_dir: Path, tmp_path: Path) -> None:
+    """A real epoch loop reports to the trial; a configuration far behind the earlier trials stops early."""
+    from tasks.tune_tasks import trial_task
+
+    study = _study_with_pruner(tmp_path, maximize=False)
+    for _ in range(4):
+        _finished_trial(study, [0.5] * 30)  # earlier trials: validation RMSE 0.5, out of this data's reach
+    trial = study.ask()
+    config = {"epochs": 30, "patience": 30, "n_factors": 4, "learning_rate": 0.05}  # converges, then overfits
+    result = trial_task.fn(split_dir, "biased_mf", config, 42, trial.number, trial=trial, objective="valid_rmse")
+    assert result.pruned and result.epochs < 30
+    assert result.value == trial.storage.get_trial(trial._trial_id).intermediate_values[result.epochs] > 0.5
+    unpruned = trial_task.fn(split_dir, "biased_mf", config | {"epochs": 5}, 42, 99)
+    assert not unpruned.pruned and unpruned.epochs == 5
+
+
 def run_tune(ratings_file: Path, trials: int, out: Path, **options: object) -> dict:
     from flows.tune import TuneConfig, tune
 
