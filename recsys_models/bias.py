@@ -23,19 +23,24 @@ Chosen: item_damping 2.5, user_damping 10, n_passes 2. Validation RMSE P4 mls / 
 """
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 
 class BiasConfig(BaseModel):
     """Hyperparameters of the bias baseline."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {
+        "item_damping": FloatRange(0.0, 50.0), "user_damping": FloatRange(0.0, 100.0), "n_passes": IntRange(1, 5),
+    }
 
     item_damping: NonNegativeFloat = Field(
         default=2.5, description="Pseudo-count pulling each item bias towards 0 (shrinks rarely rated items)."

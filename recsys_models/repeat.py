@@ -13,7 +13,7 @@ their weights, and equal weights fall back to popularity. Own items whose weight
 less count as unseen.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
+from recsys_models.tuning import Choice, SearchSpace
 
 SECONDS_PER_DAY = 86_400.0
 
@@ -29,6 +30,8 @@ class RepeatConfig(BaseModel):
     """Hyperparameters of the repeat baseline."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {"recency_half_life_days": Choice((None, 7.0, 30.0, 90.0, 365.0))}
 
     recency_half_life_days: PositiveFloat | None = Field(
         default=None,

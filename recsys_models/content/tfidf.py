@@ -31,7 +31,7 @@ is never far from the best. On warm items content alone is far below collaborati
 below popularity): it is meant for cold items and as a hybrid's part.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,12 +40,18 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_valid
 from recsys_models.base import Recommender
 from recsys_models.features import FEATURE_KINDS, ItemFeatures, idf_weights, tfidf
 from recsys_models.interactions import Interactions
+from recsys_models.tuning import Choice, FloatRange, SearchSpace
 
 
 class ContentTFIDFConfig(BaseModel):
     """Hyperparameters of the TF-IDF content model; defaults from the validation search in the module docstring."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {
+        "genre_weight": FloatRange(0.0, 3.0), "tag_weight": FloatRange(0.0, 3.0), "title_weight": FloatRange(0.0, 3.0),
+        "year_weight": FloatRange(0.0, 3.0), "sublinear_tf": Choice((True, False)),
+    }
 
     genre_weight: NonNegativeFloat = Field(default=1.0, description="Scale of the genre part of an item vector.")
     tag_weight: NonNegativeFloat = Field(default=1.0, description="Scale of the tag part (tags applied by users).")

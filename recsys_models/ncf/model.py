@@ -67,11 +67,21 @@ class NCFTrainingConfig(BaseModel):
 class GMFConfig(NCFTrainingConfig):
     """Generalised matrix factorisation: the element-wise product of the embeddings, then a linear output."""
 
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(8, 128, log=True), "learning_rate": FloatRange(1e-4, 2e-2, log=True),
+        "l2": FloatRange(1e-6, 1e-2, log=True), "n_negatives": IntRange(1, 8),
+    }
+
     n_factors: PositiveInt = Field(default=32, description="Embedding width (predictive factors).")
 
 
 class MLPConfig(NCFTrainingConfig):
     """An MLP over the concatenated user and item embeddings."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "learning_rate": FloatRange(1e-4, 2e-2, log=True), "l2": FloatRange(1e-6, 1e-2, log=True),
+        "n_negatives": IntRange(1, 8),
+    }
 
     layers: tuple[PositiveInt, ...] = Field(
         default=(64, 32, 16, 8), description="Tower widths; the first is the concatenated embeddings' width (even)."

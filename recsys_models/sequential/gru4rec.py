@@ -17,6 +17,8 @@ learning rate 0.001): validation NDCG@10 0.069 after 6 epochs, where SASRec had 
 run was stopped to free the shared CPU; no grid was searched.
 """
 
+from typing import ClassVar
+
 import torch
 from pydantic import Field, PositiveInt
 from torch import nn
@@ -24,10 +26,16 @@ from torch import nn
 from recsys_models.sequential.layers import initialise, initialise_items, seeded_dropout
 from recsys_models.sequential.model import NextItemConfig, SequenceRecommender
 from recsys_models.sequential.sequences import PAD
+from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
 
 class GRU4RecConfig(NextItemConfig):
     """Hyperparameters of GRU4Rec; defaults from the validation search in the module docstring."""
+
+    search_space: ClassVar[SearchSpace] = {
+        "dim": Choice((32, 64, 128)), "hidden_size": Choice((64, 128, 256)), "dropout": FloatRange(0.0, 0.5),
+        "learning_rate": FloatRange(3e-4, 1e-2, log=True), "max_length": IntRange(20, 200, log=True),
+    }
 
     dim: PositiveInt = Field(default=64, description="Item embedding size (input and tied output).")
     hidden_size: PositiveInt = Field(default=128, description="GRU state size.")

@@ -8,7 +8,7 @@ The simple reference for sequence models (the transition-count model that FPMC, 
 item never seen followed.
 """
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,12 +17,15 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
 from recsys_models.sequential.sequences import PAD, recent_items, user_sequences
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 
 class MarkovConfig(BaseModel):
     """Hyperparameters of the Markov baseline."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {"n_recent": IntRange(1, 5), "decay": FloatRange(0.1, 1.0), "popularity_weight": FloatRange(1e-5, 1e-1, log=True)}
 
     n_recent: PositiveInt = Field(default=1, description="Most recent items whose transitions are summed.")
     decay: float = Field(default=0.5, gt=0.0, le=1.0, description="Weight factor per step back in time.")

@@ -41,7 +41,7 @@ P4 0.187 -> 0.181 (benchmarks/two_tower_quality.py, seed 42).
 import json
 import time
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -53,6 +53,7 @@ from recsys_models.features import ItemFeatures, tfidf
 from recsys_models.interactions import Interactions
 from recsys_models.io import atomic_write_json
 from recsys_models.options import TrainingOptions
+from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 from recsys_models.two_tower.ann import AnnConfig, VectorIndex, recall_at_k
 from recsys_models.two_tower.trainer import TrainerSettings, train_towers, training_data
 
@@ -66,6 +67,11 @@ class TwoTowerConfig(BaseModel):
     """Hyperparameters of the two-tower model; defaults from the validation search in the module docstring."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {
+        "dimension": Choice((32, 64, 128)), "history_length": IntRange(5, 100, log=True),
+        "temperature": FloatRange(0.05, 1.0, log=True), "learning_rate": FloatRange(5e-4, 2e-2, log=True),
+    }
 
     dimension: PositiveInt = Field(default=64, description="Embedding dimension of both towers.")
     history_length: PositiveInt = Field(default=20, description="Recent items pooled into the user tower.")

@@ -9,7 +9,7 @@ ranking by `score` and `recommend` agree.
 """
 
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
+from recsys_models.tuning import IntRange, SearchSpace
 from recsys_models.two_tower.model import TwoTower, TwoTowerConfig
 
 RETRIEVER_DIR = "retriever"
@@ -27,6 +28,8 @@ class TwoTowerRerankConfig(BaseModel):
     """The retriever's config, the re-ranking family and how many candidates it re-ranks."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {"n_candidates": IntRange(50, 1000, log=True)}
 
     retriever: TwoTowerConfig = Field(default_factory=TwoTowerConfig, description="Stage one: the two-tower model.")
     ranker: str = Field(default="ease", description="Stage two: a registered family that scores the candidates.")

@@ -70,6 +70,11 @@ class MultVAEConfig(AutoencoderConfig):
 class MultDAEConfig(AutoencoderConfig):
     """Mult-DAE: the same autoencoder, deterministic, without the KL term."""
 
+    search_space: ClassVar[SearchSpace] = {
+        "latent": IntRange(32, 400, log=True), "dropout": FloatRange(0.0, 0.8),
+        "learning_rate": FloatRange(1e-4, 1e-2, log=True),
+    }
+
 
 class MultVAE(Recommender):
     """Multinomial variational autoencoder over user histories; ranks, does not rate."""

@@ -21,7 +21,7 @@ the P4 cold-item slice 0.035 [0.017, 0.057] over 126 users on ml-latest-small (c
 """
 
 import functools
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -35,6 +35,7 @@ from recsys_models.interactions import Interactions
 from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, run_epochs, seeded_generator
+from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
 
 FeatureKind = Literal["genre", "tag", "title", "year"]
@@ -44,6 +45,11 @@ class HybridFeaturesConfig(BaseModel):
     """Hyperparameters of the feature-augmented factorisation; see the module docstring for the defaults."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    search_space: ClassVar[SearchSpace] = {
+        "n_factors": IntRange(16, 256, log=True), "learning_rate": FloatRange(1e-3, 2e-2, log=True),
+        "l2": FloatRange(1e-4, 1e-1, log=True), "id_dropout": FloatRange(0.0, 0.7), "n_negatives": IntRange(1, 10),
+    }
 
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions of users, item ids and features.")
     feature_kinds: tuple[FeatureKind, ...] = Field(
