@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from recsys_models.registry import FAMILIES
+from stages.layout import RunDir
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -38,7 +39,7 @@ def run_once(dataset: str, families: list[str], workers: int) -> dict:
         output = process.communicate()[0]
         wall = time.perf_counter() - started
         runs = sorted((Path(scratch) / "runs").glob("*"))
-        summary = json.loads((runs[-1] / "summary.json").read_text()) if runs else {}
+        summary = RunDir(runs[-1]).summary() if runs else {}
         fits = {
             path.parent.name: json.loads(path.read_text())["counts"].get("fit_seconds")
             for path in sorted((runs[-1] / "train").glob("*/manifest.json"))

@@ -19,6 +19,7 @@ from benchmarks.memory import measure
 from recsys_models.registry import FAMILIES
 from stages.evaluate import evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -44,7 +45,7 @@ def run(dataset: str, families: list[str], data_dir: Path | None, seed: int) -> 
                 train_dir = train(split_dir, root / "train" / family, family, seed=seed)
             with measure() as eval_cost:
                 eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family)
-            metrics = json.loads((eval_dir / "metrics.json").read_text())
+            metrics = EvalDir(eval_dir).metrics()
             rows[f"train {family}"] = vars(fit_cost)
             rows[f"evaluate {family}"] = vars(eval_cost) | {
                 key: metrics[key] for key in ("rmse", "ndcg_at_10", "ndcg_at_10_stderr", "n_eval_users", "n_eval_rows")

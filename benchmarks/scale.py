@@ -23,6 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from stages.layout import EvalDir
+
 RESULTS = Path(__file__).parent / "results"
 RATINGS_PER_USER = 100  # about ml-25m's mean (25M ratings / 162k users is 155; the median is lower)
 
@@ -63,7 +65,7 @@ def run_size(n_ratings: int, n_items: int, families: list[str], family_configs: 
             rows[f"train {family}"] = vars(cost)
             with measure() as cost:
                 eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family)
-            metrics = json.loads((eval_dir / "metrics.json").read_text())
+            metrics = EvalDir(eval_dir).metrics()
             rows[f"evaluate {family}"] = vars(cost) | {
                 key: metrics[key] for key in ("ndcg_at_10", "rmse", "n_eval_users") if key in metrics
             }

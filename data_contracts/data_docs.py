@@ -20,11 +20,11 @@ MAX_DOCUMENTED_ROWS = 1_000_000
 Table = pl.DataFrame | pl.LazyFrame  # a frame, or a scan of a written table
 
 
-def write_data_docs(tables: list[tuple[TableContract, Table, dict[str, Any]]], out_dir: Path) -> Path:
+def write_data_docs(tables: list[tuple[TableContract, Table, dict[str, Any]]], site_dir: Path) -> Path:
     """Validate each (contract, frame, parameters) through a GX Checkpoint that updates a local
-    data-docs site under `out_dir`; return the site's `index.html`."""
+    data-docs site in `site_dir`; return the site's `index.html`."""
     with tempfile.TemporaryDirectory(prefix="gx_project_") as project:  # GX's stores; only the site is kept
-        return _build_site(tables, Path(project), out_dir / "data_docs")
+        return _build_site(tables, Path(project), site_dir)
 
 
 def documented_rows(frame: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:

@@ -8,7 +8,6 @@ each family's metrics in a child run with step = window index. A window that eva
 `MIN_EVAL_USERS` users is logged as a WARNING and noted in the summary (`notes`).
 """
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,16 +17,16 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field, PositiveFloat, PositiveInt
 
 from data_contracts import DriftBounds
-from flows.config import PipelineRunConfig
+from flows.config import BacktestConfig
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import describe_source
 from recsys_models.io import atomic_write_json
 from recsys_models.splitting import ROLLING
 from stages.evaluate import BACKTEST_TABLE
-from stages.manifest import read_manifest
+from stages.layout import EvalDir, RunDir
+from stages.manifest import MANIFEST, read_manifest
 from tasks.stage_store import local, share
 from tasks.stage_tasks import (
     backtest_report_task,
@@ -46,16 +45,6 @@ MLFLOW_BATCH = 1000  # MLflow's limit of metrics per log_batch call
 MIN_EVAL_USERS = 50  # fewer users per window give intervals too wide to read a trend from
 
 
-class BacktestConfig(PipelineRunConfig):
-    """Parameters of a backtest run (the Prefect UI shows them as a form)."""
-
-    n_windows: PositiveInt = Field(default=4, description="Successive test windows, the last ending at the data's end.")
-    window_days: PositiveFloat = Field(default=30.0, description="Length of each test window in days.")
-    valid_fraction: float = Field(
-        default=0.1, gt=0.0, lt=1.0, description="Validation tail: the last share of each window's training data."
-    )
-
-
 @flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
 def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = Execution()) -> dict[str, Any]:
     """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place.
@@ -71,20 +60,19 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
         cached(stage_task, workspace.cache, execution.refresh_cache)
         for stage_task in (ingest_task, validate_task, rolling_split_task, train_task, evaluate_task)
     )
+    run = RunDir(run_dir)
     ingest_dir = share(link_stage(
-        ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
-        run_dir / "ingest",
+        ingest(config.dataset, run.ingest, data_dir_from_env(), workspace.downloads, config.seed), run.ingest
     ))  # fmt: skip
     # the same contracts as retrain; no drift check against an earlier run: a backtest replays history
     validated_dir = share(link_stage(
-        validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, None, DriftBounds()),
-        run_dir / "validate",
+        validate(ingest_dir, run.validate, config.max_quarantine_share, None, DriftBounds()), run.validate
     ))  # fmt: skip
     window_dirs = rolling_split(
-        validated_dir, run_dir / "split", config.n_windows, config.window_days, config.valid_fraction, source.feedback
+        validated_dir, run.split, config.n_windows, config.window_days, config.valid_fraction, source.feedback
     )
     if window_dirs:
-        link_stage(window_dirs[0].parent, run_dir / "split")
+        link_stage(window_dirs[0].parent, run.split)
     families, skipped = config.applicable_families(source)
     for family, reason in skipped.items():
         logger.info("skipping %s: %s", family, reason)
@@ -99,11 +87,11 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
             continue
         for family in families:
             trained = train.submit(
-                window_dir, run_dir / "train" / window_dir.name / family, family,
+                window_dir, run.train(family, window_dir.name), family,
                 config.family_configs.get(family), config.seed, validated_dir, threads,
             )  # fmt: skip
             evaluated = evaluate.submit(
-                window_dir, trained, run_dir / "evaluate" / window_dir.name / family, family, config.k, validated_dir
+                window_dir, trained, run.evaluate(family, window_dir.name), family, config.k, validated_dir
             )
             jobs[index, family] = (window_dir, trained, evaluated)
     for (index, family), (window_dir, trained, evaluated) in jobs.items():
@@ -122,7 +110,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
         "run_id": run_id,
         "run_dir": str(run_dir),
         "config": config.model_dump(mode="json"),
-        "windows": read_manifest(run_dir / "split")["counts"]["windows"],
+        "windows": read_manifest(run.split)["counts"]["windows"],
         "table": str(report_dir / f"{BACKTEST_TABLE}.parquet"),
         "table_csv": str(report_dir / f"{BACKTEST_TABLE}.csv"),
         "plot": str(plot) if (plot := report_dir / f"{BACKTEST_TABLE}.png").exists() else None,
@@ -138,7 +126,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
         "run_id": log_backtest(workspace, run_id, config, run_dir, report_dir, entries),
         "tracking_uri": workspace.tracking_uri(),
     }
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run.summary_file, summary)
     return summary
 
 
@@ -148,7 +136,7 @@ def warn_of_few_users(entries: list[dict[str, Any]], logger: Any, minimum: int =
     evaluated: dict[int, int] = {}
     for entry in entries:
         if entry["eval_dir"] is not None:
-            users = json.loads((entry["eval_dir"] / "metrics.json").read_text())["n_eval_users"]
+            users = EvalDir(entry["eval_dir"]).metrics()["n_eval_users"]
             evaluated[entry["window"]] = min(users, evaluated.get(entry["window"], users))
     notes = [
         f"window {window}: only {users} users evaluated (fewer than {minimum}): its metrics are noisy; "
@@ -175,7 +163,7 @@ def log_backtest(
     client = open_client(workspace)
     experiment_id = ensure_experiment(client, workspace.mlflow_artifacts / "backtest", EXPERIMENT)
     tags = {
-        "data_hash": read_manifest(run_dir / "validate")["outputs"]["ratings.parquet"]["sha256"],
+        "data_hash": read_manifest(RunDir(run_dir).validate)["outputs"]["ratings.parquet"]["sha256"],
         "protocol": ROLLING,
         "code_version": code_version(),
         "dataset": config.dataset,
@@ -186,7 +174,7 @@ def log_backtest(
     parent = start_parent_run(client, experiment_id, run_id, params, tags)
     for path in sorted(report_dir.glob(f"{BACKTEST_TABLE}.*")):
         client.log_artifact(parent, str(path), artifact_path="backtest")
-    client.log_artifact(parent, str(run_dir / "split" / "manifest.json"), artifact_path="split")
+    client.log_artifact(parent, str(RunDir(run_dir).split / MANIFEST), artifact_path="split")
     now = int(time.time() * 1000)
     headline = {"n_eval_users", "n_eval_rows", "rmse", "mae", f"ndcg_at_{config.k}", f"recall_at_{config.k}",
                 f"hit_rate_at_{config.k}", f"coverage_at_{config.k}"}  # fmt: skip
@@ -199,7 +187,7 @@ def log_backtest(
         for entry in entries:
             if entry["family"] != family or entry["eval_dir"] is None:
                 continue
-            values = numeric_metrics(json.loads((entry["eval_dir"] / "metrics.json").read_text()))
+            values = numeric_metrics(EvalDir(entry["eval_dir"]).metrics())
             child_metrics += [Metric(key, value, now, entry["window"]) for key, value in values.items()]
             parent_metrics += [
                 Metric(f"{family}.{key}", value, now, entry["window"])

@@ -1,5 +1,8 @@
 """The `recsys` command: run the pipeline (with a live progress view), score, manage the registry,
-datasets and reports, open the UIs. Errors print as one line (`--debug` shows the traceback)."""
+datasets and reports, open the UIs. Errors print as one line (`--debug` shows the traceback).
+
+The flow commands take their parameters from a run configuration (`--config FILE`) and flags
+(`flows/config_cli.py`); the whole is validated before anything is written (`flows/run_config.py`)."""
 
 import argparse
 import os
@@ -10,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from flows import datasets_cli, tune_cli, ui_cli
+from flows import config_cli, datasets_cli, tune_cli, ui_cli
 from flows.cold_start_report import format_warm_cold_table
+from flows.run_config import describe_errors
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
 from reporting.console import quiet_console
@@ -27,7 +31,6 @@ RATING_COLUMNS = ["rmse", "mae"]
 RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "mrr_at_10"]
 BASELINE = "popularity"
 MAX_ERROR_CHARS = 500
-FLOW_COMMANDS = ("retrain", "backtest", "score", "tune")
 BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
@@ -52,40 +55,45 @@ def _parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser(
         "retrain",
         help="run the nightly retrain flow once, locally",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="examples:\n  recsys retrain\n"
+        formatter_class=config_cli.ModelDefaultsFormatter,
+        epilog="examples:\n  recsys retrain\n  recsys retrain --config examples/nightly.yaml --families popularity,ease\n"
         "  recsys retrain --dataset ml-100k --families popularity,biased_mf --protocol temporal-user\n"
         "  recsys retrain --dataset my_ratings.parquet --families popularity,ease",
     )
-    retrain.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
-    retrain.add_argument("--families", default=None, help="comma-separated families (default: all)")
+    config_cli.add_config_argument(retrain)
+    retrain.add_argument("--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
+    retrain.add_argument("--families", type=config_cli.family_list, help="comma-separated families (default: all but opt-in stacked)")
     retrain.add_argument(
-        "--protocol", default=None, choices=PROTOCOLS,
+        "--protocol", choices=PROTOCOLS,
         help="split protocol: temporal-user (P4), temporal-global (P1/P2), leave-one-out (P3); "
         "default: the dataset spec's `protocol`, else temporal-user",
     )  # fmt: skip
-    retrain.add_argument("--seed", type=int, default=42)
-    retrain.add_argument("--family-configs", type=tune_cli.family_configs_argument, default={},
-                         help="YAML/JSON file of family -> config, e.g. what `recsys tune` wrote")  # fmt: skip
+    retrain.add_argument("--seed", type=int, help="seed of every model")
+    config_cli.add_family_configs_argument(retrain)
     _add_execution_arguments(retrain)
     backtest = commands.add_parser(
         "backtest",
         help="run the rolling backtest flow once, locally",
+        formatter_class=config_cli.ModelDefaultsFormatter,
         epilog="example: recsys backtest --dataset ml-100k --families popularity,bias --windows 4 --window-days 14",
     )
-    backtest.add_argument("--dataset", default="ml-latest-small", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
-    backtest.add_argument("--families", default=None, help="comma-separated families (default: all)")
-    backtest.add_argument("--windows", type=int, default=4, help="number of successive test windows (default 4)")
-    backtest.add_argument("--window-days", type=float, default=30.0, help="length of each window in days (default 30)")
-    backtest.add_argument("--seed", type=int, default=42)
+    config_cli.add_config_argument(backtest)
+    backtest.add_argument("--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
+    backtest.add_argument("--families", type=config_cli.family_list, help="comma-separated families (default: all but opt-in stacked)")
+    backtest.add_argument("--windows", type=int, help="number of successive test windows")
+    backtest.add_argument("--window-days", type=float, help="length of each window in days")
+    backtest.add_argument("--seed", type=int, help="seed of every model")
+    config_cli.add_family_configs_argument(backtest)
     _add_execution_arguments(backtest)
     score = commands.add_parser(
         "score", help="write the champion's top-k for every known user to Parquet",
         epilog="example: recsys score --model recsys --alias champion --k 20",
+        formatter_class=config_cli.ModelDefaultsFormatter,
     )
-    score.add_argument("--model", default="recsys", help="registered model name (default recsys)")
-    score.add_argument("--alias", default="champion", help="alias of the version to use (default champion)")
-    score.add_argument("--k", type=int, default=10)
+    config_cli.add_config_argument(score)
+    score.add_argument("--model", help="registered model name")
+    score.add_argument("--alias", help="alias of the version to use")
+    score.add_argument("--k", type=int, help="recommendations per user")
     models = commands.add_parser(
         "models", help="list registered models and aliases; promote or roll back by hand",
         epilog="examples: recsys models list | recsys models promote recsys-ease 3 | recsys models rollback recsys",
@@ -108,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     datasets_cli.add_parser(commands)
     tune_cli.add_parser(commands)
+    config_cli.add_parser(commands)
     ui_cli.add_parsers(commands)
     return parser
 
@@ -143,6 +152,7 @@ def format_paired(run_dir: Path, families: list[str], metric: str = "ndcg_at_10"
     """Each family against the popularity baseline on the same users (paired bootstrap, paired t-test,
     and the minimum detectable effect at 95% / 80% power)."""
     from stages.evaluate import compare_families
+    from stages.layout import RunDir
 
     if BASELINE not in families:
         return []
@@ -150,7 +160,7 @@ def format_paired(run_dir: Path, families: list[str], metric: str = "ndcg_at_10"
     for family in families:
         if family == BASELINE:
             continue
-        result = compare_families(run_dir / "evaluate" / family, run_dir / "evaluate" / BASELINE, metric)
+        result = compare_families(RunDir(run_dir).evaluate(family), RunDir(run_dir).evaluate(BASELINE), metric)
         lines.append(
             f"{family} - {BASELINE} {metric}: {result.difference:+.4f} [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
             f"  p={result.p_value:.3g}  MDE {result.minimum_detectable_effect:.4f}  on {result.n_users} users"
@@ -173,36 +183,19 @@ def format_backtest_table(table: "pl.DataFrame") -> str:
 
 def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     """How the flow runs (flows/runners.py): task runner, parallel tasks, cache."""
-    parser.add_argument("--runner", default="local", choices=["local", "dask"], help="task runner (default local)")
-    parser.add_argument(
-        "--dask-address", default=None, help="Dask scheduler address; without it --runner dask starts a local cluster"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="tasks at once: threads, or local Dask worker processes (default 2)"
-    )
-    parser.add_argument("--no-cache", action="store_true", help="recompute every stage, reusing nothing")
-
-
-def _execution(args: argparse.Namespace) -> Any:
-    from flows.runners import Execution
-
-    return Execution(
-        runner=args.runner, workers=args.workers, dask_address=args.dask_address, refresh_cache=args.no_cache
-    )
+    parser.add_argument("--runner", choices=["local", "dask"], help="task runner")
+    parser.add_argument("--dask-address", help="Dask scheduler address; without it --runner dask starts a local cluster")
+    parser.add_argument("--workers", type=int, help="tasks at once: threads, or local Dask worker processes")
+    parser.add_argument("--no-cache", action="store_const", const=True, help="recompute every stage, reusing nothing")
 
 
 def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
-    from flows.retrain import RetrainConfig, retrain
+    from flows.retrain import retrain
     from flows.runners import run_flow
-    from recsys_models.datasets.sources import describe_source
     from reporting.progress import progress_view
 
-    families = family_list(args.families)
-    config = RetrainConfig(dataset=args.dataset, families=families, protocol=args.protocol, seed=args.seed,
-                           family_configs=args.family_configs)
-    describe_source(config.dataset)  # a bad spec or a missing column: one line before the flow starts
     with progress_view(live=False if args.plain else None):
-        summary = run_flow(retrain, config, _execution(args))
+        summary = run_flow(retrain, args.run.config, args.run.execution)
     print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {summary['protocol']}")
     validation = summary["validation"]
     print(
@@ -251,16 +244,12 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
 def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
     import polars as pl
 
-    from flows.backtest import BacktestConfig, backtest
+    from flows.backtest import backtest
     from flows.runners import run_flow
     from reporting.progress import progress_view
 
-    families = family_list(args.families)
-    config = BacktestConfig(
-        dataset=args.dataset, families=families, n_windows=args.windows, window_days=args.window_days, seed=args.seed
-    )
     with progress_view(live=False if args.plain else None):
-        summary = run_flow(backtest, config, _execution(args))
+        summary = run_flow(backtest, args.run.config, args.run.execution)
     print(f"\nbacktest {summary['run_id']}  folder {summary['run_dir']}\n")
     print(format_backtest_table(pl.read_parquet(summary["table"])))
     print("(95% percentile-bootstrap intervals over users)")
@@ -273,14 +262,15 @@ def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
 
 
 def _score(args: argparse.Namespace, workspace: Workspace) -> int:
-    from flows.score import ScoreConfig, batch_score
+    from flows.score import batch_score
     from tasks.registry_admin import aliased_version
     from tasks.tracking import open_client
 
-    aliased_version(open_client(workspace), args.model, args.alias)  # before the flow: one line when missing
-    result = batch_score(ScoreConfig(model_name=args.model, alias=args.alias, k=args.k))
+    config = args.run.config
+    aliased_version(open_client(workspace), config.model_name, config.alias)  # before the flow: one line when missing
+    result = batch_score(config)
     counts = result["counts"]
-    print(f"\n{counts['rows']} recommendations for {counts['users']} users from {args.model} v{result['model_version']}")
+    print(f"\n{counts['rows']} recommendations for {counts['users']} users from {config.model_name} v{result['model_version']}")
     print(f"written to {result['output_dir']} ({counts['parts']} part files + manifest.json)")
     return 0
 
@@ -304,16 +294,6 @@ def _models(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
-def family_list(value: str | None) -> list[str] | None:
-    """`--families a,b`: the named families; absent: None (every family). Given but empty is an error."""
-    if value is None:
-        return None
-    families = [name.strip() for name in value.split(",") if name.strip()]
-    if not families:
-        raise ValueError("--families is empty: name at least one family, or leave the option out to train all")
-    return families
-
-
 def _gc(args: argparse.Namespace, workspace: Workspace) -> int:
     from tasks.retention import collect_garbage, store_once
 
@@ -332,12 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
         "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report, "gc": _gc,
-        "tune": tune_cli.run,
+        "tune": tune_cli.run, "config": config_cli.run,
     }  # fmt: skip
     try:
         workspace = Workspace.from_env()
+        if args.command in config_cli.FLOW_COMMANDS:  # the whole configuration, before anything is written
+            args.run = config_cli.run_config_of(args)
         configure_environment(workspace)
-        if args.command in FLOW_COMMANDS:
+        if args.command in config_cli.FLOW_COMMANDS:
             check_writable(workspace)
             if not args.debug:
                 quiet_console()
@@ -358,8 +340,7 @@ def _first_line(error: Exception) -> str:
     """The error's message on one line (MLflow and contract errors can span many), at most 500 characters;
     a configuration error as `field: what is wrong` per field."""
     if isinstance(error, ValidationError):
-        text = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg'].removeprefix('Value error, ')}"
-                         for e in error.errors())  # fmt: skip
+        text = "; ".join(describe_errors(error))
     else:
         text = "; ".join(line.strip() for line in str(error).splitlines() if line.strip()) or "(no message)"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"

@@ -1,7 +1,6 @@
 """The nightly retrain flow: ingest -> validate -> split -> train[family] x N -> evaluate -> register."""
 
 import contextlib
-import json
 import logging
 import time
 from dataclasses import asdict
@@ -12,21 +11,19 @@ import polars as pl
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import Field, PositiveInt
 
-from data_contracts import DriftBounds
-from flows.config import PipelineRunConfig
+from flows.config import RetrainConfig
+from flows.prepare import prepare_split
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.columns import TIMESTAMP
 from recsys_models.datasets.sources import SourceIdentity, describe_source
-from recsys_models.datasets.spec import ProtocolName
 from recsys_models.io import atomic_write_json
 from recsys_models.registry import family_class
 from recsys_models.splitting import SplitSettings
-from stages.manifest import read_manifest
-from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, PromotionGate, promote, promote_global
+from stages.layout import RunDir
+from stages.manifest import MANIFEST, read_manifest
+from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, promote, promote_global
 from tasks.retention import (
-    DEFAULT_KEEP_RUNS,
     clean_after_killed_runs,
     collect_garbage,
     drop_evaluated_fits,
@@ -38,11 +35,8 @@ from tasks.stage_store import local, share
 from tasks.stage_tasks import (
     cached,
     evaluate_task,
-    ingest_task,
     serve_split_task,
-    split_task,
     train_task,
-    validate_task,
 )
 from tasks.tracking import (
     code_version,
@@ -56,33 +50,12 @@ from tasks.tracking import (
 )
 from tasks.workspace import (
     Workspace,
-    data_dir_from_env,
-    last_successful_validation,
     link_stage,
     new_run_id,
     running,
 )
 
 PARTLY_FAILED = "Partly failed"
-
-
-class RetrainConfig(PipelineRunConfig):
-    """Parameters of a retrain run (the Prefect UI shows them as a form)."""
-
-    protocol: ProtocolName | None = Field(
-        default=None,
-        description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3; "
-        "None: the dataset spec's `protocol`, else temporal-user.",
-    )
-    train_fraction: float = Field(
-        default=0.8, gt=0.0, lt=1.0, description="temporal-global: share of rows before the cut-off."
-    )
-    drift: DriftBounds = Field(default_factory=DriftBounds, description="Drift bounds against the last good run.")
-    gate: PromotionGate = Field(default_factory=PromotionGate, description="When a new version becomes champion.")
-    keep_runs: PositiveInt | None = Field(
-        default=DEFAULT_KEEP_RUNS,
-        description="After the run, keep this many newest run folders (plus what aliases and drift need); None keeps all.",
-    )
 
 
 def split_settings(config: RetrainConfig, source: SourceIdentity) -> SplitSettings:
@@ -122,23 +95,16 @@ def run_stages(
     """The stages of one run, in order (see `retrain`)."""
     logger = get_run_logger()
     started = time.time()
-    ingest, validate, split, serve_split, train, evaluate = (
+    run = RunDir(run_dir)
+    serve_split, train, evaluate = (
         cached(stage_task, workspace.cache, execution.refresh_cache)
-        for stage_task in (ingest_task, validate_task, split_task, serve_split_task, train_task, evaluate_task)
+        for stage_task in (serve_split_task, train_task, evaluate_task)
     )
-
-    # `share`: with a stage store, the folders the workers read are published under this run's names
-    ingest_dir = share(link_stage(
-        ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
-        run_dir / "ingest",
-    ))  # fmt: skip
-    reference = last_successful_validation(workspace, source.name, before=run_id)
-    validated_dir = share(link_stage(
-        validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, config.drift),
-        run_dir / "validate",
-    ))  # fmt: skip
     settings = split_settings(config, source)
-    split_dir = share(link_stage(split(validated_dir, run_dir / "split", settings), run_dir / "split"))
+    validated_dir, split_dir = prepare_split(
+        config.dataset, run, workspace, source.name, settings, seed=config.seed,
+        max_quarantine_share=config.max_quarantine_share, drift=config.drift, refresh=execution.refresh_cache,
+    )  # fmt: skip
 
     families, skipped = config.applicable_families(source)
     for family, reason in skipped.items():
@@ -151,21 +117,21 @@ def run_stages(
     )
     trained = {
         family: train.submit(
-            split_dir, run_dir / "train" / family, family, config.family_configs.get(family), config.seed,
+            split_dir, run.train(family), family, config.family_configs.get(family), config.seed,
             validated_dir, threads,
         )  # fmt: skip
         for family in families
     }
     evaluated = {
-        family: evaluate.submit(split_dir, future, run_dir / "evaluate" / family, family, config.k, validated_dir)
+        family: evaluate.submit(split_dir, future, run.evaluate(family), family, config.k, validated_dir)
         for family, future in trained.items()
     }
     # evaluate, then refit to serve: the same recipe on every row of the run is what gets registered
-    serve_dir = share(link_stage(serve_split(split_dir, run_dir / "serve_split"), run_dir / "serve_split"))
+    serve_dir = share(link_stage(serve_split(split_dir, run.serve_split), run.serve_split))
     refit = train.with_options(task_run_name="serve-{family}")
     served = {
         family: refit.submit(
-            serve_dir, run_dir / "serve" / family, family, config.family_configs.get(family), config.seed,
+            serve_dir, run.serve(family), family, config.family_configs.get(family), config.seed,
             validated_dir, threads,
         )  # fmt: skip
         for family in families
@@ -180,9 +146,9 @@ def run_stages(
             failures[family] = str(failed_state.message or failed_state.name)
             logger.error("family %s failed: %s", family, failures[family])
             continue
-        link_stage(local(trained[family].result()), run_dir / "train" / family)  # fetched when a worker wrote it
-        link_stage(local(future.result()), run_dir / "evaluate" / family)
-        link_stage(local(served[family].result()), run_dir / "serve" / family)
+        link_stage(local(trained[family].result()), run.train(family))  # fetched when a worker wrote it
+        link_stage(local(future.result()), run.evaluate(family))
+        link_stage(local(served[family].result()), run.serve(family))
     succeeded = [family for family in families if family not in failures]
 
     parent_run_id, registered, overall = register(workspace, run_id, config, source.name, run_dir, succeeded, settings.protocol)
@@ -195,7 +161,7 @@ def run_stages(
     # run report (HTML + plots in run_dir/report/, logged to the parent MLflow run): tasks/run_report.py
     report = publish_run_report(run_dir, summary, workspace.tracking_uri())
     summary["report"] = str(report) if report is not None else None
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run.summary_file, summary)
     dropped = drop_evaluated_fits(run_dir, workspace.cache)
     linked = store_once([run_dir, workspace.mlflow_artifacts], written_since=started)
     logger.info("disk: %.0f MiB of evaluated fits dropped, %.0f MiB of copies linked", dropped / 2**20, linked / 2**20)
@@ -217,9 +183,8 @@ def partly_failed(summary: dict[str, Any], failures: dict[str, str]) -> State:
 
 def reused_stages(run_dir: Path) -> dict[str, str]:
     """Stage folders of this run that are links to an earlier run's (cache hits), by stage."""
-    folders = [run_dir / "ingest", run_dir / "validate", run_dir / "split", run_dir / "serve_split"]
-    for parent in (run_dir / "train", run_dir / "evaluate", run_dir / "serve"):
-        folders += list(parent.iterdir()) if parent.is_dir() else []
+    run = RunDir(run_dir)
+    folders = [run.ingest, run.validate, run.split, run.serve_split, *run.family_folders()]
     return {
         str(folder.relative_to(run_dir)): str(folder.resolve()) for folder in sorted(folders) if folder.is_symlink()
     }
@@ -236,14 +201,15 @@ def register(
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     client = open_client(workspace)
     experiment_id = ensure_experiment(client, workspace.mlflow_artifacts)
-    validated = read_manifest(run_dir / "validate")
+    run = RunDir(run_dir)
+    validated = read_manifest(run.validate)
     tags = {
         "data_hash": validated["outputs"]["ratings.parquet"]["sha256"],
         "protocol": protocol,
         "code_version": code_version(),
         "dataset": dataset_name,
         "pipeline_run_id": run_id,
-        DATA_END_TAG: str(data_end(run_dir / "serve_split")),
+        DATA_END_TAG: str(data_end(run.serve_split)),
     }
     parent = start_parent_run(
         client, experiment_id, run_id, {"dataset": config.dataset, "dataset_name": dataset_name, "seed": config.seed, "k": config.k}, tags
@@ -263,42 +229,42 @@ def log_and_gate(
     run_dir: Path, families: list[str], tags: dict[str, str],
 ) -> tuple[dict[str, dict[str, Any]], Any]:
     """Under the parent run: the run's data figures, then each family's version and decision, then `recsys`'s."""
-    counts = read_manifest(run_dir / "validate")["counts"]
+    run = RunDir(run_dir)
+    counts = read_manifest(run.validate)["counts"]
     drift = {f"drift_{key}": value for key, value in counts.get("drift", {}).items() if key != "breaches"}
     for key, value in numeric_metrics(counts | drift).items():
         client.log_metric(parent, key, value)
     if counts.get("drift", {}).get("breaches"):
         client.set_tag(parent, "drift_breaches", "; ".join(counts["drift"]["breaches"]))
-    client.log_artifact(parent, str(run_dir / "split" / "manifest.json"), artifact_path="split")
-    client.log_artifact(parent, str(run_dir / "validate" / "validation_report.json"), artifact_path="validation")
-    if (run_dir / "validate" / "data_docs").exists():
-        client.log_artifacts(parent, str(run_dir / "validate" / "data_docs"), artifact_path="validation/data_docs")
+    client.log_artifact(parent, str(run.split / MANIFEST), artifact_path="split")
+    client.log_artifact(parent, str(run.validation_report_file), artifact_path="validation")
+    if run.data_docs.exists():
+        client.log_artifacts(parent, str(run.data_docs), artifact_path="validation/data_docs")
     registered, candidates, unchanged = {}, {}, set()
     lock = workspace.mlflow_db.parent / "promotion.lock"
-    baseline = run_dir / "evaluate" / BASELINE_FAMILY if BASELINE_FAMILY in families else None
+    baseline = run.evaluate(BASELINE_FAMILY) if BASELINE_FAMILY in families else None
     for family in families:
-        eval_dir, train_dir = run_dir / "evaluate" / family, run_dir / "serve" / family
+        eval_dir, train_dir = run.evaluate(family), run.serve(family)
         name = registered_model_name(family)
         existing = registered_already(client, name, train_dir, tags)
         if existing is not None:  # a rerun that changed nothing: no new version, no new decision
             unchanged.add(family)
             reason = f"unchanged: v{existing} already holds this recipe trained on the same data and code"
             registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
-            candidates[family] = (name, existing, eval_dir, run_dir / "train" / family)
+            candidates[family] = (name, existing, eval_dir, run.train(family))
             continue
-        entry = log_family(client, experiment_id, parent, family, run_dir / "split", train_dir, eval_dir, tags,
-                           evaluated_dir=run_dir / "train" / family)  # fmt: skip
+        entry = log_family(client, experiment_id, parent, family, run.split, train_dir, eval_dir, tags,
+                           evaluated_dir=run.train(family))  # fmt: skip
         floor = baseline if family != BASELINE_FAMILY and not family_class(family).needs_ratings else None
         decision = promote(
-            client, entry["registered_model"], entry["version"], eval_dir, run_dir / "split",
-            run_dir / "promotion", config.gate, lock, floor, run_dir / "validate", run_dir / "train" / family,
+            client, entry["registered_model"], entry["version"], eval_dir, run.split, run.promotion, config.gate,
+            lock, floor, run.validate, run.train(family),
         )  # fmt: skip
         registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
-        candidates[family] = (entry["registered_model"], entry["version"], eval_dir, run_dir / "train" / family)
+        candidates[family] = (entry["registered_model"], entry["version"], eval_dir, run.train(family))
     overall = promote_global(
-        client, candidates, run_dir / "split", run_dir / "promotion", config.gate, lock, baseline, unchanged,
-        run_dir / "validate",
-    )  # fmt: skip
+        client, candidates, run.split, run.promotion, config.gate, lock, baseline, unchanged, run.validate
+    )
     return registered, overall
 
 
@@ -312,16 +278,17 @@ def build_summary(
     run_id: str, run_dir: Path, config: RetrainConfig, registered: dict, failures: dict[str, str]
 ) -> dict[str, Any]:
     """What a person wants at the end of a run: counts, each family's metrics, where things are."""
-    families = {}
-    for family, entry in registered.items():
-        metrics = json.loads((run_dir / "evaluate" / family / "metrics.json").read_text())
-        families[family] = {"metrics": metrics, "registration": entry}
+    run = RunDir(run_dir)
+    families = {
+        family: {"metrics": run.evaluation(family).metrics(), "registration": entry}
+        for family, entry in registered.items()
+    }
     return {
         "run_id": run_id,
         "run_dir": str(run_dir),
         "config": config.model_dump(mode="json"),
-        "validation": read_manifest(run_dir / "validate")["counts"],
-        "split": read_manifest(run_dir / "split")["counts"],
+        "validation": read_manifest(run.validate)["counts"],
+        "split": read_manifest(run.split)["counts"],
         "families": families,
         "failed": failures,
     }

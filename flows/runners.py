@@ -8,12 +8,14 @@ same path and RECSYS_STAGE_STORE names an object store that mirrors the stages (
 """
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from prefect import Flow
-from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+
+if TYPE_CHECKING:  # Prefect is imported when a runner is made, so that `Execution` is checked without it
+    from prefect import Flow
+    from prefect.task_runners import TaskRunner
 
 DEFAULT_WORKERS = 2
 
@@ -61,8 +63,10 @@ def divide_threads(execution: Execution) -> int | None:
     return threads
 
 
-def task_runner(execution: Execution) -> TaskRunner:
+def task_runner(execution: Execution) -> "TaskRunner":
     """The task runner `execution` names."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
     if execution.runner == "local":
         return ThreadPoolTaskRunner(max_workers=execution.workers)
     from prefect_dask import DaskTaskRunner
@@ -74,6 +78,6 @@ def task_runner(execution: Execution) -> TaskRunner:
     return DaskTaskRunner(cluster_kwargs=cluster)
 
 
-def run_flow(pipeline_flow: Flow, config: Any, execution: Execution) -> Any:
+def run_flow(pipeline_flow: "Flow", config: Any, execution: Execution) -> Any:
     """Call `pipeline_flow(config, execution)` on the task runner `execution` names."""
     return pipeline_flow.with_options(task_runner=task_runner(execution))(config=config, execution=execution)

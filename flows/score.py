@@ -7,8 +7,8 @@ from typing import Any
 import mlflow
 import polars as pl
 from prefect import flow, get_run_logger, task
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
+from flows.config import ScoreConfig
 from recsys_models.ids import decode_column
 from stages.manifest import read_manifest
 from stages.score import write_recommendations
@@ -18,17 +18,6 @@ from tasks.tracking import ensure_experiment, open_client
 from tasks.workspace import Workspace, new_run_id
 
 SCORING_EXPERIMENT = "recsys-batch-scoring"
-
-
-class ScoreConfig(BaseModel):
-    """Parameters of a batch-scoring run."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    model_name: str = Field(default="recsys", description="Registered model to score with.")
-    alias: str = Field(default="champion", description="Alias of the version to use.")
-    k: PositiveInt = Field(default=10, description="Recommendations per user.")
-    batch_size: PositiveInt = Field(default=5_000, description="Users per Parquet part file.")
 
 
 @task(name="score-users", retries=2, retry_delay_seconds=[5, 15], retry_condition_fn=retry_transient)

@@ -29,57 +29,31 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from prefect import flow, get_run_logger
 from prefect.futures import PrefectFuture, as_completed
 from prefect.task_runners import ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator
+from pydantic import BaseModel
 
-from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE, DriftBounds
-from flows.config import describe_unknown
+from data_contracts import DriftBounds
+from flows.config import TuneConfig
 from flows.family_configs import write_family_config
+from flows.prepare import prepare_split
 from flows.retrain import RetrainConfig, split_settings
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import describe_source
-from recsys_models.datasets.spec import ProtocolName
 from recsys_models.io import atomic_write_json
-from recsys_models.registry import FAMILIES, family_class, skip_reason
+from recsys_models.registry import family_class, skip_reason
 from recsys_models.tuning import SearchSpace, describe_space, search_space, starting_point, suggest
+from stages.layout import EvalDir, RunDir
 from stages.manifest import read_manifest
 from stages.tune import objective_of
 from tasks.pruning import STARTUP_TRIALS, PlateauMedianPruner
-from tasks.stage_store import local, share
-from tasks.stage_tasks import cached, evaluate_task, ingest_task, split_task, train_task, validate_task
+from tasks.stage_store import local
+from tasks.stage_tasks import cached, evaluate_task, train_task
 from tasks.tune_tasks import trial_task
 from tasks.tune_tracking import log_search
-from tasks.workspace import Workspace, data_dir_from_env, file_lock, last_successful_validation, link_stage, new_run_id
+from tasks.workspace import Workspace, file_lock, link_stage, new_run_id
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"  # study attribute: trials a killed search left running (they are run again)
 MIN_IMPORTANCE_TRIALS = 5
-
-
-class TuneConfig(BaseModel):
-    """Parameters of a search (the Prefect UI shows them as a form)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    family: str = Field(description="The family to tune; it must declare a search space.")
-    dataset: str = Field(default="ml-latest-small", description="As for retrain: a named data set, a spec or a file.")
-    protocol: ProtocolName | None = Field(default=None, description="Split protocol, as for retrain.")
-    train_fraction: float = Field(default=0.8, gt=0.0, lt=1.0, description="temporal-global: share before the cut-off.")
-    trials: PositiveInt = Field(default=20, description="Finished trials the study holds at the end (earlier runs' count).")
-    timeout: PositiveFloat | None = Field(default=None, description="Seconds after which no new trial starts.")
-    seed: int = Field(default=42, ge=0, description="Seed of the sampler and of every model.")
-    k: PositiveInt = Field(default=10, description="Cut-off of the best configuration's test metrics.")
-    base_config: dict[str, Any] = Field(
-        default_factory=dict, description="The configuration trial 0 runs and the others change only inside the space."
-    )
-    out: str | None = Field(default=None, description="Best-configuration file; None: workspace/tuning/<family>.yaml.")
-    max_quarantine_share: float = Field(default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0)
-
-    @field_validator("family")
-    @classmethod
-    def _known_family(cls, family: str) -> str:
-        if family not in FAMILIES:
-            raise ValueError(describe_unknown(family))
-        return family
 
 
 @flow(name="tune", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
@@ -97,7 +71,11 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     run_id = new_run_id()
     run_dir = workspace.root / "tuning" / "runs" / run_id
     settings = split_settings(RetrainConfig(protocol=config.protocol, train_fraction=config.train_fraction), source)
-    validated_dir, split_dir = prepare_split(config, workspace, run_dir, source.name, settings, execution.refresh_cache)
+    run = RunDir(run_dir)
+    validated_dir, split_dir = prepare_split(
+        config.dataset, run, workspace, source.name, settings, seed=config.seed,
+        max_quarantine_share=config.max_quarantine_share, drift=DriftBounds(), refresh=execution.refresh_cache,
+    )  # fmt: skip
 
     objective = objective_of(model_class)
     maximize = objective != "valid_rmse"
@@ -121,7 +99,7 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     best = study.best_trial
     best_config = config.base_config | best.params
 
-    test_metrics = judge_on_test(config, best_config, workspace, run_dir, split_dir, validated_dir, threads,
+    test_metrics = judge_on_test(config, best_config, workspace, run, split_dir, validated_dir, threads,
                                  execution.refresh_cache)  # fmt: skip
     out = Path(config.out) if config.out else workspace.root / "tuning" / f"{config.family}.yaml"
     write_family_config(out, config.family, best_config)
@@ -134,44 +112,24 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
         "test_metrics": test_metrics, "out": str(out), "importances": importances(study, space, config.seed),
     }  # fmt: skip
     summary["mlflow"] = log_search(workspace, summary, run_dir)
-    atomic_write_json(run_dir / "summary.json", summary)
+    atomic_write_json(run.summary_file, summary)
     return summary
 
 
-def prepare_split(
-    config: TuneConfig, workspace: Workspace, run_dir: Path, dataset_name: str, settings: Any, refresh: bool
-) -> tuple[Path, Path]:
-    """ingest -> validate -> split with the retrain flow's cached stage tasks; (validate folder, split folder)."""
-    ingest, validate, split = (
-        cached(stage, workspace.cache, refresh) for stage in (ingest_task, validate_task, split_task)
-    )
-    ingest_dir = share(link_stage(
-        ingest(config.dataset, run_dir / "ingest", data_dir_from_env(), workspace.downloads, config.seed),
-        run_dir / "ingest",
-    ))  # fmt: skip
-    reference = last_successful_validation(workspace, dataset_name, before=run_dir.name)
-    validated_dir = share(link_stage(
-        validate(ingest_dir, run_dir / "validate", config.max_quarantine_share, reference, DriftBounds()),
-        run_dir / "validate",
-    ))  # fmt: skip
-    split_dir = share(link_stage(split(validated_dir, run_dir / "split", settings), run_dir / "split"))
-    return validated_dir, split_dir
-
-
 def judge_on_test(
-    config: TuneConfig, best_config: dict[str, Any], workspace: Workspace, run_dir: Path, split_dir: Path,
+    config: TuneConfig, best_config: dict[str, Any], workspace: Workspace, run: RunDir, split_dir: Path,
     validated_dir: Path, threads: int | None, refresh: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """The test part, once: the best recipe trained as retrain trains it, then the evaluate stage's metrics."""
     train, evaluate = (cached(stage, workspace.cache, refresh) for stage in (train_task, evaluate_task))
-    train_dir, eval_dir = run_dir / "train" / config.family, run_dir / "evaluate" / config.family
+    train_dir, eval_dir = run.train(config.family), run.evaluate(config.family)
     trained = link_stage(
         local(train(split_dir, train_dir, config.family, best_config, config.seed, validated_dir, threads)), train_dir
     )
     evaluated = link_stage(
         local(evaluate(split_dir, trained, eval_dir, config.family, config.k, validated_dir)), eval_dir
     )
-    return json.loads((evaluated / "metrics.json").read_text())
+    return EvalDir(evaluated).metrics()
 
 
 def file_name(text: str) -> str:

@@ -1,11 +1,12 @@
-"""`recsys tune`: a resumable hyperparameter search of one family, and `--family-configs` for retrain.
+"""`recsys tune`: a resumable hyperparameter search of one family; its parameters come from a run
+configuration and flags as for retrain (`flows/config_cli.py`).
 
 Imports of the flow, torch and the families wait until a command needs them (`recsys --help` stays fast)."""
 
 import argparse
-from pathlib import Path
 from typing import Any
 
+from flows import config_cli
 from recsys_models.splitting import PROTOCOLS
 from reporting.formatting import format_interval
 from tasks.workspace import Workspace
@@ -13,53 +14,42 @@ from tasks.workspace import Workspace
 TEST_COLUMNS = ("ndcg_at_10", "recall_at_10", "rmse")
 
 
-def family_configs_argument(value: str) -> dict[str, dict[str, Any]]:
-    """argparse `type` of a family-configs file: its checked content, or a usage error naming what is wrong."""
-    from flows.family_configs import read_family_configs
-
-    try:
-        return read_family_configs(Path(value))
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
-
-
 def add_parser(commands: argparse._SubParsersAction) -> None:
     tune = commands.add_parser(
         "tune",
         help="search a family's hyperparameters on the validation tail (resumable); write the best config",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=config_cli.ModelDefaultsFormatter,
         epilog="examples:\n  recsys tune --family ease --dataset ml-100k --trials 20\n"
         "  recsys tune --family ease --dataset ml-100k --trials 40     # continues the same study\n"
         "  recsys retrain --dataset ml-100k --families ease --family-configs workspace/tuning/ease.yaml",
     )
-    tune.add_argument("--family", required=True, help="the family to tune (it must declare a search space)")
-    tune.add_argument("--dataset", default="ml-latest-small", help="as for retrain")
-    tune.add_argument("--protocol", default=None, choices=PROTOCOLS, help="split protocol, as for retrain")
-    tune.add_argument("--trials", type=int, default=20, help="finished trials of the study at the end (default 20)")
-    tune.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
-    tune.add_argument("--out", default=None, help="best-config file (default workspace/tuning/<family>.yaml)")
-    tune.add_argument("--base-config", type=family_configs_argument, default={},
-                      help="a family-configs file whose entry for the family is trial 0 and the fixed settings")  # fmt: skip
-    tune.add_argument("--seed", type=int, default=42)
-    tune.add_argument("--workers", type=int, default=None, help="trials at once (default: as retrain, 2)")
-    tune.add_argument("--no-cache", action="store_true", help="recompute ingest, validate and split")
+    config_cli.add_config_argument(tune)
+    tune.add_argument("--family", help="the family to tune (it must declare a search space); required here or in --config")
+    tune.add_argument("--dataset", help="as for retrain")
+    tune.add_argument("--protocol", choices=PROTOCOLS, help="split protocol, as for retrain")
+    tune.add_argument("--trials", type=int, help="finished trials of the study at the end")
+    tune.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
+    tune.add_argument("--out", help="best-config file (default workspace/tuning/<family>.yaml)")
+    config_cli.add_family_configs_argument(
+        tune, "--base-config", "a family-configs file whose entry for the family is trial 0 and the fixed settings"
+    )
+    tune.add_argument("--seed", type=int, help="seed of the sampler and of every model")
+    tune.add_argument("--workers", type=int, help="trials at once")
+    tune.add_argument("--no-cache", action="store_const", const=True, help="recompute ingest, validate and split")
 
 
 def run(args: argparse.Namespace, workspace: Workspace) -> int:
-    from flows.runners import DEFAULT_WORKERS, Execution, run_flow
-    from flows.tune import TuneConfig, tune
+    from flows.runners import run_flow
+    from flows.tune import tune
     from recsys_models.registry import family_class
     from recsys_models.tuning import search_space
     from reporting.console import quiet_console
 
-    search_space(args.family, family_class(args.family).config_type)  # no space: one line before the flow starts
+    config = args.run.config
+    search_space(config.family, family_class(config.family).config_type)  # no space: one line before the flow starts
     if not args.debug:
         quiet_console()
-    config = TuneConfig(
-        family=args.family, dataset=args.dataset, protocol=args.protocol, trials=args.trials, timeout=args.timeout,
-        out=args.out, base_config=args.base_config.get(args.family, {}), seed=args.seed,
-    )  # fmt: skip
-    summary = run_flow(tune, config, Execution(workers=args.workers or DEFAULT_WORKERS, refresh_cache=args.no_cache))
+    summary = run_flow(tune, config, args.run.execution)
     print(format_summary(summary))
     return 0
 

@@ -2,7 +2,6 @@
 `recsys report` (a run's HTML report: its path, or open it)."""
 
 import argparse
-import json
 import os
 import signal
 import subprocess
@@ -12,6 +11,7 @@ import webbrowser
 from pathlib import Path
 from typing import Any
 
+from stages.layout import SUMMARY_FILE, RunDir
 from tasks.workspace import Workspace
 
 LATEST = "latest"
@@ -43,14 +43,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 def find_run(workspace: Workspace, run: str) -> Path:
     """The folder of `run`: an id under workspace/runs, a folder path, or the newest finished run."""
     if run == LATEST:
-        finished = sorted(path for path in workspace.runs.glob("*") if (path / "summary.json").exists())
+        finished = sorted(path for path in workspace.runs.glob("*") if RunDir(path).finished())
         if not finished:
             raise ValueError(f"no finished run under {workspace.runs}: run `recsys retrain` first")
         return finished[-1]
     for candidate in (workspace.run_dir(run), Path(run)):
-        if (candidate / "summary.json").exists():
+        if RunDir(candidate).finished():
             return candidate.resolve()
-    raise ValueError(f"run {run!r} not found (no summary.json under {workspace.run_dir(run)} or {run})")
+    raise ValueError(f"run {run!r} not found (no {SUMMARY_FILE} under {workspace.run_dir(run)} or {run})")
 
 
 def report_path(run_dir: Path) -> Path:
@@ -60,7 +60,7 @@ def report_path(run_dir: Path) -> Path:
     path = run_dir / REPORT_DIR / REPORT_FILE
     if path.exists():
         return path
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = RunDir(run_dir).summary()
     if "families" not in summary or "split" not in summary:
         raise ValueError(f"{run_dir} is not a retrain run: it has no report")
     return write_run_report(run_dir, summary)
@@ -68,7 +68,7 @@ def report_path(run_dir: Path) -> Path:
 
 def run_report(args: argparse.Namespace, workspace: Workspace) -> int:
     run_dir = find_run(workspace, args.run)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = RunDir(run_dir).summary()
     if "table" in summary:  # a backtest writes no HTML report: its table and plot stand for it
         return _backtest_results(summary, args.open)
     path = report_path(run_dir)

@@ -23,6 +23,7 @@ from reporting.plots import (
     popularity_deciles,
 )
 from stages.ingest import ID_TABLE
+from stages.layout import RunDir
 
 logger = logging.getLogger(__name__)
 REPORT_DIR = "report"
@@ -52,7 +53,7 @@ def write_run_plots(run_dir: Path, summary: Mapping[str, Any], k: int = 10) -> d
     out = run_dir / REPORT_DIR
     families = list(summary["families"])
     metrics = {family: summary["families"][family]["metrics"] for family in families}
-    histories = {family: _read_json(run_dir / "train" / family / "history.json", []) for family in families}
+    histories = {family: _read_json(RunDir(run_dir).train(family) / "history.json", []) for family in families}
     plots = {
         "metric_comparison": plot_metric_comparison(metrics, out / "metric_comparison.png"),
         "recall_at_k": plot_recall_curves(metrics, out / "recall_at_k.png"),
@@ -65,7 +66,7 @@ def write_run_plots(run_dir: Path, summary: Mapping[str, Any], k: int = 10) -> d
 def write_run_report(run_dir: Path, summary: Mapping[str, Any]) -> Path:
     """Write `run_dir/report/report.html` (plots included) and return its path."""
     plots = write_run_plots(run_dir, summary, int(summary.get("config", {}).get("k", 10)))
-    validation_report = _read_json(run_dir / "validate" / "validation_report.json", {})
+    validation_report = _read_json(RunDir(run_dir).validation_report_file, {})
     sections = [
         f"<h1>Run {_e(summary['run_id'])}</h1>",
         _overview(summary),
@@ -208,16 +209,17 @@ def _best_family(summary: Mapping[str, Any]) -> str:
 
 def _popularity_shares(run_dir: Path, families: Iterable[str], k: int) -> dict[str, Any]:
     """Where each family's top-k lands among the catalogue's popularity deciles (train + valid counts)."""
-    parts = [run_dir / "split" / f"{name}.parquet" for name in ("train", "valid")]
+    run = RunDir(run_dir)
+    parts = [run.split / f"{name}.parquet" for name in ("train", "valid")]
     if not all(path.exists() for path in parts):
         return {}
     counts = pl.concat([pl.read_parquet(path, columns=["item_id"]) for path in parts])["item_id"].value_counts()
-    ids_path = run_dir / "validate" / f"{ID_TABLE}.parquet"  # recommendations hold the ids' text
+    ids_path = run.validate / f"{ID_TABLE}.parquet"  # recommendations hold the ids' text
     counts = decode_column(counts, "item_id", pl.read_parquet(ids_path) if ids_path.exists() else None, "item")
     item_counts = dict(zip(counts["item_id"].to_list(), counts["count"].to_list(), strict=True))
     recommended = {}
     for family in families:
-        path = run_dir / "evaluate" / family / "recommendations.parquet"
+        path = run.evaluation(family).recommendations_file
         if path.exists():
             recommended[family] = pl.read_parquet(path).filter(pl.col("rank") <= k)["item_id"].to_list()
     return popularity_deciles(item_counts, recommended) if item_counts else {}

@@ -1,7 +1,6 @@
 """Evaluation: the same metric code for every family, on the split's test file; paired comparisons
 of two evaluated families; the metric-over-time table of a backtest."""
 
-import json
 import logging
 import os
 import tempfile
@@ -24,6 +23,7 @@ from recsys_models.ids import decode_column
 from recsys_models.io import file_sha256
 from recsys_models.registry import load_model
 from stages.ingest import ID_TABLE
+from stages.layout import METRICS, PER_USER, PER_USER_RATING, RECOMMENDATIONS, EvalDir
 from stages.manifest import read_manifest, stage
 from stages.train import load_item_features, load_training_data
 
@@ -70,10 +70,10 @@ def evaluate(
         record.write_table("per_user_cold_items", cold_items.per_user)
         id_texts = _id_table(items_dir)
         recommendations = decode_column(evaluation.recommendations, USER_ID, id_texts, "user")
-        record.write_table("recommendations", decode_column(recommendations, ITEM_ID, id_texts, "item"))
-        record.write_table("per_user", evaluation.per_user)
-        record.write_table("per_user_rating", evaluation.per_user_rating)
-        record.write_json("metrics", metrics)
+        record.write_table(RECOMMENDATIONS, decode_column(recommendations, ITEM_ID, id_texts, "item"))
+        record.write_table(PER_USER, evaluation.per_user)
+        record.write_table(PER_USER_RATING, evaluation.per_user_rating)
+        record.write_json(METRICS, metrics)
         record.counts = {"n_eval_users": metrics["n_eval_users"], "n_eval_rows": metrics["n_eval_rows"]}
     return out_dir
 
@@ -89,8 +89,8 @@ def compare_families(eval_dir_a: Path, eval_dir_b: Path, metric: str = "ndcg_at_
 
     Ranking metrics read `per_user.parquet`; `mse` and `mae` read `per_user_rating.parquet`.
     """
-    name = "per_user_rating.parquet" if metric in RATING_PER_USER else "per_user.parquet"
-    return compare_paired(pl.read_parquet(eval_dir_a / name), pl.read_parquet(eval_dir_b / name), metric, seed=seed)
+    rating = metric in RATING_PER_USER
+    return compare_paired(EvalDir(eval_dir_a).per_user(rating), EvalDir(eval_dir_b).per_user(rating), metric, seed=seed)
 
 
 def backtest_report(entries: list[dict[str, Any]], out_dir: Path, k: int = 10) -> Path:
@@ -120,7 +120,7 @@ def metrics_over_time(entries: list[dict[str, Any]], k: int = 10) -> pl.DataFram
     rows = []
     for entry in entries:
         split = read_manifest(entry["split_dir"])
-        metrics = json.loads((entry["eval_dir"] / "metrics.json").read_text()) if entry.get("eval_dir") else {}
+        metrics = EvalDir(entry["eval_dir"]).metrics() if entry.get("eval_dir") else {}
         row: dict[str, Any] = {
             "window": entry["window"],
             "cutoff": split["parameters"]["cutoff"],

@@ -38,6 +38,7 @@ from recsys_models.aggregation import combine_repeats
 from recsys_models.datasets import RatingScale
 from recsys_models.datasets.spec import Feedback
 from stages.ingest import ID_TABLE, REJECTED_TABLES
+from stages.layout import DATA_DOCS, VALIDATION_REPORT
 from stages.manifest import StageRecord, read_manifest, stage
 
 INTERACTIONS = "interactions"  # the validated ratings with repeats combined: what the split reads
@@ -96,8 +97,8 @@ def validate(
             contracts = {"ratings": RATINGS, "items": ITEMS, "tags": TAGS}
             tables = [(contracts[name], o.valid, o.report["parameters"]) for name, o in outcomes.items()]
             tables.append((RATINGS, valid_ratings, table_reports["ratings"]["parameters"]))
-            report["data_docs"] = str(write_data_docs(tables, out_dir).relative_to(out_dir))
-        record.write_json("validation_report", report)
+            report["data_docs"] = str(write_data_docs(tables, out_dir / DATA_DOCS).relative_to(out_dir))
+        record.write_json(VALIDATION_REPORT, report)
 
         parse_counts = {name: _parse_counts(name, ingested["counts"]) for name in table_reports}
         for name, table_report in table_reports.items():

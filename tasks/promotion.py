@@ -37,7 +37,7 @@ import mlflow
 import polars as pl
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, ValidationError
+from pydantic import ValidationError
 
 from recsys_models.base import MODEL_FILE
 from recsys_models.columns import TIMESTAMP
@@ -47,8 +47,10 @@ from recsys_models.io import atomic_write_parquet
 from recsys_models.registry import family_class, load_model
 from reporting.console import quiet_registration
 from stages.evaluate import evaluate
+from stages.layout import EvalDir
 from stages.manifest import MANIFEST
 from stages.train import train
+from tasks.promotion_gate import PromotionGate
 from tasks.retrying import with_retries
 from tasks.workspace import file_lock
 
@@ -76,30 +78,6 @@ class ChampionUnloadable(RecsysError):
 # keys, torch and faiss. A bug (TypeError, AttributeError) or running out of memory is not one of them.
 CHAMPION_FAILURES = (MlflowException, OSError, EOFError, zipfile.BadZipFile, ValueError, LookupError, RuntimeError)
 MAX_CAUSE_CHARS = 300
-
-
-class PromotionGate(BaseModel):
-    """When a challenger may replace the champion."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    metric: str = Field(default="ndcg_at_10", description="Gating metric, higher is better, per user.")
-    min_value: float = Field(default=0.0, description="The challenger's gating metric must exceed this.")
-    min_users: NonNegativeInt = Field(default=10, description="Fewest evaluated users to judge a model on.")
-    non_inferiority_margin: float = Field(
-        default=0.01, ge=0.0, lt=1.0,
-        description="Refresh: promoted unless worse beyond this share of the champion's value; also the "
-        "effect a switch must have the power to detect.",
-    )  # fmt: skip
-    beat_baseline: bool = Field(default=True, description="Ranking families must beat the run's popularity.")
-    max_coverage_drop: float = Field(default=0.25, ge=0.0, description="Guardrail: coverage may fall by this share.")
-    max_popularity_rise: float = Field(
-        default=0.25, ge=0.0, description="Guardrail: mean recommended popularity may rise by this share."
-    )
-
-    def margin(self, champion_value: float) -> float:
-        """The non-inferiority margin in the metric's units."""
-        return self.non_inferiority_margin * abs(champion_value)
 
 
 @dataclass(frozen=True)
@@ -321,9 +299,9 @@ def promote(
     (`candidate_train_dir`); `baseline_dir` is the run's popularity evaluation when the candidate must
     beat it; `items_dir` the validate folder (item features for a re-fit)."""
     client.set_registered_model_alias(name, CHALLENGER, version)
-    candidate = json.loads((eval_dir / "metrics.json").read_text())
-    candidate_per_user = pl.read_parquet(eval_dir / "per_user.parquet")
-    baseline = pl.read_parquet(baseline_dir / "per_user.parquet") if gate.beat_baseline and baseline_dir else None
+    candidate = EvalDir(eval_dir).metrics()
+    candidate_per_user = EvalDir(eval_dir).per_user()
+    baseline = EvalDir(baseline_dir).per_user() if gate.beat_baseline and baseline_dir else None
     with file_lock(lock_file):  # alias changes of concurrent runs, one at a time (no registry transactions)
         before = champion_version(client, name)
         judged = Judged()
@@ -413,9 +391,9 @@ def _scored_with_champion(
             name, champion, candidate_train_dir, split_dir, work_dir / "newer", int(data_end), items_dir
         )
         basis = f"{why}; both judged on the test rows newer than the champion's data"
-        candidate_per_user = pl.read_parquet(candidate_dir / "per_user.parquet")
-    return Judged(kind, pl.read_parquet(champion_dir / "per_user.parquet"),
-                  json.loads((champion_dir / "metrics.json").read_text()), candidate_per_user, basis=basis)  # fmt: skip
+        candidate_per_user = EvalDir(candidate_dir).per_user()
+    champion_evaluation = EvalDir(champion_dir)
+    return Judged(kind, champion_evaluation.per_user(), champion_evaluation.metrics(), candidate_per_user, basis=basis)
 
 
 GLOBAL_MODEL = "recsys"
@@ -434,7 +412,7 @@ def promote_global(
     best is one of them and `recsys` already holds its version, nothing is registered either.
     """
     scored = {
-        family: json.loads((eval_dir / "metrics.json").read_text()).get(gate.metric)
+        family: EvalDir(eval_dir).metrics().get(gate.metric)
         for family, (_, _, eval_dir, _) in candidates.items()
     }
     scored = {family: value for family, value in scored.items() if value is not None and value == value}

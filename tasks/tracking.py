@@ -23,6 +23,7 @@ import recsys_models
 from recsys_models.ids import ROLE, decode_column
 from reporting.console import quiet_registration
 from stages.ingest import ID_TABLE
+from stages.layout import EvalDir
 from stages.manifest import MANIFEST
 from stages.model_card import render_model_card
 from tasks.promotion import RECIPE_TAG
@@ -33,7 +34,7 @@ EXPERIMENT = "recsys-retrain"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
 MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 VERSION_TAG_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "n_eval_users", "n_eval_rows")
-SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow", "faiss-cpu")
+SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow", "faiss-cpu", "lightgbm")
 
 
 def registered_model_name(family: str) -> str:
@@ -150,7 +151,8 @@ def log_family(
     `train_dir` holds the model that is registered (refit on every row of the run);
     `evaluated_dir`, the same recipe trained on the split's training part, the one `eval_dir` judged."""
     train_manifest = json.loads((train_dir / MANIFEST).read_text())
-    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    evaluation = EvalDir(eval_dir)
+    metrics = evaluation.metrics()
     child = client.create_run(
         experiment_id,
         run_name=family,
@@ -171,8 +173,8 @@ def log_family(
     for start in range(0, len(entries), MAX_BATCH_METRICS):  # one request per batch, not per metric
         client.log_batch(run_id, metrics=entries[start : start + MAX_BATCH_METRICS])
     client.log_artifact(run_id, str(split_dir / MANIFEST), artifact_path="split")
-    client.log_artifact(run_id, str(eval_dir / "metrics.json"), artifact_path="evaluation")
-    client.log_artifact(run_id, str(eval_dir / "recommendations.parquet"), artifact_path="evaluation")
+    client.log_artifact(run_id, str(evaluation.metrics_file), artifact_path="evaluation")
+    client.log_artifact(run_id, str(evaluation.recommendations_file), artifact_path="evaluation")
     split_manifest = json.loads((split_dir / MANIFEST).read_text())
     evaluated = json.loads((evaluated_dir / MANIFEST).read_text()) if evaluated_dir is not None else None
     card = render_model_card(family, metrics, train_manifest, split_manifest, tags, evaluated)

@@ -41,8 +41,10 @@ def log_search(workspace: Workspace, summary: dict[str, Any], run_dir: Path) -> 
             figures |= {f"test_{key}": test.get(key) for key in (name, f"{name}_ci_low", f"{name}_ci_high")}
         figures |= {f"importance_{key}": value for key, value in (summary["importances"] or {}).items()}
         _log_metrics(client, parent, numeric_metrics(figures))
-        values = [(trial["number"], trial["value"]) for trial in summary["trials"] if trial["state"] == "COMPLETE"]
-        plot = plot_search(values, summary["objective"], summary["maximize"], run_dir / "search.png")
+        values, pruned = ([(trial["number"], trial["value"]) for trial in summary["trials"] if trial["state"] == state]
+                          for state in ("COMPLETE", "PRUNED"))  # fmt: skip
+        plot = plot_search(values, summary["objective"], summary["maximize"], run_dir / "search.png", pruned,
+                           summary["importances"])  # fmt: skip
         if plot is not None:
             client.log_artifact(parent, str(plot), artifact_path="search")
         with tempfile.TemporaryDirectory() as folder:

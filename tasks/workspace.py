@@ -1,7 +1,6 @@
 """Where a run's outputs live: one workspace folder (RECSYS_WORKSPACE, default ./workspace)."""
 
 import fcntl
-import json
 import os
 import secrets
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from recsys_models.exceptions import RecsysError
+from stages.layout import RunDir
 
 TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -79,10 +79,10 @@ class Workspace:
 def finished_dataset(run_dir: Path) -> str | None:
     """The dataset name (a built-in name or a spec's `name`, whatever path it was read from) of a
     run that finished (its summary.json exists and at least one family succeeded), else None."""
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():
+    run = RunDir(run_dir)
+    if not run.finished():
         return None
-    summary = json.loads(summary_path.read_text())
+    summary = run.summary()
     return (summary.get("dataset_name") or summary["config"]["dataset"]) if summary["families"] else None
 
 
@@ -93,7 +93,7 @@ def last_successful_validation(workspace: Workspace, dataset: str, before: str) 
         return None
     for run_dir in sorted(workspace.runs.iterdir(), reverse=True):
         if run_dir.name < before and finished_dataset(run_dir) == dataset:
-            return run_dir / "validate"
+            return RunDir(run_dir).validate
     return None
 
 

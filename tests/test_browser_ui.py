@@ -6,7 +6,6 @@ they skip with the reason otherwise. Set RECSYS_SCREENSHOTS_DIR to also copy the
 there (the README's come from `RECSYS_SCREENSHOTS_DIR=docs/screenshots`).
 """
 
-import json
 import os
 import shutil
 import socket
@@ -21,6 +20,7 @@ import polars as pl
 import pytest
 
 from flows.cli import main
+from stages.layout import RunDir
 from tests.test_models_contract import low_rank_ratings
 
 pytestmark = pytest.mark.flow
@@ -46,7 +46,7 @@ def small_run(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Itera
         code = main(["--plain", "retrain", "--dataset", str(ratings), "--families", FAMILIES])
         assert code == 0
         (run_dir,) = (root / "workspace" / "runs").iterdir()
-        yield json.loads((run_dir / "summary.json").read_text()) | {"workspace": str(root / "workspace")}
+        yield RunDir(run_dir).summary() | {"workspace": str(root / "workspace")}
 
 
 def test_the_run_writes_its_report_and_logs_it_to_mlflow(small_run: dict, capsys: pytest.CaptureFixture) -> None:

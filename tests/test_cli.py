@@ -8,9 +8,11 @@ import polars as pl
 import pytest
 
 from flows.cli import main
+from stages.layout import RunDir
 from tests.test_models_contract import low_rank_ratings
 
-COMMANDS = [["retrain"], ["backtest"], ["score"], ["models"], ["models", "promote"], ["datasets"], ["ui"], ["report"]]
+COMMANDS = [["retrain"], ["backtest"], ["score"], ["models"], ["models", "promote"], ["datasets"], ["ui"], ["report"],
+            ["config"]]  # fmt: skip
 
 
 @pytest.fixture
@@ -97,7 +99,7 @@ def test_report_finds_the_latest_finished_run(workspace: Path, capsys: pytest.Ca
         (workspace / "runs" / run_id / "report").mkdir(parents=True)
         (workspace / "runs" / run_id / "report" / "report.html").write_text("<html></html>")
     for run_id in ("20260101T000000Z-aaaaaa", "20260102T000000Z-bbbbbb"):  # the newest did not finish
-        (workspace / "runs" / run_id / "summary.json").write_text(json.dumps({"run_id": run_id}))
+        RunDir(workspace / "runs" / run_id).summary_file.write_text(json.dumps({"run_id": run_id}))
     assert main(["report"]) == 0
     latest = workspace / "runs" / "20260102T000000Z-bbbbbb" / "report" / "report.html"
     assert capsys.readouterr().out.strip() == str(latest)

@@ -2,7 +2,6 @@
 decided without it (the popularity floor still holds), the reason names the champion, the file and
 the cause, and nothing escapes. A corrupt candidate is never mistaken for a corrupt champion."""
 
-import json
 import logging
 import shutil
 from dataclasses import dataclass
@@ -16,6 +15,7 @@ from mlflow import MlflowClient
 
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from tasks.promotion import CHALLENGER, CHAMPION, DATA_END_TAG, PREVIOUS, RECIPE_TAG, PromotionGate, promote
@@ -171,5 +171,5 @@ def test_only_the_registered_model_with_the_broken_champion_goes_without_it(
     assert "could not be loaded" in reasons["recsys-broken"]
     healthy = reasons["recsys-healthy"]
     assert "vs champion" in healthy and "the champion's recipe re-fit on this run's split" in healthy
-    metrics = json.loads((run.evaluated["popularity"] / "metrics.json").read_text())
+    metrics = EvalDir(run.evaluated["popularity"]).metrics()
     assert f"vs champion {metrics['ndcg_at_10']:.4f}" in healthy  # the re-fit champion scores as popularity did

@@ -123,7 +123,7 @@ def test_drift_figures_and_policies() -> None:
 def test_data_docs_site_is_written(tmp_path: Path) -> None:
     ratings = ratings_frame([(1, 1, 4.0, T), (2, 1, 3.5, T)])
     report = validate_ratings(ratings, None, HALF_STARS, now=NOW).report
-    index = write_data_docs([(RATINGS, ratings, report["parameters"])], tmp_path)
+    index = write_data_docs([(RATINGS, ratings, report["parameters"])], tmp_path / "data_docs")
     assert index == tmp_path / "data_docs" / "index.html"
     assert "ratings" in index.read_text()
     assert list((tmp_path / "data_docs" / "validations").rglob("*.html"))

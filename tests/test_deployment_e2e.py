@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from stages.layout import RunDir
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.flow
@@ -135,7 +136,7 @@ def test_serve_deploy_and_run_the_nightly_deployment(served: dict[str, str], tmp
     assert state.get("type") == "COMPLETED", state
 
     (run_dir,) = (tmp_path / "ws" / "runs").iterdir()
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = RunDir(run_dir).summary()
     assert summary["config"]["dataset"] == "synthetic"
     assert set(summary["families"]) == {"popularity", "bias"} and summary["failed"] == {}
     assert summary["validation"]["valid_rows"] > 0

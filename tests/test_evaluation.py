@@ -26,6 +26,7 @@ from recsys_models.evaluation import (
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.splitting import SplitSettings, protocol_split
 from stages.evaluate import compare_families, evaluate
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 
@@ -300,7 +301,7 @@ def test_evaluate_stage_on_a_leave_one_out_split_with_genres(tiny_ratings: pl.Da
         train(split_dir, tmp_path / "train" / family, family, config)
         evaluate(split_dir, tmp_path / "train" / family, tmp_path / "evaluate" / family, k=2, items_dir=validated,
                  overrides={"cutoffs": (1, 2), "n_bootstrap": 50})  # fmt: skip
-    metrics = json.loads((tmp_path / "evaluate" / "popularity" / "metrics.json").read_text())
+    metrics = EvalDir(tmp_path / "evaluate" / "popularity").metrics()
     assert metrics["protocol"] == "leave-one-out" and metrics["relevance_threshold"] is None
     assert metrics["n_eval_users"] == 3  # users 1-3 have a held-out last item; user 4 stays in train
     assert metrics["n_candidate_items"] == 5 and "ild_at_2" in metrics and "ild_at_1" not in metrics

@@ -2,11 +2,12 @@
 rows by time): the refreshed EASE recipe replaces yesterday's champion, a sabotaged configuration
 never becomes champion, and a rerun that changed nothing registers nothing."""
 
-import json
 from pathlib import Path
 
 import polars as pl
 import pytest
+
+from stages.layout import EvalDir
 
 pytestmark = [pytest.mark.real_data, pytest.mark.flow]
 
@@ -83,7 +84,7 @@ def test_three_nights_refresh_the_champion_never_promote_sabotage_and_register_n
     leaked = evaluate(run_dir / "split", Path(summary["run_dir"]) / "serve" / "ease", tmp_path / "leaked")
     # judged on rows it trained on, the served champion is meaningless (its history holds the test items,
     # which it then never recommends): the gate's figure is not that one
-    assert abs(json.loads((leaked / "metrics.json").read_text())["ndcg_at_10"] - honest) > 0.05
+    assert abs(EvalDir(leaked).metrics()["ndcg_at_10"] - honest) > 0.05
     assert str(client.get_model_version_by_alias("recsys-ease", "champion").version) == champions[-1]
 
     versions_before = len(client.search_model_versions("name='recsys-ease'"))

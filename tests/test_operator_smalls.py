@@ -20,6 +20,7 @@ import pytest
 
 from recsys_models.interactions import Interactions
 from recsys_models.popularity import Popularity
+from stages.layout import EvalDir, RunDir
 
 
 def _no_constants(name: str) -> None:
@@ -345,7 +346,7 @@ def _scored(tmp_path: Path, window: int, family: str, users: int | None) -> dict
     if users is not None:
         eval_dir = tmp_path / f"window_{window}" / family
         eval_dir.mkdir(parents=True)
-        (eval_dir / "metrics.json").write_text(json.dumps({"n_eval_users": users}))
+        EvalDir(eval_dir).metrics_file.write_text(json.dumps({"n_eval_users": users}))
     return {"window": window, "family": family, "split_dir": tmp_path, "eval_dir": eval_dir, "status": "ok"}
 
 
@@ -379,7 +380,7 @@ def test_report_after_a_backtest_says_what_it_shows(
     summary = {"run_id": run.name, "run_dir": str(run), "table": str(table.with_suffix(".parquet")),
                "table_csv": str(table), "plot": str(plot), "families": {"popularity": {"windows_ok": 1}},
                "failed": {}, "notes": [note]}  # fmt: skip
-    (run / "summary.json").write_text(json.dumps(summary))
+    RunDir(run).summary_file.write_text(json.dumps(summary))
     opened: list[str] = []
     monkeypatch.setattr(ui_cli.webbrowser, "open", lambda uri: opened.append(uri) or True)
 

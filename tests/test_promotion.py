@@ -8,6 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from stages.layout import EvalDir
 from tasks import promotion
 from tasks.promotion import CHALLENGER, CHAMPION, PREVIOUS, PromotionGate, decide, promote
 
@@ -20,7 +21,7 @@ def eval_dir(root: Path, label: str, ndcg: np.ndarray) -> Path:
     folder = root / label
     folder.mkdir(parents=True)
     pl.DataFrame({"user_id": USERS, "ndcg_at_10": ndcg}).write_parquet(folder / "per_user.parquet")
-    (folder / "metrics.json").write_text(json.dumps({"ndcg_at_10": float(ndcg.mean()), "n_eval_users": len(ndcg)}))
+    EvalDir(folder).metrics_file.write_text(json.dumps({"ndcg_at_10": float(ndcg.mean()), "n_eval_users": len(ndcg)}))
     return folder
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from stages.evaluate import evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -31,7 +32,7 @@ def p1_run(datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict
     for family in ("popularity", "biased_mf"):
         train_dir = train(split_dir, root / "train" / family, family)
         eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family)
-        metrics[family] = json.loads((eval_dir / "metrics.json").read_text())
+        metrics[family] = EvalDir(eval_dir).metrics()
     return {"root": root, "split_dir": split_dir, "metrics": metrics}
 
 

@@ -20,6 +20,7 @@ import pytest
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -52,7 +53,7 @@ def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, famili
     for family in families:
         train_dir = train(split_dir, root / "train" / family, family, TEST_CONFIGS.get(family), items_dir=validated)
         eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family, items_dir=validated)
-        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        metrics = EvalDir(eval_dir).metrics()
         metrics["fit_seconds"] = json.loads((train_dir / "manifest.json").read_text())["counts"]["fit_seconds"]
         results[family] = metrics
     return results

@@ -12,7 +12,6 @@ To stay cheap, the hybrids run on ml-100k (EASE fits in about a second there) an
 ml-latest-small P4 with ALS as the component.
 """
 
-import json
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,7 @@ import pytest
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import compare_families, evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -58,7 +58,7 @@ class Runs:
         return self._evaluated[key]
 
     def metrics(self, dataset: str, protocol: str, family: str, config: dict | None = None, name: str = "") -> dict:
-        return json.loads((self.eval_dir(dataset, protocol, family, config, name) / "metrics.json").read_text())
+        return EvalDir(self.eval_dir(dataset, protocol, family, config, name)).metrics()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,7 @@ import pytest
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -83,7 +84,7 @@ def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str) -> dic
     for family in CASES[(dataset, protocol)]:
         train_dir = train(split_dir, root / "train" / family, family, TEST_CONFIGS.get(family), items_dir=validated)
         eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family, items_dir=validated)
-        results[family] = json.loads((eval_dir / "metrics.json").read_text())
+        results[family] = EvalDir(eval_dir).metrics()
         results[family]["history"] = json.loads((train_dir / "history.json").read_text())
     return results
 

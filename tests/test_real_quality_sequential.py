@@ -10,7 +10,6 @@ Under P3, popularity is the floor every ranking family must clear; under P2 (28 
 on ml-latest-small) the bands are wide and nothing is asserted against popularity.
 """
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import pytest
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -62,7 +62,7 @@ def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, famili
     for family in families:
         train_dir = train(split_dir, root / "train" / family, family, TEST_CONFIGS.get(family))
         eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family)
-        results[family] = json.loads((eval_dir / "metrics.json").read_text())
+        results[family] = EvalDir(eval_dir).metrics()
     return results
 
 

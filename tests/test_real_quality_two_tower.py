@@ -10,7 +10,6 @@ popularity on the same users; P2 evaluates 28 / 98 users, so its bands are wide 
 asserted against popularity there.
 """
 
-import json
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +20,7 @@ from recsys_models.splitting import SplitSettings
 from recsys_models.two_tower import recall_at_k
 from stages.evaluate import compare_families, evaluate
 from stages.ingest import ingest
+from stages.layout import EvalDir
 from stages.split import split
 from stages.train import train
 from stages.validate import validate
@@ -45,7 +45,7 @@ def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, famili
     for family, config in families.items():
         train_dir = train(split_dir, root / "train" / family, family, config, items_dir=validated)
         eval_dir = evaluate(split_dir, train_dir, root / "evaluate" / family, items_dir=validated)
-        case["metrics"][family] = json.loads((eval_dir / "metrics.json").read_text())
+        case["metrics"][family] = EvalDir(eval_dir).metrics()
         case["eval_dirs"][family], case["train_dirs"][family] = eval_dir, train_dir
     return case
 

@@ -8,6 +8,7 @@ import pytest
 from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 
 from flows.cli import main
+from stages.layout import RunDir
 from tasks.retention import collect_garbage, store_once
 from tasks.workspace import Workspace, link_stage
 
@@ -21,7 +22,7 @@ def make_run(workspace: Workspace, run_id: str, dataset: str = "shop", links: di
             continue
         (run_dir / stage).mkdir(parents=True)
         (run_dir / stage / "weights.npy").write_bytes(b"\0" * 2**20)
-    (run_dir / "summary.json").write_text(json.dumps({"dataset_name": dataset, "families": {"ease": {}}, "config": {}}))
+    RunDir(run_dir).summary_file.write_text(json.dumps({"dataset_name": dataset, "families": {"ease": {}}, "config": {}}))
     return run_dir
 
 

@@ -1,12 +1,12 @@
 """The retrain flow end to end on small generated data: stage files, row accounting, MLflow, pyfunc."""
 
-import json
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
+from stages.layout import EvalDir
 from tests.test_models_contract import low_rank_ratings
 
 pytestmark = pytest.mark.flow
@@ -67,9 +67,9 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     recommendations = pl.read_parquet(run_dir / "evaluate" / "biased_mf" / "recommendations.parquet")
     assert recommendations.columns[:3] == ["user_id", "item_id", "rank"]
     assert recommendations["item_id"].is_in(split["train"]["item_id"].implode()).all()
-    metrics = json.loads((run_dir / "evaluate" / "biased_mf" / "metrics.json").read_text())
+    metrics = EvalDir(run_dir / "evaluate" / "biased_mf").metrics()
     assert 0.0 <= metrics["ndcg_at_10"] <= 1.0 and metrics["rmse"] > 0
-    assert "rmse" not in json.loads((run_dir / "evaluate" / "popularity" / "metrics.json").read_text())
+    assert "rmse" not in EvalDir(run_dir / "evaluate" / "popularity").metrics()
 
     mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
     client = MlflowClient()

@@ -1,7 +1,6 @@
 """The stage store: stage folders published to object storage (moto's local S3 server, and a file://
 URL) and fetched whole on a machine that lacks them, by the task wrappers, the cache keys and the flow."""
 
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +9,7 @@ import polars as pl
 import pytest
 
 from recsys_models.io import atomic_write_json, atomic_write_parquet
+from stages.layout import EvalDir
 from stages.manifest import MANIFEST
 from tasks.caching import StageContent, fingerprint, folder_fingerprint
 from tasks.stage_store import STORE_ENV, StageStore
@@ -183,6 +183,6 @@ def test_retrain_publishes_every_stage_and_a_task_on_another_machine_fetches_its
         local.rmdir()
     out_dir = evaluate_task.fn(run_dir / "split", run_dir / "train" / "bias", tmp_path / "ws" / "again", "bias",
                                items_dir=run_dir / "validate")  # fmt: skip
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics = EvalDir(out_dir).metrics()
     assert metrics["rmse"] == pytest.approx(summary["families"]["bias"]["metrics"]["rmse"])
     assert store.is_published(out_dir)  # and the worker published what it wrote

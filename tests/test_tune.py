@@ -246,3 +246,16 @@ def _study(workspace: Path) -> optuna.Study:
     storage = optuna.storages.JournalStorage(JournalFileBackend(str(journal)))
     (summary,) = optuna.get_all_study_summaries(storage)
     return optuna.load_study(study_name=summary.study_name, storage=storage)
+
+
+def test_the_search_plot_shows_pruned_trials_and_importances(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from reporting.tuning_plot import plot_search
+
+    values, pruned = [(0, 0.10), (1, 0.12), (3, 0.11)], [(2, 0.02)]
+    assert plot_search([], "valid_ndcg_at_10", True, tmp_path / "none.png") is None
+    alone = plot_search(values, "valid_ndcg_at_10", True, tmp_path / "alone.png", pruned)
+    beside = plot_search(values, "valid_ndcg_at_10", True, tmp_path / "beside.png", pruned, {"l2": 0.8, "k": 0.2})
+    assert alone is not None and beside is not None
+    assert Image.open(beside).width > Image.open(alone).width  # the importances panel is drawn beside
