@@ -79,6 +79,18 @@ def test_the_objective_never_reads_the_test_part(split_dir: Path) -> None:
     assert after.value == before.value
 
 
+def test_a_sequential_family_is_judged_by_its_kept_epoch_not_a_state_that_holds_valid(split_dir: Path) -> None:
+    """After fitting, SASRec scores users from train + valid sequences; judged on that state it would
+    see the answers. The objective is the best per-epoch figure, measured from the training part."""
+    from recsys_models.progress import listening_to_epochs
+    from stages.tune import validation_objective
+
+    figures: list[float] = []
+    with listening_to_epochs(lambda family, epoch, metrics: figures.append(metrics["valid_ndcg_at_10"])):
+        result = validation_objective(split_dir, "sasrec", {"epochs": 4, "patience": 4, "dim": 16, "n_blocks": 1})
+    assert len(figures) == 4 and result.value == max(figures)
+
+
 def test_a_rating_family_is_judged_by_validation_rmse(split_dir: Path) -> None:
     from stages.tune import validation_objective
 
