@@ -6,32 +6,22 @@ The flow commands take their parameters from a run configuration (`--config FILE
 
 import argparse
 import os
-import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from flows import config_cli, datasets_cli, tune_cli, ui_cli
-from flows.cold_start_report import format_warm_cold_table
 from flows.run_config import describe_errors
 from recsys_models.exceptions import RecsysError
 from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
 from reporting.console import quiet_console
-from reporting.formatting import format_interval
 from reporting.formatting import verdict as decision_verdict
+from reporting.tables import format_backtest_table, format_metrics_table, format_paired, format_warm_cold_table
 from tasks.retention import DEFAULT_KEEP_RUNS
 from tasks.workspace import Workspace, check_writable, configure_environment
 
-if TYPE_CHECKING:
-    import polars as pl
-
-RATING_COLUMNS = ["rmse", "mae"]
-RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10", "mrr_at_10"]
-BASELINE = "popularity"
 MAX_ERROR_CHARS = 500
-BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
 EXAMPLES = """examples:
@@ -94,6 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--model", help="registered model name")
     score.add_argument("--alias", help="alias of the version to use")
     score.add_argument("--k", type=int, help="recommendations per user")
+    score.add_argument("--histories", type=Path, metavar="FILE", help="Parquet of user_id, item_id, timestamp rows: score its users from them")
     models = commands.add_parser(
         "models", help="list registered models and aliases; promote or roll back by hand",
         epilog="examples: recsys models list | recsys models promote recsys-ease 3 | recsys models rollback recsys",
@@ -119,66 +110,6 @@ def _parser() -> argparse.ArgumentParser:
     config_cli.add_parser(commands)
     ui_cli.add_parsers(commands)
     return parser
-
-
-def format_metrics_table(families: dict[str, Any], max_width: int | None = None) -> str:
-    """One line per family: ranking metrics at 10 with their 95% intervals, coverage and evaluated
-    users; then, for the families that predict ratings, RMSE and MAE with intervals and evaluated rows.
-
-    Ranking columns are dropped from the right (NDCG and recall always stay) until a line fits
-    `max_width` (default: the terminal's width); the report and metrics.json hold them all."""
-    max_width = max_width or shutil.get_terminal_size((160, 24)).columns
-    width = max([12] + [len(name) + 2 for name in families])
-    shown = list(RANKING_COLUMNS)
-    while len(shown) > 2 and width + 23 * len(shown) + 28 > max_width:
-        shown.pop()
-    lines = [f"{'family':<{width}}" + "".join(f"{name:>23}" for name in shown)
-             + f"{'coverage_at_10':>16}{'eval users':>12}"]  # fmt: skip
-    for family, entry in families.items():
-        metrics = entry["metrics"]
-        cells = "".join(f"{format_interval(metrics, name):>23}" for name in shown)
-        coverage = format_interval(metrics, "coverage_at_10")
-        lines.append(f"{family:<{width}}{cells}{coverage:>16}{metrics['n_eval_users']:>12}")
-    raters = {family: entry["metrics"] for family, entry in families.items() if "rmse" in entry["metrics"]}
-    if raters:
-        lines += ["", f"{'family':<{width}}" + "".join(f"{name:>23}" for name in RATING_COLUMNS) + f"{'eval rows':>12}"]
-        for family, metrics in raters.items():
-            cells = "".join(f"{format_interval(metrics, name):>23}" for name in RATING_COLUMNS)
-            lines.append(f"{family:<{width}}{cells}{metrics['n_eval_rows']:>12}")
-    return "\n".join(lines)
-
-
-def format_paired(run_dir: Path, families: list[str], metric: str = "ndcg_at_10") -> list[str]:
-    """Each family against the popularity baseline on the same users (paired bootstrap, paired t-test,
-    and the minimum detectable effect at 95% / 80% power)."""
-    from stages.evaluate import compare_families
-    from stages.layout import RunDir
-
-    if BASELINE not in families:
-        return []
-    lines = []
-    for family in families:
-        if family == BASELINE:
-            continue
-        result = compare_families(RunDir(run_dir).evaluate(family), RunDir(run_dir).evaluate(BASELINE), metric)
-        lines.append(
-            f"{family} - {BASELINE} {metric}: {result.difference:+.4f} [{result.ci_low:+.4f}, {result.ci_high:+.4f}]"
-            f"  p={result.p_value:.3g}  MDE {result.minimum_detectable_effect:.4f}  on {result.n_users} users"
-        )
-    return lines
-
-
-def format_backtest_table(table: "pl.DataFrame") -> str:
-    """Metric over time: one line per window and family, with intervals."""
-    header = f"{'window':>6}  {'cut-off':<26}{'family':<14}{'status':<8}" + "".join(
-        f"{name:>28}" for name in BACKTEST_COLUMNS
-    )
-    lines = [header]
-    for row in table.iter_rows(named=True):
-        status = row["status"] if len(row["status"]) <= 7 else row["status"][:6] + "…"
-        cells = "".join(f"{format_interval(row, name):>28}" for name in BACKTEST_COLUMNS)
-        lines.append(f"{row['window']:>6}  {row['cutoff']:<26}{row['family']:<14}{status:<8}" + cells)
-    return "\n".join(lines)
 
 
 def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
@@ -217,7 +148,7 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     )
     print(format_metrics_table(summary["families"]))
     print("(95% percentile-bootstrap intervals over users)")
-    print("\n" + format_warm_cold_table(summary["families"]))  # cold-item slice (flows/cold_start_report.py)
+    print("\n" + format_warm_cold_table(summary["families"]))  # cold-item slice (reporting/warm_cold_table.py)
     for line in format_paired(Path(summary["run_dir"]), list(summary["families"])):
         print(line)
     for family, reason in summary.get("skipped", {}).items():
@@ -268,7 +199,7 @@ def _score(args: argparse.Namespace, workspace: Workspace) -> int:
 
     config = args.run.config
     aliased_version(open_client(workspace), config.model_name, config.alias)  # before the flow: one line when missing
-    result = batch_score(config)
+    result = batch_score(config, histories=args.histories)
     counts = result["counts"]
     print(f"\n{counts['rows']} recommendations for {counts['users']} users from {config.model_name} v{result['model_version']}")
     print(f"written to {result['output_dir']} ({counts['parts']} part files + manifest.json)")

@@ -1,13 +1,9 @@
 """The nightly retrain flow: ingest -> validate -> split -> train[family] x N -> evaluate -> register."""
 
-import contextlib
-import logging
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import polars as pl
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -15,21 +11,18 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from flows.config import RetrainConfig
 from flows.prepare import prepare_split
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
-from recsys_models.columns import TIMESTAMP
 from recsys_models.datasets.sources import SourceIdentity, describe_source
 from recsys_models.io import atomic_write_json
-from recsys_models.registry import family_class
 from recsys_models.splitting import SplitSettings
 from stages.layout import RunDir
-from stages.manifest import MANIFEST, read_manifest
-from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, promote, promote_global
+from stages.manifest import read_manifest
+from tasks.registration import register
 from tasks.retention import (
     clean_after_killed_runs,
     collect_garbage,
     drop_evaluated_fits,
     store_once,
 )
-from tasks.retrying import RetryingClient
 from tasks.run_report import publish_run_report
 from tasks.stage_store import local, share
 from tasks.stage_tasks import (
@@ -38,18 +31,9 @@ from tasks.stage_tasks import (
     serve_split_task,
     train_task,
 )
-from tasks.tracking import (
-    code_version,
-    ensure_experiment,
-    log_family,
-    numeric_metrics,
-    open_client,
-    registered_already,
-    registered_model_name,
-    start_parent_run,
-)
 from tasks.workspace import (
     Workspace,
+    last_successful_validation,
     link_stage,
     new_run_id,
     running,
@@ -102,8 +86,9 @@ def run_stages(
     )
     settings = split_settings(config, source)
     validated_dir, split_dir = prepare_split(
-        config.dataset, run, workspace, source.name, settings, seed=config.seed,
-        max_quarantine_share=config.max_quarantine_share, drift=config.drift, refresh=execution.refresh_cache,
+        config.dataset, run, workspace, settings, seed=config.seed, max_quarantine_share=config.max_quarantine_share,
+        drift=config.drift, reference=last_successful_validation(workspace, source.name, before=run_id),
+        refresh=execution.refresh_cache,
     )  # fmt: skip
 
     families, skipped = config.applicable_families(source)
@@ -151,7 +136,10 @@ def run_stages(
         link_stage(local(served[family].result()), run.serve(family))
     succeeded = [family for family in families if family not in failures]
 
-    parent_run_id, registered, overall = register(workspace, run_id, config, source.name, run_dir, succeeded, settings.protocol)
+    parent_run_id, registered, overall = register(
+        workspace, run_id, run_dir, succeeded, dataset_name=source.name, protocol=settings.protocol,
+        params={"dataset": config.dataset, "seed": config.seed, "k": config.k}, gate=config.gate,
+    )  # fmt: skip
     summary = build_summary(run_id, run_dir, config, registered, failures)
     summary |= {"dataset_name": source.name, "feedback": source.feedback.model_dump(mode="json"), "skipped": skipped,
                 "protocol": settings.protocol}
@@ -188,90 +176,6 @@ def reused_stages(run_dir: Path) -> dict[str, str]:
     return {
         str(folder.relative_to(run_dir)): str(folder.resolve()) for folder in sorted(folders) if folder.is_symlink()
     }
-
-
-def register(
-    workspace: Workspace, run_id: str, config: RetrainConfig, dataset_name: str, run_dir: Path, families: list[str],
-    protocol: str,
-) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
-    """Log the run to MLflow, register each family's model and run the promotion gate on it
-    (sequentially: one SQLite writer), then the global pick `recsys`.
-
-    Returns the parent run id, each family's registration and decision, and the global decision."""
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    client = open_client(workspace)
-    experiment_id = ensure_experiment(client, workspace.mlflow_artifacts)
-    run = RunDir(run_dir)
-    validated = read_manifest(run.validate)
-    tags = {
-        "data_hash": validated["outputs"]["ratings.parquet"]["sha256"],
-        "protocol": protocol,
-        "code_version": code_version(),
-        "dataset": dataset_name,
-        "pipeline_run_id": run_id,
-        DATA_END_TAG: str(data_end(run.serve_split)),
-    }
-    parent = start_parent_run(
-        client, experiment_id, run_id, {"dataset": config.dataset, "dataset_name": dataset_name, "seed": config.seed, "k": config.k}, tags
-    )
-    try:
-        registered, overall = log_and_gate(client, experiment_id, parent, workspace, config, run_dir, families, tags)
-    except BaseException:  # the parent run never stays RUNNING; the original error surfaces
-        with contextlib.suppress(Exception):
-            client.set_terminated(parent, "FAILED")
-        raise
-    client.set_terminated(parent, "FINISHED")
-    return parent, registered, asdict(overall) if overall is not None else None
-
-
-def log_and_gate(
-    client: RetryingClient, experiment_id: str, parent: str, workspace: Workspace, config: RetrainConfig,
-    run_dir: Path, families: list[str], tags: dict[str, str],
-) -> tuple[dict[str, dict[str, Any]], Any]:
-    """Under the parent run: the run's data figures, then each family's version and decision, then `recsys`'s."""
-    run = RunDir(run_dir)
-    counts = read_manifest(run.validate)["counts"]
-    drift = {f"drift_{key}": value for key, value in counts.get("drift", {}).items() if key != "breaches"}
-    for key, value in numeric_metrics(counts | drift).items():
-        client.log_metric(parent, key, value)
-    if counts.get("drift", {}).get("breaches"):
-        client.set_tag(parent, "drift_breaches", "; ".join(counts["drift"]["breaches"]))
-    client.log_artifact(parent, str(run.split / MANIFEST), artifact_path="split")
-    client.log_artifact(parent, str(run.validation_report_file), artifact_path="validation")
-    if run.data_docs.exists():
-        client.log_artifacts(parent, str(run.data_docs), artifact_path="validation/data_docs")
-    registered, candidates, unchanged = {}, {}, set()
-    lock = workspace.mlflow_db.parent / "promotion.lock"
-    baseline = run.evaluate(BASELINE_FAMILY) if BASELINE_FAMILY in families else None
-    for family in families:
-        eval_dir, train_dir = run.evaluate(family), run.serve(family)
-        name = registered_model_name(family)
-        existing = registered_already(client, name, train_dir, tags)
-        if existing is not None:  # a rerun that changed nothing: no new version, no new decision
-            unchanged.add(family)
-            reason = f"unchanged: v{existing} already holds this recipe trained on the same data and code"
-            registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
-            candidates[family] = (name, existing, eval_dir, run.train(family))
-            continue
-        entry = log_family(client, experiment_id, parent, family, run.split, train_dir, eval_dir, tags,
-                           evaluated_dir=run.train(family))  # fmt: skip
-        floor = baseline if family != BASELINE_FAMILY and not family_class(family).needs_ratings else None
-        decision = promote(
-            client, entry["registered_model"], entry["version"], eval_dir, run.split, run.promotion, config.gate,
-            lock, floor, run.validate, run.train(family),
-        )  # fmt: skip
-        registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
-        candidates[family] = (entry["registered_model"], entry["version"], eval_dir, run.train(family))
-    overall = promote_global(
-        client, candidates, run.split, run.promotion, config.gate, lock, baseline, unchanged, run.validate
-    )
-    return registered, overall
-
-
-def data_end(split_dir: Path) -> int:
-    """The newest interaction time (Unix seconds) of a split's parts: what a model fitted on them knew."""
-    parts = [pl.scan_parquet(split_dir / f"{name}.parquet").select(TIMESTAMP) for name in ("train", "valid", "test")]
-    return int(pl.concat(parts).select(pl.col(TIMESTAMP).max()).collect().item())
 
 
 def build_summary(

@@ -49,7 +49,7 @@ from tasks.stage_store import local
 from tasks.stage_tasks import cached, evaluate_task, train_task
 from tasks.tune_tasks import trial_task
 from tasks.tune_tracking import log_search
-from tasks.workspace import Workspace, file_lock, link_stage, new_run_id
+from tasks.workspace import Workspace, file_lock, last_successful_validation, link_stage, new_run_id
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 INTERRUPTED = "interrupted"  # study attribute: trials a killed search left running (they are run again)
@@ -73,8 +73,9 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     settings = split_settings(RetrainConfig(protocol=config.protocol, train_fraction=config.train_fraction), source)
     run = RunDir(run_dir)
     validated_dir, split_dir = prepare_split(
-        config.dataset, run, workspace, source.name, settings, seed=config.seed,
-        max_quarantine_share=config.max_quarantine_share, drift=DriftBounds(), refresh=execution.refresh_cache,
+        config.dataset, run, workspace, settings, seed=config.seed, max_quarantine_share=config.max_quarantine_share,
+        drift=DriftBounds(), reference=last_successful_validation(workspace, source.name, before=run_id),
+        refresh=execution.refresh_cache,
     )  # fmt: skip
 
     objective = objective_of(model_class)

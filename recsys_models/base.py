@@ -4,10 +4,13 @@ Cold-start rule (the only one): users and items are known when they occur in the
 split. The library scores known indices only. Callers map raw ids with the model's vocabularies
 (`users.index_of`), and an unknown user gets `popular_items` (most-interacted training items);
 rating prediction for an unknown user or item falls back to the family's `fallback_rating`.
+Anyone with a history, a user unknown at training time included, is scored from it instead
+(`recommend_from_history`, `history.py`); a history of unknown items only gets the cold answer.
 """
 
 import json
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -18,6 +21,7 @@ from pydantic import BaseModel
 
 from recsys_models.exceptions import NotFittedError
 from recsys_models.features import ItemFeatures
+from recsys_models.history import History, HistoryBatch, HistoryRecommendations, map_histories
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.io import atomic_write_json, atomic_write_npz
 from recsys_models.options import TrainingOptions
@@ -31,7 +35,8 @@ class Recommender(ABC):
     """A trained model over the users and items of one training split.
 
     Subclasses set `family`, `config_type` and `predicts_ratings`, and implement `_fit`,
-    `score`, `_state` and `_restore`. Families that predict ratings also implement `predict`.
+    `score`, `score_history`, `_state` and `_restore`. Families that predict ratings also
+    implement `predict`.
     """
 
     family: ClassVar[str]
@@ -104,15 +109,54 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and their scores per user, best first, shape (n_users, k)."""
         users = self._check_users(user_indices)
+        return self._top_k(self.score(users), k, self.seen[users] if exclude_seen else None)
+
+    def _top_k(self, scores: np.ndarray, k: int, exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
+        """The k best items of each row of `scores` and their scores, the stored entries of
+        `exclude` (same shape) left out; shape (n_rows, min(k, n_items))."""
         k = min(k, self.n_items)
-        scores = torch.from_numpy(np.ascontiguousarray(self.score(users), dtype=np.float32))
-        if exclude_seen:
-            seen = self.seen[users].tocoo()
-            scores[torch.from_numpy(seen.row.astype(np.int64)), torch.from_numpy(seen.col.astype(np.int64))] = (
+        scores = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
+        if exclude is not None:
+            blocked = exclude.tocoo()
+            scores[torch.from_numpy(blocked.row.astype(np.int64)), torch.from_numpy(blocked.col.astype(np.int64))] = (
                 -torch.inf
             )
         top = torch.topk(scores, k, dim=1)
         return top.indices.numpy(), top.values.numpy()
+
+    # --- scoring a history given now (issue 20) -------------------------------------------
+    def unweighted_history_weight(self) -> float:
+        """The weight of each item of a history given without weights: one interaction. Families
+        that regress ratings override it (an item someone chose counts as liked)."""
+        return 1.0
+
+    def history_batch(self, histories: Sequence[History]) -> HistoryBatch:
+        """`histories` on this model's vocabularies, unknown items dropped and counted (`history`)."""
+        return map_histories(histories, self.items, self.users, self.unweighted_history_weight())
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Ranking scores, (len(history), n_items), of each row as if it were a user's training
+        history (train + valid), without retraining: a known user's own history gives their
+        `score` row (exactly for closed-form families, closely for iterative ones). Every row
+        holds at least one item the model knows. The per-family hook of `recommend_from_history`.
+        """
+        raise NotImplementedError(f"{self.family} cannot score a history given at scoring time")
+
+    def recommend_from_history(
+        self, histories: Sequence[History], k: int = 10, exclude_seen: bool = True
+    ) -> HistoryRecommendations:
+        """Top-k items per history, computed from the history alone (the model is not retrained).
+
+        With `exclude_seen`, the history's own items are left out. A history without any item the
+        model knows gets the cold-start answer, the most-interacted training items (score: count).
+        """
+        batch = self.history_batch(histories)
+        scores = np.tile(self.item_counts.astype(np.float32), (len(batch), 1))
+        filled = np.flatnonzero(batch.lengths > 0)
+        if filled.size:
+            scores[filled] = self.score_history(batch.subset(filled))
+        items, top = self._top_k(scores, k, batch.rows.tocsr("binary") if exclude_seen else None)
+        return HistoryRecommendations(items, top, batch.unknown_items)
 
     @property
     def item_counts(self) -> np.ndarray:

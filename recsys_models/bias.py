@@ -29,6 +29,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
@@ -112,6 +113,18 @@ class Bias(Recommender):
         users = self._check_users(user_indices)
         biases = self.biases
         return (biases.global_mean + biases.user[users][:, None] + biases.item[None, :]).astype(np.float32)
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """mu + b_u + b_i with b_u from the history in closed form: the damped mean of its
+        residuals r - mu - b_i, as the last pass of `fit_biases` computes it."""
+        biases, rows = self.biases, history.rows
+        residual = rows.rating.astype(np.float64) - biases.global_mean - biases.item[rows.item_idx]
+        user = _damped_mean(rows.user_idx, residual, history.lengths, self.config.user_damping)
+        return (biases.global_mean + user[:, None] + biases.item[None, :]).astype(np.float32)
+
+    def unweighted_history_weight(self) -> float:
+        """An item of an unrated history counts as rated at the top of the training scale (liked)."""
+        return self._rating_range[1]
 
     def predict(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         """Predicted ratings of known pairs, clipped to the training rating range."""

@@ -34,6 +34,7 @@ from scipy.linalg import lapack
 from threadpoolctl import threadpool_limits
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.sparse_tensors import torch_csr
 from recsys_models.tuning import Choice, FloatRange, SearchSpace
@@ -179,10 +180,19 @@ class EASE(Recommender):
         self._weights, self._active, self._history = weights, active, history
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:
-        users = self._check_users(user_indices)
-        history = torch_csr(self._history[users], self._weights.device)
-        active_scores = torch.sparse.mm(history, self._weights).cpu().numpy()
-        scores = np.zeros((users.size, self.n_items), dtype=np.float32)
+        return self._score_rows(self._history[self._check_users(user_indices)])
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """X_h B for the history's row X_h (ratings or ones, as fitted): exact."""
+        rows = history.rows.tocsr(values=self.config.values)
+        if self.config.values == "binary":
+            rows.data[:] = 1.0
+        return self._score_rows(sp.csr_matrix(rows[:, self._active], dtype=np.float32))
+
+    def _score_rows(self, rows: sp.csr_matrix) -> np.ndarray:
+        """Scores of user rows over the modelled items (X_u B), 0 on the other items."""
+        active_scores = torch.sparse.mm(torch_csr(rows, self._weights.device), self._weights).cpu().numpy()
+        scores = np.zeros((rows.shape[0], self.n_items), dtype=np.float32)
         scores[:, self._active] = active_scores
         return scores
 

@@ -5,9 +5,11 @@ import polars as pl
 
 from recsys_models.base import Recommender
 from recsys_models.columns import ITEM_ID, RANK, SCORE, USER_ID
+from recsys_models.history import History
 
 PREDICTED_RATING = "predicted_rating"
 COLD_USER = "cold_user"
+UNKNOWN_ITEMS = "unknown_items"
 
 
 def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10, exclude_seen: bool = True) -> pl.DataFrame:
@@ -35,6 +37,36 @@ def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10, exclude
         {USER_ID: users, ITEM_ID: model.items.ids[items], SCORE: scores, RANK: ranks, COLD_USER: cold}
     )
     return frame.sort(USER_ID, RANK)
+
+
+def recommend_histories_raw(
+    model: Recommender, user_ids: np.ndarray, histories: list[np.ndarray], k: int = 10, exclude_seen: bool = True
+) -> pl.DataFrame:
+    """Top-k per (raw user id, history of raw item ids, oldest first), computed from the history
+    (`Recommender.recommend_from_history`; the history's items excluded unless `exclude_seen` is
+    False): `user_id, item_id, score, rank, cold_user, unknown_items`.
+
+    `cold_user` is false where the history holds an item the model knows; a history with none gets
+    the cold answer (the most popular training items, score = count) and `cold_user` true.
+    `unknown_items` counts the history's items the model does not know (ignored).
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    user_ids = np.asarray(user_ids, dtype=np.int64)
+    given = [History(items, user_id=int(user)) for user, items in zip(user_ids, histories, strict=True)]
+    answer = model.recommend_from_history(given, k, exclude_seen)
+    width = answer.items.shape[1]
+    cold = answer.unknown_items == np.array([history.items.size for history in given], dtype=np.int64)
+    return pl.DataFrame(
+        {
+            USER_ID: np.repeat(user_ids, width),
+            ITEM_ID: model.items.ids[answer.items.ravel()],
+            SCORE: answer.scores.ravel(),
+            RANK: np.tile(np.arange(1, width + 1, dtype=np.int64), user_ids.size),
+            COLD_USER: np.repeat(cold, width),
+            UNKNOWN_ITEMS: np.repeat(answer.unknown_items, width),
+        }
+    )
 
 
 def score_raw_pairs(model: Recommender, user_ids: np.ndarray, item_ids: np.ndarray) -> pl.DataFrame:

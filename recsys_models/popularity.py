@@ -6,6 +6,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 
 
@@ -32,8 +33,14 @@ class Popularity(Recommender):
         self._counts = counts
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:
-        users = self._check_users(user_indices)
-        return np.broadcast_to(self._counts, (users.size, self._counts.size)).copy()
+        return self._rows(self._check_users(user_indices).size)
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Not personalised: the training counts, whatever the history (as defined)."""
+        return self._rows(len(history))
+
+    def _rows(self, n_rows: int) -> np.ndarray:
+        return np.broadcast_to(self._counts, (n_rows, self._counts.size)).copy()
 
     def _state(self) -> dict[str, np.ndarray]:
         return {"counts": self._counts}

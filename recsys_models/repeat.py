@@ -20,6 +20,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.tuning import Choice, SearchSpace
 
@@ -49,25 +50,44 @@ class Repeat(Recommender):
     predicts_ratings = False
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
-        weight = train.rating.astype(np.float64)
-        if self.config.recency_half_life_days is not None:
-            age_days = (train.timestamp.max() - train.timestamp) / SECONDS_PER_DAY
-            weight = weight * np.exp2(-age_days / self.config.recency_half_life_days)
-        own = sp.csr_matrix((weight, (train.user_idx, train.item_idx)), shape=(train.n_users, train.n_items))
-        own.sum_duplicates()
-        own.data[own.data <= 0] = 0.0
-        own.eliminate_zeros()
-        own.sort_indices()
+        self._reference_time = int(train.timestamp.max())
+        own = self._own_weights(train, np.ones(len(train), dtype=bool))
         counts = np.bincount(train.item_idx, minlength=train.n_items).astype(np.float64)
         self._own = own
         self._tie_scale = _smallest_gaps(own)
         self._popularity = counts / (2.0 * max(counts.max(), 1.0))
 
+    def _own_weights(self, data: Interactions, timed: np.ndarray) -> sp.csr_matrix:
+        """Per (user, item), the summed weights, decayed by age before the last training timestamp
+        where the row is `timed` and a half-life is set (a model saved without that timestamp takes
+        the latest one of `data`); zero or less removed."""
+        weight = data.rating.astype(np.float64)
+        if self.config.recency_half_life_days is not None:
+            reference = self._reference_time if self._reference_time is not None else int(data.timestamp.max())
+            age_days = np.where(timed, (reference - data.timestamp) / SECONDS_PER_DAY, 0.0)
+            weight = weight * np.exp2(-age_days / self.config.recency_half_life_days)
+        own = sp.csr_matrix((weight, (data.user_idx, data.item_idx)), shape=(data.n_users, data.n_items))
+        own.sum_duplicates()
+        own.data[own.data <= 0] = 0.0
+        own.eliminate_zeros()
+        own.sort_indices()
+        return own
+
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         users = self._check_users(user_indices)
-        scores = np.broadcast_to(self._popularity, (users.size, self._popularity.size)).copy()
-        own = self._own[users].tocoo()
-        scores[own.row, own.col] = 1.0 + own.data + self._tie_scale[users][own.row] * self._popularity[own.col]
+        return self._score_own(self._own[users], self._tie_scale[users])
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """The history's own items first, by their weights (decayed only where it has timestamps),
+        then popularity, as for a training user: exact."""
+        own = self._own_weights(history.rows, history.timed[history.rows.user_idx])
+        return self._score_own(own, _smallest_gaps(own))
+
+    def _score_own(self, own: sp.csr_matrix, tie_scale: np.ndarray) -> np.ndarray:
+        """Scores of rows whose own items weigh `own` (module docstring)."""
+        scores = np.broadcast_to(self._popularity, (own.shape[0], self._popularity.size)).copy()
+        own = own.tocoo()
+        scores[own.row, own.col] = 1.0 + own.data + tie_scale[own.row] * self._popularity[own.col]
         return scores.astype(np.float32)
 
     def _state(self) -> dict[str, np.ndarray]:
@@ -77,6 +97,7 @@ class Repeat(Recommender):
             "own_weights": self._own.data,
             "tie_scale": self._tie_scale,
             "popularity": self._popularity,
+            "reference_time": np.asarray(self._reference_time, dtype=np.int64),
         }
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
@@ -84,6 +105,8 @@ class Repeat(Recommender):
         self._own = sp.csr_matrix((state["own_weights"], state["own_indices"], state["own_indptr"]), shape=shape)
         self._tie_scale = state["tie_scale"]
         self._popularity = state["popularity"]
+        reference = state.get("reference_time")  # absent from models saved before issue 20
+        self._reference_time = int(reference) if reference is not None else None
 
 
 def _smallest_gaps(own: sp.csr_matrix) -> np.ndarray:

@@ -21,4 +21,6 @@ FAST_CONFIGS: dict[str, dict] = {
     "two_tower": {"epochs": 3, "dimension": 8, "batch_size": 256},
     "two_tower_rerank": {"retriever": {"epochs": 3, "dimension": 8, "batch_size": 256}, "ranker_config": {"l2": 10.0},
                          "n_candidates": 20},
+    "stacked": {"parts": {"ease": {"l2": 10.0}, "item_knn": {}, "popularity": {}}, "n_candidates": 10,
+                "relevance_threshold": None, "ranker": {"n_estimators": 20, "min_data_in_leaf": 5}},
 }

@@ -76,6 +76,9 @@ def write_run_report(run_dir: Path, summary: Mapping[str, Any]) -> Path:
         "<h2>Families</h2>" + _family_table(summary["families"], summary.get("failed", {})),
         "<h2>Promotion</h2>" + _promotion(summary),
     ]
+    rankers = _learned_rankers(run_dir, summary["families"])
+    if rankers:
+        sections.append("<h2>Learned rankers: candidate recall and feature importances</h2>" + rankers)
     sections += [f"<h2>{_e(PLOT_TITLES[name])}</h2>{_image(path)}" for name, path in plots.items()]
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
@@ -205,6 +208,30 @@ def _best_family(summary: Mapping[str, Any]) -> str:
     scored = {family: entry["metrics"].get(metric) for family, entry in summary["families"].items()}
     scored = {family: value for family, value in scored.items() if value is not None and value == value}
     return max(scored, key=scored.__getitem__) if scored else "-"
+
+
+RANKER_REPORT = "ranker_report.json"  # written beside a learned ranker's saved model (recsys_models.stacked)
+
+
+def _learned_rankers(run_dir: Path, families: Iterable[str], top: int = 15) -> str:
+    """For each family with a learned ranker (its served model, else its evaluated fit): candidate
+    recall@N on the ranker's tail and its `top` features by share of split gain."""
+    parts = []
+    for family in families:
+        paths = [RunDir(run_dir).serve(family) / "model" / RANKER_REPORT,
+                 RunDir(run_dir).train(family) / "model" / RANKER_REPORT]  # fmt: skip
+        report = next((_read_json(path, {}) for path in paths if path.exists()), None)
+        if not report:
+            continue
+        recall = [(key, f"{value:.4f}") for key, value in report.items() if key.startswith("candidate_recall_at_")]
+        importance = [(name, f"{share:.3f}") for name, share in list(report.get("feature_importance", {}).items())[:top]]
+        parts.append(
+            f"<h3>{_e(family)}</h3><p class='note'>{_e(report.get('ranker_rounds'))} boosting rounds from "
+            f"{_e(report.get('ranker_base') or 'a constant')}; candidate recall is measured on the ranker's "
+            "training tail: a weak candidate stage caps what the ranker can reach.</p>"
+            + _table(["candidate recall", "value"], recall) + _table(["feature", "share of split gain"], importance)
+        )
+    return "".join(parts)
 
 
 def _popularity_shares(run_dir: Path, families: Iterable[str], k: int) -> dict[str, Any]:

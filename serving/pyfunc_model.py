@@ -1,9 +1,15 @@
 """MLflow pyfunc of every family, logged from this code file (no pickled training objects).
 
-Input: a table with `user_id` (raw ids: integers or text) and optionally `item_id`.
+Input: a table with `user_id` (raw ids: integers or text) and optionally `item_id` or `history`.
 - Without `item_id`: the top-k items per user (param `k`, default 10), seen items excluded
   unless the source allows repeats, as `user_id, item_id, score, rank, cold_user`; unknown users
   get the most popular items.
+- With a `history` (a list of raw item ids, oldest first) on a row: that row's top-k are computed
+  from the history, whoever the user is, without retraining (`Recommender.recommend_from_history`):
+  the history's items excluded unless the source allows repeats, `cold_user` false (true, with the
+  popular items, when the history holds no item the model knows), plus `unknown_items`, the
+  number of history items the model does not know (ignored). Rows without one (null) are
+  answered as above.
 - With `item_id`: the score of each pair as `user_id, item_id, score, cold_user`, plus
   `predicted_rating` for rating families; an unknown user's pair scores the item's training count
   (`cold_user` true), a pair with an unknown item has a null score.
@@ -41,10 +47,11 @@ class RecommenderPyfunc(PythonModel):
     # model_input is left unannotated on purpose: MLflow would infer a signature from a type hint
     # (its warning about that is kept off the terminal by reporting/console.py)
     def predict(self, context, model_input, params=None):
+        import pandas as pd
         import polars as pl
 
         from recsys_models.ids import decode_column, id_table
-        from recsys_models.inference import recommend_raw, score_raw_pairs
+        from recsys_models.inference import recommend_histories_raw, recommend_raw, score_raw_pairs
 
         if "user_id" not in model_input.columns:
             raise ValueError(f"input needs a 'user_id' column; got {list(model_input.columns)}")
@@ -55,7 +62,16 @@ class RecommenderPyfunc(PythonModel):
         if "item_id" in model_input.columns:
             result = score_raw_pairs(self.model, users, _coded_ids(model_input, "item_id"))
         else:
-            result = recommend_raw(self.model, users, int((params or {}).get("k", 10)), self.exclude_seen)
+            k = int((params or {}).get("k", 10))
+            given = _history_rows(model_input)
+            parts = [recommend_raw(self.model, users[~given], k, self.exclude_seen)]
+            if given.any():
+                histories = [
+                    _coded_ids(pd.DataFrame({"item_id": list(value)}), "item_id")
+                    for value in model_input["history"][given]
+                ]
+                parts.append(recommend_histories_raw(self.model, users[given], histories, k, self.exclude_seen))
+            result = pl.concat(parts, how="diagonal_relaxed").sort("user_id", "rank", maintain_order=True)
         result = decode_column(decode_column(result, "user_id", texts, "user"), "item_id", texts, "item")
         return _json_safe(result.to_pandas())
 
@@ -65,6 +81,19 @@ def _json_safe(frame: "pd.DataFrame") -> "pd.DataFrame":
     for column in frame.columns[frame.isna().any()]:
         frame[column] = frame[column].astype(object).where(frame[column].notna(), None)
     return frame
+
+
+def _history_rows(frame) -> np.ndarray:
+    """Which rows carry a history (a list of item ids; null or a missing column: none)."""
+    import pandas as pd
+
+    if "history" not in frame.columns:
+        return np.zeros(len(frame), dtype=bool)
+    given = np.array([value is not None and not (np.isscalar(value) and pd.isna(value)) for value in frame["history"]])
+    for value in frame["history"][given]:
+        if isinstance(value, str) or np.isscalar(value):
+            raise ValueError(f"history must be a list of item ids per row, got {value!r}")
+    return given.astype(bool)
 
 
 def _coded_ids(frame, column: str) -> np.ndarray:

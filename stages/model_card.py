@@ -1,5 +1,7 @@
 """A short Markdown model card for each registered version: data, protocol, metrics, known limits."""
 
+import json
+from pathlib import Path
 from typing import Any
 
 COLD_START = (
@@ -13,10 +15,11 @@ CARD_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "precision_at_10", 
 
 def render_model_card(
     family: str, metrics: dict[str, Any], train_manifest: dict[str, Any], split_manifest: dict[str, Any],
-    tags: dict[str, str], evaluated_manifest: dict[str, Any] | None = None,
+    tags: dict[str, str], evaluated_manifest: dict[str, Any] | None = None, model_dir: Path | None = None,
 ) -> str:
     """The card's Markdown text. `train_manifest` is the registered model's fit; `evaluated_manifest`,
-    when the registered model is a refit on every row, the fit that the metrics judged."""
+    when the registered model is a refit on every row, the fit that the metrics judged; `model_dir`, the
+    saved model (a learned ranker's report there adds its candidate recall and feature importances)."""
     rows = []
     for name in CARD_METRICS:
         if name not in metrics:
@@ -49,6 +52,7 @@ def render_model_card(
             "| --- | --- | --- |",
             *rows,
             "",
+            *_ranker_section(model_dir),
             "## Hyperparameters",
             "",
             *[f"- `{key}`: {value}" for key, value in config.items()],
@@ -74,4 +78,32 @@ def _fits(counts: dict[str, Any], served: dict[str, Any], evaluated: dict[str, A
     return [
         f"- Evaluated: the recipe trained on the split's {split_rows} ({described(evaluated)}), judged on its test part",
         f"- Served: the same recipe refit on every row of the run, test part included ({described(served)})",
+    ]
+
+
+RANKER_REPORT = "ranker_report.json"  # written by a learned ranker's save (recsys_models.stacked)
+TOP_FEATURES = 15
+
+
+def _ranker_section(model_dir: Path | None) -> list[str]:
+    """A learned ranker's candidate recall (on its training tail) and feature importances, or nothing."""
+    path = model_dir / RANKER_REPORT if model_dir is not None else None
+    if path is None or not path.exists():
+        return []
+    report = json.loads(path.read_text())
+    recall = {key: value for key, value in report.items() if key.startswith("candidate_recall_at_")}
+    importance = list(report.get("feature_importance", {}).items())[:TOP_FEATURES]
+    return [
+        "## Learned ranker",
+        "",
+        f"{report.get('ranker_rounds')} boosting rounds, starting from `{report.get('ranker_base') or 'a constant'}`. "
+        "Candidate recall: the share of the ranker's tail's relevant items among the candidates (the union, "
+        "then each part's own top N); a weak candidate stage caps what the ranker can reach.",
+        "",
+        *[f"- {key}: {value:.4f}" for key, value in recall.items()],
+        "",
+        "| feature | share of split gain |",
+        "| --- | --- |",
+        *[f"| {name} | {share:.3f} |" for name, share in importance],
+        "",
     ]

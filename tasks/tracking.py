@@ -17,7 +17,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 from mlflow.exceptions import MlflowException
 from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
+from mlflow.types import DataType
+from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 import recsys_models
 from recsys_models.ids import ROLE, decode_column
@@ -99,11 +100,13 @@ def _id_texts(model_dir: Path) -> pl.DataFrame | None:
 
 
 def _signature(id_texts: pl.DataFrame | None) -> ModelSignature:
-    """Ids are text where the source has text ids (`recsys_models.ids`), else integers."""
+    """Ids are text where the source has text ids (`recsys_models.ids`), else integers; `history`
+    (a list of item ids per row, null for none) asks for scores from that history (issue 20)."""
     roles = set(id_texts[ROLE].to_list()) if id_texts is not None else set()
     user, item = ("string" if role in roles else "long" for role in ("user", "item"))
     return ModelSignature(
-        inputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id", required=False)]),
+        inputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id", required=False),
+                       ColSpec(Array(DataType[item]), "history", required=False)]),  # fmt: skip
         outputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id"), ColSpec("float", "score"),
                         ColSpec("long", "rank")]),  # fmt: skip
         params=ParamSchema([ParamSpec("k", "long", 10)]),
@@ -165,19 +168,20 @@ def log_family(
     final = numeric_metrics(metrics) | {"fit_seconds": train_manifest["counts"]["fit_seconds"]}
     for report in sorted((train_dir / "model").rglob("index_report.json")):  # ANN index: build time, size, recall
         final |= numeric_metrics(json.loads(report.read_text()))
+    for report in sorted((train_dir / "model").glob("ranker_report.json")):  # stacked: candidate recall, rounds
+        final |= numeric_metrics(json.loads(report.read_text()))
     entries = [Metric(key, value, now, 0) for key, value in final.items()]
     for record in json.loads((train_dir / "history.json").read_text()):  # per-epoch curves
         step = int(record["epoch"])
         entries += [Metric(key, float(value), now, step) for key, value in record.items() if key != "epoch"]
     client.log_batch(run_id, params=[Param(key, str(value)) for key, value in params.items()])
-    for start in range(0, len(entries), MAX_BATCH_METRICS):  # one request per batch, not per metric
-        client.log_batch(run_id, metrics=entries[start : start + MAX_BATCH_METRICS])
+    log_metrics(client, run_id, entries)
     client.log_artifact(run_id, str(split_dir / MANIFEST), artifact_path="split")
     client.log_artifact(run_id, str(evaluation.metrics_file), artifact_path="evaluation")
     client.log_artifact(run_id, str(evaluation.recommendations_file), artifact_path="evaluation")
     split_manifest = json.loads((split_dir / MANIFEST).read_text())
     evaluated = json.loads((evaluated_dir / MANIFEST).read_text()) if evaluated_dir is not None else None
-    card = render_model_card(family, metrics, train_manifest, split_manifest, tags, evaluated)
+    card = render_model_card(family, metrics, train_manifest, split_manifest, tags, evaluated, train_dir / "model")
     client.log_text(run_id, card, "model_card.md")
 
     name = registered_model_name(family)
@@ -202,3 +206,9 @@ def log_family(
         client.set_model_version_tag(name, version, key, str(value))
     client.set_terminated(run_id, "FINISHED")
     return {"run_id": run_id, "registered_model": name, "version": version}
+
+
+def log_metrics(client: Any, run_id: str, metrics: list[Metric]) -> None:
+    """Log `metrics` to `run_id`: one request per MAX_BATCH_METRICS, not one per metric."""
+    for start in range(0, len(metrics), MAX_BATCH_METRICS):
+        client.log_batch(run_id, metrics=metrics[start : start + MAX_BATCH_METRICS])

@@ -12,7 +12,7 @@ from mlflow.entities import Metric, Param
 from optuna.trial import TrialState
 
 from reporting.tuning_plot import plot_search
-from tasks.tracking import code_version, ensure_experiment, numeric_metrics, open_client, start_parent_run
+from tasks.tracking import code_version, ensure_experiment, log_metrics, numeric_metrics, open_client, start_parent_run
 from tasks.workspace import Workspace
 
 RUN_STATUS = {TrialState.COMPLETE.name: "FINISHED", TrialState.PRUNED.name: "KILLED"}  # else FAILED
@@ -40,7 +40,7 @@ def log_search(workspace: Workspace, summary: dict[str, Any], run_dir: Path) -> 
         for name in TEST_METRICS:
             figures |= {f"test_{key}": test.get(key) for key in (name, f"{name}_ci_low", f"{name}_ci_high")}
         figures |= {f"importance_{key}": value for key, value in (summary["importances"] or {}).items()}
-        _log_metrics(client, parent, numeric_metrics(figures))
+        _log_figures(client, parent, numeric_metrics(figures))
         values, pruned = ([(trial["number"], trial["value"]) for trial in summary["trials"] if trial["state"] == state]
                           for state in ("COMPLETE", "PRUNED"))  # fmt: skip
         plot = plot_search(values, summary["objective"], summary["maximize"], run_dir / "search.png", pruned,
@@ -76,9 +76,9 @@ def _log_trials(client: Any, experiment_id: str, parent: str, summary: dict[str,
         child = client.create_run(experiment_id, run_name=f"trial-{trial['number']}", tags=tags).info.run_id
         figures = numeric_metrics({summary["objective"]: trial["value"]} | trial["user_attrs"])
         client.log_batch(child, params=[Param(key, str(value)) for key, value in trial["params"].items()])
-        _log_metrics(client, child, figures)
+        _log_figures(client, child, figures)
         client.set_terminated(child, RUN_STATUS.get(trial["state"], "FAILED"))
 
 
-def _log_metrics(client: Any, run_id: str, figures: dict[str, float]) -> None:
-    client.log_batch(run_id, metrics=[Metric(key, value, int(time.time() * 1000), 0) for key, value in figures.items()])
+def _log_figures(client: Any, run_id: str, figures: dict[str, float]) -> None:
+    log_metrics(client, run_id, [Metric(key, value, int(time.time() * 1000), 0) for key, value in figures.items()])

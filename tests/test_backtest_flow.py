@@ -39,8 +39,9 @@ def test_backtest_writes_a_metric_over_time_table_and_logs_it(
     import mlflow
     from mlflow import MlflowClient
 
-    from flows.backtest import EXPERIMENT, BacktestConfig, backtest
-    from flows.cli import format_backtest_table
+    from flows.backtest import BacktestConfig, backtest
+    from reporting.tables import format_backtest_table
+    from tasks.backtest_tracking import EXPERIMENT
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     config = BacktestConfig(dataset=str(ratings_file), families=["popularity"], n_windows=2, window_days=4)

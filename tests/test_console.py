@@ -50,7 +50,7 @@ def test_harmless_warnings_are_not_shown_even_where_a_library_resets_the_filters
 
 
 def test_the_metrics_table_fits_the_terminal_keeping_ndcg_and_recall() -> None:
-    from flows.cli import RANKING_COLUMNS, format_metrics_table
+    from reporting.tables import RANKING_COLUMNS, format_metrics_table
 
     metrics = {name: 0.1 for name in RANKING_COLUMNS} | {"coverage_at_10": 0.5, "n_eval_users": 610}
     families = {"two_tower_rerank": {"metrics": metrics}, "popularity": {"metrics": metrics}}

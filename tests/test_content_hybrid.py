@@ -7,7 +7,6 @@ import numpy as np
 import polars as pl
 import pytest
 
-from flows.cold_start_report import format_warm_cold_table
 from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
 from recsys_models.evaluation import evaluate_cold_items
 from recsys_models.features import ItemFeatures, build_item_features
@@ -24,6 +23,7 @@ from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.popularity import Popularity
 from recsys_models.registry import load_model
+from reporting.warm_cold_table import format_warm_cold_table
 
 GENRES = ("Action", "Comedy", "Drama", "Horror")
 N_USERS, N_WARM, N_COLD = 80, 48, 8

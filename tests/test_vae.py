@@ -48,18 +48,18 @@ def test_fold_in_scores_a_history_the_model_never_saw(block_vae) -> None:
     model, _, _, item_block = block_vae
     even = np.flatnonzero(item_block[model.items.ids - 1] == 0)
     history = sp.csr_matrix((np.ones(5), (np.zeros(5, dtype=int), even[:5])), shape=(1, model.n_items))
-    scores = model.score_history(history)[0]
+    scores = model.score_rows(history)[0]
     unseen = np.setdiff1d(np.arange(model.n_items), even[:5])
     top = unseen[np.argsort(-scores[unseen])[:5]]
     assert (item_block[model.items.ids[top] - 1] == 0).all()
     with pytest.raises(ValueError, match="columns"):
-        model.score_history(sp.csr_matrix((1, model.n_items + 1)))
+        model.score_rows(sp.csr_matrix((1, model.n_items + 1)))
 
 
 def test_score_is_the_fold_in_of_the_seen_history(block_vae) -> None:
     model = block_vae[0]
     users = np.array([0, 5, 9])
-    np.testing.assert_allclose(model.score(users), model.score_history(model.seen[users]), rtol=1e-6)
+    np.testing.assert_allclose(model.score(users), model.score_rows(model.seen[users]), rtol=1e-6)
 
 
 def test_early_stopping_on_validation_ndcg_then_refit() -> None:

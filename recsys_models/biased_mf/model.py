@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from recsys_models.base import Recommender
 from recsys_models.biased_mf.network import BiasedMFNetwork
+from recsys_models.fold_in import ridge_rows
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.training import EarlyStopping, run_epochs, seeded_generator, shuffled_batches
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
@@ -129,6 +131,30 @@ class BiasedMF(Recommender):
         device = next(self._network.parameters()).device
         predicted = self._network(users.to(device), items.to(device)).cpu().numpy()
         return np.clip(predicted, *self._rating_range)
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Fold-in in closed form: the user factors (and bias) minimising the training loss, squared
+        error plus its per-pair L2 terms, with every item parameter fixed: a ridge regression on
+        the history's ratings (`fold_in.ridge_rows`). A trained user's vector, which Adam only
+        approaches in its epochs, is close to it."""
+        network, config, rows = self._network, self.config, history.rows
+        items = network.item_factors.weight.detach().cpu().numpy().astype(np.float64)
+        penalty = np.full(items.shape[1], config.factor_l2)
+        features, targets = items, rows.rating.astype(np.float64)
+        if self.use_biases:
+            mean, item_bias = float(network.global_mean), network.item_bias.weight.detach().cpu().numpy()[:, 0]
+            features = np.hstack([items, np.ones((items.shape[0], 1))])
+            targets = targets - mean - item_bias[rows.item_idx]
+            penalty = np.append(penalty, config.bias_l2)
+        solution = ridge_rows(history, features, targets, penalty)
+        scores = solution[:, : items.shape[1]] @ items.T
+        if self.use_biases:
+            scores += mean + solution[:, -1:] + item_bias[None, :]
+        return scores.astype(np.float32)
+
+    def unweighted_history_weight(self) -> float:
+        """An item of an unrated history counts as rated at the top of the training scale (liked)."""
+        return self._rating_range[1]
 
     def fallback_rating(self) -> float:
         return float(self._network.global_mean)

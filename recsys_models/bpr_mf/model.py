@@ -42,6 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from recsys_models.base import Recommender
 from recsys_models.bpr_mf.network import BPRMFNetwork
+from recsys_models.fold_in import bpr_loss_of, fold_in_implicit
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
@@ -200,6 +202,21 @@ class BPRMF(Recommender):
         users = torch.from_numpy(np.array(self._check_users(user_indices)))
         device = next(self._network.parameters()).device
         return self._network.score_all(users.to(device)).cpu().numpy()
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Fold-in: the user vector minimising the BPR loss (plus its L2 term) for the history's
+        positives with the items fixed, negatives in expectation over the configured sampling
+        (`fold_in`); close to a trained user's vector, which stochastic training only approaches."""
+        config, network = self.config, self._network
+        items, bias = network.item_factors.weight.detach(), network.item_bias
+        bias = bias.weight.detach().T if bias is not None else torch.zeros(1, items.shape[0], device=items.device)
+        weights = None
+        if config.negative_sampling == "popularity":
+            weights = popularity_weights(np.diff(self.seen.tocsc().indptr), config.popularity_alpha)
+        return fold_in_implicit(
+            lambda vectors: vectors @ items.T + bias, network.user_factors.weight.detach().mean(0),
+            history.rows.positives(config.min_rating), weights, config.reject_positives, config.l2, bpr_loss_of,
+        )
 
     def _state(self) -> dict[str, np.ndarray]:
         return {name: tensor.cpu().numpy() for name, tensor in self._network.state_dict().items()}

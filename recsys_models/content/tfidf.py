@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, model_valid
 
 from recsys_models.base import Recommender
 from recsys_models.features import FEATURE_KINDS, ItemFeatures, idf_weights, tfidf
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.tuning import Choice, FloatRange, SearchSpace
 
@@ -137,6 +138,11 @@ class ContentTFIDF(Recommender):
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         users = self._check_users(user_indices)
         return np.asarray((self._profiles[users] @ self._vectors.T).todense(), dtype=np.float32)
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Cosine with the profile built from the history (its weights centred as ratings are): exact."""
+        profiles = self._user_profiles(history.rows)
+        return np.asarray((profiles @ self._vectors.T).todense(), dtype=np.float32)
 
     def score_new_items(self, user_indices: np.ndarray, new_items: ItemFeatures) -> np.ndarray:
         users = self._check_users(user_indices)

@@ -14,12 +14,15 @@ does not help warm users; it only adds the cold items.
 """
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from pydantic import Field, NonNegativeInt, model_validator
 
+from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures
+from recsys_models.history import HistoryBatch
 from recsys_models.hybrid.parts import (
     COLLABORATIVE,
     CONTENT,
@@ -95,12 +98,21 @@ class HybridSwitching(CompositeRecommender):
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         users = self._check_users(user_indices)
-        content_users = self.uses_content(users)
-        scores = np.empty((users.size, self.n_items), dtype=np.float32)
-        if content_users.any():
-            scores[content_users] = self.part(CONTENT).score(users[content_users])
-        if not content_users.all():
-            scores[~content_users] = self.part(COLLABORATIVE).score(users[~content_users])
+        return self._switch(self.uses_content(users), lambda rows, part: part.score(users[rows]))
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Content for a history of fewer distinct items than the threshold, the collaborative part
+        otherwise, each part scoring the history: exact where the parts are."""
+        light = np.diff(history.rows.tocsr("binary").indptr) < self._threshold
+        return self._switch(light, lambda rows, part: part.score_history(history.subset(rows)))
+
+    def _switch(self, content_rows: np.ndarray, score: Callable[[np.ndarray, Recommender], np.ndarray]) -> np.ndarray:
+        """Rows scored by the content part where `content_rows`, by the collaborative one elsewhere;
+        `score(rows, part)` scores the given row indices with a part."""
+        scores = np.empty((content_rows.size, self.n_items), dtype=np.float32)
+        for chosen, part in ((content_rows, CONTENT), (~content_rows, COLLABORATIVE)):
+            if chosen.any():
+                scores[chosen] = score(np.flatnonzero(chosen), self.part(part))
         return scores
 
     def score_new_items(self, user_indices: np.ndarray, new_items: ItemFeatures) -> np.ndarray:

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from recsys_models.features import ItemFeatures
+from recsys_models.history import HistoryBatch
 from recsys_models.hybrid.parts import (
     COLLABORATIVE,
     CONTENT,
@@ -99,9 +100,17 @@ class HybridWeighted(CompositeRecommender):
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         users = self._check_users(user_indices)
-        collaborative = standardise(self.part(COLLABORATIVE).score(users))
-        content = standardise(self.part(CONTENT).score(users))
-        return (self._weight * collaborative + (1.0 - self._weight) * content).astype(np.float32)
+        return self._blend(self.part(COLLABORATIVE).score(users), self.part(CONTENT).score(users))
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """The blend of both parts' scores of the history: exact where both parts are."""
+        return self._blend(self.part(COLLABORATIVE).score_history(history), self.part(CONTENT).score_history(history))
+
+    def _blend(self, collaborative: np.ndarray, content: np.ndarray) -> np.ndarray:
+        """w * standardised collaborative + (1 - w) * standardised content scores."""
+        return (self._weight * standardise(collaborative) + (1.0 - self._weight) * standardise(content)).astype(
+            np.float32
+        )
 
     def score_new_items(self, user_indices: np.ndarray, new_items: ItemFeatures) -> np.ndarray:
         users = self._check_users(user_indices)

@@ -57,6 +57,10 @@ class ItemKNN(NeighbourhoodRecommender):
     def _ranking(self, users: np.ndarray) -> sp.csr_matrix:
         return self._ranking_values[users] @ self._ranking_similarity
 
+    def _ranking_history(self, values: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """The history's values times the kept item similarities."""
+        return (values @ self._ranking_similarity).toarray().astype(np.float32)
+
     def _pair_rows(self, users: np.ndarray, items: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
         return self._similarity[items], self._residuals[users], self._item_means[items]
 

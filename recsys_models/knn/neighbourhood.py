@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.bias import Biases, fit_biases
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.knn.similarity import Measure, top_k_per_row, top_k_similarity
 
@@ -104,9 +105,9 @@ class NeighbourhoodRecommender(Recommender):
         )
         self._prepare()
 
-    def _values(self) -> sp.csr_matrix:
-        """Ratings or their binary pattern, as the config says."""
-        values = self._ratings.copy()
+    def _values(self, ratings: sp.csr_matrix | None = None) -> sp.csr_matrix:
+        """Ratings (the training ones by default) or their binary pattern, as the config says."""
+        values = (self._ratings if ratings is None else ratings).copy()
         if self.config.values == "binary":
             values.data = np.ones_like(values.data)
         return values
@@ -135,6 +136,14 @@ class NeighbourhoodRecommender(Recommender):
         """Ranking scores: similarity-weighted sums over the user's items or the neighbours' items."""
         users = self._check_users(user_indices)
         return self._ranking(users).toarray().astype(np.float32)
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Ranking scores of each history as of a training user with those ratings: exact."""
+        return self._ranking_history(self._values(history.rows.tocsr("rating")), history.users)
+
+    @abstractmethod
+    def _ranking_history(self, values: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """Dense ranking scores of history rows (`_values` of their ratings); `users` their own index or -1."""
 
     def predict(self, user_indices: np.ndarray, item_indices: np.ndarray) -> np.ndarray:
         """Neighbourhood rating predictions (module docstring), clipped to the training rating range."""

@@ -62,23 +62,67 @@ def top_k_similarity(
     parts = []
     for start in range(0, n_rows, chunk_rows):
         stop = min(start + chunk_rows, n_rows)
-        parts.append(_keep_top(blocks.similarity(start, stop), start, n_neighbours, min_similarity))
+        parts.append(_keep_top(blocks.similarity(start, stop), np.arange(start, stop), n_neighbours, min_similarity))
     logger.debug("%s similarity of %d rows in %d chunks (dense products: %s)", measure, n_rows, len(parts), dense)
     result = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 0), dtype=np.float32)
     return sp.csr_matrix(result, shape=(n_rows, n_rows), dtype=np.float32)
 
 
-def _centred(values: sp.csr_matrix, measure: Measure) -> np.ndarray:
-    """The entries after the measure's centring (none for cosine)."""
+def query_top_k_similarity(
+    queries: sp.csr_matrix,
+    matrix: sp.csr_matrix,
+    measure: Measure,
+    n_neighbours: int,
+    shrinkage: float = 0.0,
+    min_similarity: float = 0.0,
+    excluded: np.ndarray | None = None,
+) -> sp.csr_matrix:
+    """Similarities of query rows that `matrix` does not hold with the rows of `matrix`, (n_queries,
+    n_rows), at most `n_neighbours` per query above `min_similarity`, as `top_k_similarity` computes
+    them for a row of `matrix` itself; row `excluded[q]` (-1: none) is never a neighbour of query q.
+
+    Queries are centred as the rows are, on the rows' column means for `adjusted_cosine`. A query
+    equal to a row gets that row's similarities bit for bit (same products, same top-k selection,
+    ties included).
+    """
+    rows = sp.csr_matrix(matrix, dtype=np.float64, copy=True)
+    rows.sum_duplicates()
+    column_means = _column_means(rows)
+    rows.data = _centred(rows, measure)
+    query = sp.csr_matrix(queries, dtype=np.float64, copy=True)
+    query.sum_duplicates()
+    query.data = _centred(query, measure, column_means)
+    n_rows, n_queries = rows.shape[0], query.shape[0]
+    dense = _dense_is_cheaper(sp.csr_matrix(rows, dtype=np.float32))  # the products `top_k_similarity` uses
+    blocks = _Blocks(sp.csr_matrix(sp.vstack([rows, query]), dtype=np.float32), measure, shrinkage, dense)
+    excluded = np.full(n_queries, -1) if excluded is None else np.asarray(excluded, dtype=np.int64)
+    chunk_rows = max(1, CHUNK_ELEMENTS // max(n_rows + n_queries, 1))
+    parts = []
+    for start in range(0, n_queries, chunk_rows):
+        stop = min(start + chunk_rows, n_queries)
+        block = np.ascontiguousarray(blocks.similarity(n_rows + start, n_rows + stop)[:, :n_rows])
+        parts.append(_keep_top(block, excluded[start:stop], n_neighbours, min_similarity))
+    result = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, n_rows), dtype=np.float32)
+    return sp.csr_matrix(result, shape=(n_queries, n_rows), dtype=np.float32)
+
+
+def _column_means(values: sp.csr_matrix) -> np.ndarray:
+    """Mean of each column's stored entries (0 for an empty column)."""
+    counts = np.bincount(values.indices, minlength=values.shape[1])
+    sums = np.bincount(values.indices, weights=values.data, minlength=values.shape[1])
+    return np.divide(sums, counts, out=np.zeros(counts.size), where=counts > 0)
+
+
+def _centred(values: sp.csr_matrix, measure: Measure, column_means: np.ndarray | None = None) -> np.ndarray:
+    """The entries after the measure's centring (none for cosine); adjusted cosine centres on
+    `column_means` when given, else on the matrix's own."""
     if measure == "cosine":
         return values.data
     if measure == "pearson":
         counts = np.diff(values.indptr)
         means = np.divide(np.asarray(values.sum(axis=1)).ravel(), counts, out=np.zeros(counts.size), where=counts > 0)
         return values.data - np.repeat(means, counts)
-    counts = np.bincount(values.indices, minlength=values.shape[1])
-    sums = np.bincount(values.indices, weights=values.data, minlength=values.shape[1])
-    means = np.divide(sums, counts, out=np.zeros(counts.size), where=counts > 0)
+    means = _column_means(values) if column_means is None else column_means
     return values.data - means[values.indices]
 
 
@@ -129,10 +173,12 @@ class _Blocks:
         return similarity
 
 
-def _keep_top(block: np.ndarray, start: int, n_neighbours: int, min_similarity: float) -> sp.csr_matrix:
-    """The `n_neighbours` largest entries of each block row above `min_similarity`, self excluded."""
+def _keep_top(block: np.ndarray, excluded: np.ndarray, n_neighbours: int, min_similarity: float) -> sp.csr_matrix:
+    """The `n_neighbours` largest entries of each block row above `min_similarity`, the column
+    `excluded[row]` (the row itself; -1: none) left out."""
     n_block, n_rows = block.shape
-    block[np.arange(n_block), start + np.arange(n_block)] = -np.inf
+    own = np.flatnonzero(excluded >= 0)
+    block[own, excluded[own]] = -np.inf
     k = min(n_neighbours, n_rows)
     columns = np.argpartition(-block, k - 1, axis=1)[:, :k] if k < n_rows else np.tile(np.arange(n_rows), (n_block, 1))
     kept = np.take_along_axis(block, columns, axis=1)

@@ -33,6 +33,7 @@ import scipy.sparse as sp
 from pydantic import Field, PositiveInt
 
 from recsys_models.knn.neighbourhood import KNNConfig, NeighbourhoodRecommender
+from recsys_models.knn.similarity import query_top_k_similarity, top_k_per_row
 from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
 
@@ -68,6 +69,16 @@ class UserKNN(NeighbourhoodRecommender):
 
     def _ranking(self, users: np.ndarray) -> sp.csr_matrix:
         return self._ranking_similarity[users] @ self._ranking_values
+
+    def _ranking_history(self, values: sp.csr_matrix, users: np.ndarray) -> np.ndarray:
+        """The history's nearest training users (by the fitted measure and shrinkage; a known user
+        is not their own neighbour), then their items as for a training user."""
+        config = self.config
+        kept = query_top_k_similarity(
+            values, self._values(), config.similarity, config.n_neighbours, config.shrinkage, config.min_similarity, users
+        )
+        neighbours = top_k_per_row(kept, config.ranking_neighbours)
+        return (neighbours @ self._ranking_values).toarray().astype(np.float32)
 
     def _pair_rows(self, users: np.ndarray, items: np.ndarray) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray]:
         return self._similarity[users], self._residuals_by_item[items], self._user_means[users]

@@ -74,16 +74,26 @@ class NCFNetwork(nn.Module):
 
         A chunk holds about `SCORE_PAIRS` (user, item) pairs, which bounds the tower's memory.
         """
+        return self.score_embedded(self.user_rows(users))
+
+    def user_rows(self, users: torch.Tensor) -> torch.Tensor:
+        """The users' embedding rows, GMF's then MLP's, side by side: all a user is to the network."""
+        rows = ([self.user_gmf(users)] if self.uses_gmf else []) + ([self.user_mlp(users)] if self.uses_mlp else [])
+        return torch.cat(rows, dim=-1)
+
+    def score_embedded(self, user_rows: torch.Tensor) -> torch.Tensor:
+        """Scores of users given by their embedding rows (`user_rows`) for every item, (n_users, n_items)."""
+        n_users, device = user_rows.shape[0], user_rows.device
         n_items = (self.item_gmf if self.uses_gmf else self.item_mlp).num_embeddings
-        item_chunk = max(1, SCORE_PAIRS // max(1, users.numel()))
+        item_chunk = max(1, SCORE_PAIRS // max(1, n_users))
         weight, bias = self.output.weight.squeeze(0), self.output.bias
         gmf_width = self.user_gmf.embedding_dim if self.uses_gmf else 0
         chunks = []
-        user_gmf = self.user_gmf(users) * weight[:gmf_width] if self.uses_gmf else None
-        user_hidden = self.first_user(self.user_mlp(users))[:, None, :] if self.uses_mlp else None
+        user_gmf = user_rows[:, :gmf_width] * weight[:gmf_width] if self.uses_gmf else None
+        user_hidden = self.first_user(user_rows[:, gmf_width:])[:, None, :] if self.uses_mlp else None
         for start in range(0, n_items, item_chunk):
-            items = torch.arange(start, min(start + item_chunk, n_items), device=users.device)
-            scores = bias.expand(users.numel(), items.numel())
+            items = torch.arange(start, min(start + item_chunk, n_items), device=device)
+            scores = bias.expand(n_users, items.numel())
             if user_gmf is not None:
                 scores = scores + user_gmf @ self.item_gmf(items).T
             if user_hidden is not None:

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveInt
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.sequential.sequences import PAD, recent_items, user_sequences
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
@@ -57,14 +58,21 @@ class Markov(Recommender):
         self._recent = recent_items(sequences, self.config.n_recent)
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:
-        users = self._check_users(user_indices)
-        recent = self._recent[users]
+        return self._score_recent(self._recent[self._check_users(user_indices)])
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Transitions from the history's last `n_recent` items, in its order (module docstring): exact."""
+        return self._score_recent(recent_items(user_sequences(history.rows), self.config.n_recent))
+
+    def _score_recent(self, recent: np.ndarray) -> np.ndarray:
+        """Scores after each row of recent items (n_rows, n_recent; +1, PAD-padded on the left)."""
+        n_rows = recent.shape[0]
         weights = self.config.decay ** np.arange(recent.shape[1] - 1, -1, -1, dtype=np.float64)
-        rows = np.repeat(np.arange(users.size), recent.shape[1])
+        rows = np.repeat(np.arange(n_rows), recent.shape[1])
         present = recent.ravel() != PAD
         mix = sp.csr_matrix(
-            (np.tile(weights, users.size)[present], (rows[present], recent.ravel()[present] - 1)),
-            shape=(users.size, self.n_items),
+            (np.tile(weights, n_rows)[present], (rows[present], recent.ravel()[present] - 1)),
+            shape=(n_rows, self.n_items),
         )
         scores = np.asarray((mix @ self._transitions).todense(), dtype=np.float32)
         return scores + self.config.popularity_weight * self._popularity

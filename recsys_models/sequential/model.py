@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.losses import binary_cross_entropy_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
@@ -192,13 +193,20 @@ class SequenceRecommender(Recommender):
         return bce
 
     # --- scoring and state ----------------------------------------------------------------
-    @torch.no_grad()
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         users = self._check_users(user_indices)
-        recent = self._require(getattr(self, "_recent", None))
+        return self._score_recent(self._require(getattr(self, "_recent", None))[users])
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """The network over the history's last `max_length` items, in its order: exact."""
+        return self._score_recent(recent_items(user_sequences(history.rows), self.config.max_length))
+
+    @torch.no_grad()
+    def _score_recent(self, recent: np.ndarray) -> np.ndarray:
+        """Scores after each row of recent items (n_rows, max_length; +1, PAD-padded on the left)."""
         parts = [
-            _scores(self._network, recent[users[start : start + SCORE_BATCH]]).cpu().numpy()
-            for start in range(0, users.size, SCORE_BATCH)
+            _scores(self._network, recent[start : start + SCORE_BATCH]).cpu().numpy()
+            for start in range(0, recent.shape[0], SCORE_BATCH)
         ]
         return np.concatenate(parts) if parts else np.empty((0, self.n_items), dtype=np.float32)
 

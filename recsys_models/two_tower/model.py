@@ -50,16 +50,20 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegative
 
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures, tfidf
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.io import atomic_write_json
 from recsys_models.options import TrainingOptions
+from recsys_models.sequential.sequences import Sequences, recent_items
 from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 from recsys_models.two_tower.ann import AnnConfig, VectorIndex, recall_at_k
+from recsys_models.two_tower.network import query_vectors, user_tower
 from recsys_models.two_tower.trainer import TrainerSettings, train_towers, training_data
 
 INDEX_FILE = "items.faiss"
 INDEX_REPORT_FILE = "index_report.json"  # build time, size, recall@100 vs exact: logged with the model
 REPORT_USERS = 1000
+USER_TOWER = ("user_embedding", "history_embedding")  # the network's tables a history is scored with
 FeatureKind = Literal["genre", "tag", "title", "year"]
 
 
@@ -115,6 +119,7 @@ class TwoTower(Recommender):
         self.exact_search = False  # True: recommend by brute force instead of the index
         self._user_vectors: np.ndarray | None = None
         self._item_vectors: np.ndarray | None = None
+        self._user_tower: dict[str, np.ndarray] = {}  # the user tower's tables, for `score_history`
         self._index: VectorIndex | None = None
         self.index_report: dict[str, float] = {}
 
@@ -165,6 +170,7 @@ class TwoTower(Recommender):
             users = torch.arange(n_users, device=device)
             self._user_vectors = network.query_vectors(users, full_data.user_history).cpu().numpy()
             self._item_vectors = network.item_vectors().cpu().numpy()
+        self._user_tower = {name: getattr(network, name).weight.detach().cpu().numpy() for name in USER_TOWER}
         started = time.perf_counter()
         self._index = VectorIndex.build(self._item_vectors, config.ann)
         self.index_report = self._index_report(time.perf_counter() - started)
@@ -189,6 +195,25 @@ class TwoTower(Recommender):
         """Exact logits of every item (brute force): what the index is checked against."""
         users = self._check_users(user_indices)
         return self.user_vectors[users] @ self.item_vectors.T
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Exact logits from the user tower run on the history: the mean embedding of its last
+        `history_length` items (by time; those at or above `min_rating`) plus the user's id
+        embedding where the row names a known user (none for anyone else). Exact for a known
+        user; brute force (the index serves trained users only)."""
+        if not self._user_tower:
+            raise ValueError(f"{self.family}: this model was saved without its user tower; retrain it to score histories")
+        config, n_items = self.config, self.n_items
+        users, items, timestamps = self._pairs(history.rows)
+        order = np.lexsort((items, timestamps, users))
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=len(history)))])
+        recent = recent_items(Sequences(indptr, items[order].astype(np.int64)), config.history_length) - 1
+        recent = np.where(recent < 0, n_items, recent)  # the padding row of the history table
+        own = torch.from_numpy(history.users)
+        id_rows = torch.from_numpy(self._user_tower["user_embedding"])[own.clamp_min(0)] * (own >= 0)[:, None]
+        table = torch.from_numpy(self._user_tower["history_embedding"])
+        users = user_tower(id_rows, table, torch.from_numpy(recent), n_items)
+        return query_vectors(users, config.temperature, config.item_bias).numpy() @ self.item_vectors.T
 
     def recommend(
         self, user_indices: np.ndarray, k: int = 10, exclude_seen: bool = True, exact: bool | None = None
@@ -252,11 +277,12 @@ class TwoTower(Recommender):
         return self._require(self._index)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors}
+        return {"user_vectors": self.user_vectors, "item_vectors": self.item_vectors, **self._user_tower}
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self._user_vectors = state["user_vectors"].astype(np.float32)
         self._item_vectors = state["item_vectors"].astype(np.float32)
+        self._user_tower = {name: state[name] for name in USER_TOWER if name in state}  # absent before issue 20
 
     def save(self, directory: Path) -> None:
         """Config, vectors and vocabularies as for every family, plus the faiss index file beside them."""

@@ -16,6 +16,22 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def user_tower(id_rows: torch.Tensor, history_table: torch.Tensor, history: torch.Tensor, padding: int) -> torch.Tensor:
+    """Unit-norm user embeddings: the id rows plus the mean embedding (rows of `history_table`) of
+    each row of `history` (batch, L), entries equal to `padding` left out."""
+    present = (history != padding).sum(dim=1, keepdim=True).clamp_min(1)
+    pooled = history_table[history].sum(dim=1) / present
+    return F.normalize(id_rows + pooled, dim=-1)
+
+
+def query_vectors(users: torch.Tensor, temperature: float, item_bias: bool) -> torch.Tensor:
+    """[u / temperature (, 1)] of unit-norm user embeddings: the user side of the logit."""
+    vectors = users / temperature
+    if item_bias:
+        vectors = torch.cat([vectors, torch.ones_like(vectors[:, :1])], dim=1)
+    return vectors
+
+
 class TwoTowerNetwork(nn.Module):
     """User and item towers of a dual encoder (Yi et al., 2019; Covington et al., 2016)."""
 
@@ -54,9 +70,7 @@ class TwoTowerNetwork(nn.Module):
 
     def user_tower(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """Unit-norm user embeddings, (batch, dimension); `history` is (batch, L) with padding n_items."""
-        present = (history != self.n_items).sum(dim=1, keepdim=True).clamp_min(1)
-        pooled = self.history_embedding(history).sum(dim=1) / present
-        return F.normalize(self.user_embedding(users) + pooled, dim=-1)
+        return user_tower(self.user_embedding(users), self.history_embedding.weight, history, self.n_items)
 
     def item_tower(self) -> torch.Tensor:
         """Unit-norm embeddings of every item, (n_items, dimension)."""
@@ -69,10 +83,7 @@ class TwoTowerNetwork(nn.Module):
 
     def query_vectors(self, users: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
         """[u / temperature (, 1)]: the user side of the logit as an inner product."""
-        vectors = self.user_tower(users, history) / self.temperature
-        if self.item_bias is not None:
-            vectors = torch.cat([vectors, torch.ones_like(vectors[:, :1])], dim=1)
-        return vectors
+        return query_vectors(self.user_tower(users, history), self.temperature, self.item_bias is not None)
 
     def item_vectors(self) -> torch.Tensor:
         """[i (, b_i)] for every item: the item side of the logit, what the ANN index holds."""

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.tuning import IntRange, SearchSpace
@@ -96,7 +97,23 @@ class TwoTowerRerank(Recommender):
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         """Ranker scores on the candidates; every other item one below the user's lowest candidate."""
         users = self._check_users(user_indices)
-        candidates, scores = self._ranked(users, self.config.n_candidates, exclude_seen=True)
+        return self._spread(*self._ranked(users, self.config.n_candidates, exclude_seen=True))
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """As `score`, from the history: candidates are the retriever's top `n_candidates` from the
+        history (brute force: the index serves trained users only), the history's items left out,
+        scored by the ranker from the history. Exact where the ranker is, for a known user with
+        `exact_search`."""
+        retrieved = self.retriever.score_history(history)
+        retrieved[history.rows.tocsr("binary").nonzero()] = -np.inf
+        candidates = np.argsort(-retrieved, axis=1, kind="stable")[:, : min(self.config.n_candidates, self.n_items)]
+        candidates = np.where(np.isneginf(np.take_along_axis(retrieved, candidates, 1)), -1, candidates)
+        scores = np.take_along_axis(self.ranker.score_history(history), np.maximum(candidates, 0), 1)
+        return self._spread(candidates, np.where(candidates < 0, -np.inf, scores).astype(np.float32))
+
+    def _spread(self, candidates: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """Full score rows: the candidates' scores (-1 and -inf mark empty slots), every other item
+        one below the row's lowest candidate."""
         finite = np.where(np.isneginf(scores), np.inf, scores)
         floor = np.where(np.isfinite(finite.min(axis=1, initial=np.inf)), finite.min(axis=1, initial=np.inf), 0.0)
         full = np.repeat((floor - 1.0)[:, None], self.n_items, axis=1).astype(np.float32)

@@ -8,7 +8,7 @@ decay. Early stopping on validation NDCG@10 (the validation users' training rows
 training items excluded) with the best epoch restored, then by default a refit on train + valid
 for the best epoch count. Scoring folds in the user's history (train + valid) through the
 encoder's mean: no per-user parameters, so `score_history` also scores histories the model never
-saw, without retraining.
+saw, without retraining, exactly as it scores its training users.
 
 Defaults and the validation search behind them: `recsys_models/vae/__init__.py`.
 """
@@ -21,6 +21,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.losses import gaussian_kl_divergence, multinomial_loss
 from recsys_models.options import TrainingOptions
@@ -173,11 +174,15 @@ class MultVAE(Recommender):
 
     def score(self, user_indices: np.ndarray) -> np.ndarray:
         """Logits from each user's history (train + valid), folded in; higher is better."""
-        return self.score_history(self.seen[self._check_users(user_indices)])
+        return self.score_rows(self.seen[self._check_users(user_indices)])
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """The encoder on the history's items (every interaction, as `score` reads train + valid): exact."""
+        return self.score_rows(history.rows.tocsr(values="binary"))
 
     @torch.no_grad()
-    def score_history(self, history: sp.spmatrix) -> np.ndarray:
-        """Scores of any histories over the model's items, shape (n_rows, n_items), without retraining.
+    def score_rows(self, history: sp.spmatrix) -> np.ndarray:
+        """Scores of binary history rows over the model's items, shape (n_rows, n_items).
 
         `history` is a (n_rows, n_items) sparse matrix whose stored entries are the items a user
         interacted with (a user unknown at training time included).

@@ -30,6 +30,8 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFlo
 
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures, idf_weights, tfidf
+from recsys_models.fold_in import bpr_loss_of, fold_in_implicit
+from recsys_models.history import HistoryBatch
 from recsys_models.hybrid.feature_mf.network import FeatureMFNetwork, FeatureRows
 from recsys_models.interactions import Interactions
 from recsys_models.losses import bpr_loss
@@ -170,6 +172,20 @@ class HybridFeatures(Recommender):
         users = torch.from_numpy(np.array(self._check_users(user_indices)))
         device = next(self._network.parameters()).device
         return self._network.score_all(users.to(device)).cpu().numpy()
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """Fold-in as bpr_mf's (`fold_in`): the user vector minimising the BPR loss and its L2 term
+        for the history's positives, items (id + feature parts, no id dropout, as in scoring) fixed,
+        negatives in expectation over the popularity sampling. Close to a trained user's scores."""
+        config, network = self.config, self._network
+        with torch.no_grad():
+            vectors, biases = network.item_parts(torch.arange(self.n_items, device=network.user_factors.weight.device))
+        weights = popularity_weights(np.diff(self.seen.tocsc().indptr), config.popularity_alpha)
+        return fold_in_implicit(
+            lambda users: users @ vectors.T + biases, network.user_factors.weight.detach().mean(0),
+            history.rows.positives(config.min_rating), weights if weights.sum() > 0 else None, True, config.l2,
+            bpr_loss_of,
+        )
 
     @torch.no_grad()
     def score_new_items(self, user_indices: np.ndarray, new_items: ItemFeatures) -> np.ndarray:
