@@ -1,32 +1,24 @@
-"""Family name -> recommender class: the one place the pipeline looks families up."""
+"""Family name -> recommender class: the one place the pipeline looks families up (the leaf families
+and the composites built on them)."""
 
 import json
 from pathlib import Path
 
 from pydantic import BaseModel
 
-from recsys_models.als import ALS
 from recsys_models.base import MODEL_FILE, Recommender
-from recsys_models.bias import Bias
-from recsys_models.biased_mf import MF, BiasedMF
-from recsys_models.bpr_mf import BPRMF
-from recsys_models.content import ContentTFIDF
 from recsys_models.datasets.spec import Feedback
-from recsys_models.ease import EASE
 from recsys_models.exceptions import UnknownFamilyError
-from recsys_models.hybrid import HybridFeatures, HybridSwitching, HybridWeighted
-from recsys_models.knn import ItemKNN, UserKNN
-from recsys_models.ncf import GMF, MLP, NeuMF
-from recsys_models.popularity import Popularity
-from recsys_models.repeat import Repeat
-from recsys_models.sequential import GRU4Rec, Markov, SASRec
+from recsys_models.hybrid.switching import HybridSwitching
+from recsys_models.hybrid.weighted import HybridWeighted
+from recsys_models.leaf_families import LEAF_FAMILIES
 from recsys_models.stacked import Stacked
-from recsys_models.two_tower import TwoTower, TwoTowerRerank
-from recsys_models.vae import MultDAE, MultVAE
+from recsys_models.two_tower.rerank import TwoTowerRerank
 
-FAMILIES: dict[str, type[Recommender]] = {
-    cls.family: cls for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE, GMF, MLP, NeuMF, MultVAE, MultDAE, GRU4Rec, SASRec, Markov, TwoTower, TwoTowerRerank, ContentTFIDF, HybridWeighted, HybridSwitching, HybridFeatures, Repeat, Stacked)
-}
+COMPOSITE_FAMILIES: dict[str, type[Recommender]] = {
+    cls.family: cls for cls in (TwoTowerRerank, HybridWeighted, HybridSwitching, Stacked)
+}  # families built on other (leaf) families: recsys_models/leaf_families.py
+FAMILIES: dict[str, type[Recommender]] = LEAF_FAMILIES | COMPOSITE_FAMILIES
 # Registered, trained when named (`--families`), left out of a run that names none: `stacked` fits every
 # one of its parts twice (for the ranker's data, then on train + valid), so the default run would pay
 # for the whole default family list again, twice more (about 10 min on 2 cores). Decided with issue 22.

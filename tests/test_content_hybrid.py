@@ -10,15 +10,10 @@ import pytest
 from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
 from recsys_models.evaluation import evaluate_cold_items
 from recsys_models.features import ItemFeatures, build_item_features
-from recsys_models.hybrid import (
-    HybridFeatures,
-    HybridFeaturesConfig,
-    HybridSwitching,
-    HybridSwitchingConfig,
-    HybridWeighted,
-    HybridWeightedConfig,
-)
+from recsys_models.hybrid import HybridFeatures, HybridFeaturesConfig
 from recsys_models.hybrid.parts import standardise
+from recsys_models.hybrid.switching import HybridSwitching, HybridSwitchingConfig
+from recsys_models.hybrid.weighted import HybridWeighted, HybridWeightedConfig
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.popularity import Popularity
@@ -174,8 +169,10 @@ def test_switching_threshold_is_chosen_on_validation(parts, catalogue) -> None:
 
 
 def test_hybrid_component_is_validated() -> None:
-    with pytest.raises(ValueError, match="unknown model family"):
+    with pytest.raises(ValueError, match="'nope' cannot be a part"):
         HybridWeightedConfig(component="nope")
+    with pytest.raises(ValueError, match="'two_tower_rerank' cannot be a part: a part is a family built on no other"):
+        HybridWeightedConfig(component="two_tower_rerank")  # a composite: parts are leaf families
     with pytest.raises(ValueError, match="l2z"):
         HybridSwitchingConfig(component="ease", component_config={"l2z": 1.0})
     with pytest.raises(ValueError, match="must not be a blending hybrid"):

@@ -19,13 +19,12 @@ from recsys_models.two_tower import (
     AnnConfig,
     TwoTower,
     TwoTowerConfig,
-    TwoTowerRerank,
-    TwoTowerRerankConfig,
     VectorIndex,
     recall_at_k,
 )
 from recsys_models.two_tower.model import INDEX_FILE
 from recsys_models.two_tower.network import TwoTowerNetwork
+from recsys_models.two_tower.rerank import TwoTowerRerank, TwoTowerRerankConfig
 from recsys_models.two_tower.trainer import TrainerSettings, in_batch_loss, training_data
 
 N_CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER, ITEMS_PER_USER = 4, 50, 15, 5
@@ -189,7 +188,7 @@ def test_rerank_orders_retrieved_candidates_by_the_ranker(clustered, tmp_path: P
 
 
 def test_rerank_config_rejects_an_unknown_ranker() -> None:
-    with pytest.raises(ValueError, match="unknown model family"):
+    with pytest.raises(ValueError, match="'nope' cannot be a part"):
         TwoTowerRerankConfig(ranker="nope")
     with pytest.raises(ValueError, match="another family"):
         TwoTowerRerankConfig(ranker="two_tower")

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from recsys_models.base import Recommender
 from recsys_models.content import ContentTFIDF, ContentTFIDFConfig
 from recsys_models.interactions import Interactions
+from recsys_models.leaf_families import leaf_class, load_leaf, make_leaf_config
 from recsys_models.metrics import ranking_metrics
 from recsys_models.options import TrainingOptions
 
@@ -26,13 +27,10 @@ COLLABORATIVE, CONTENT = "collaborative", "content"
 
 
 def component_config(family: str, values: dict[str, Any]) -> BaseModel:
-    """The validated config of a collaborative component (the registry is imported here, at call
-    time, because the registry imports the hybrids)."""
-    from recsys_models.registry import make_config
-
+    """The validated config of a collaborative component (a leaf family)."""
     if family in HYBRID_FAMILIES:
         raise ValueError(f"a hybrid's component must not be a blending hybrid itself, got {family!r}")
-    return make_config(family, values)
+    return make_leaf_config(family, values)
 
 
 def fit_component(
@@ -44,9 +42,7 @@ def fit_component(
     item_features: Any,
 ) -> Recommender:
     """Train the component family on `train` (and `valid`, which it uses as its own class says)."""
-    from recsys_models.registry import family_class
-
-    model_class = family_class(family)
+    model_class = leaf_class(family)
     features = item_features if model_class.uses_item_features else None
     return model_class(component_config(family, values), options).fit(train, valid, features)
 
@@ -169,8 +165,6 @@ class CompositeRecommender(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        from recsys_models.registry import load_model
-
         model = super().load(directory)
-        model._parts = {name: load_model(directory / PARTS_FOLDER / name) for name in cls.part_names}
+        model._parts = {name: load_leaf(directory / PARTS_FOLDER / name) for name in cls.part_names}
         return model

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from recsys_models.base import Recommender
 from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
+from recsys_models.leaf_families import leaf_class, load_leaf, make_leaf_config
 from recsys_models.options import TrainingOptions
 from recsys_models.tuning import IntRange, SearchSpace
 from recsys_models.two_tower.model import TwoTower, TwoTowerConfig
@@ -33,17 +34,15 @@ class TwoTowerRerankConfig(BaseModel):
     search_space: ClassVar[SearchSpace] = {"n_candidates": IntRange(50, 1000, log=True)}
 
     retriever: TwoTowerConfig = Field(default_factory=TwoTowerConfig, description="Stage one: the two-tower model.")
-    ranker: str = Field(default="ease", description="Stage two: a registered family that scores the candidates.")
+    ranker: str = Field(default="ease", description="Stage two: a leaf family (built on no other) that scores the candidates.")
     ranker_config: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the ranker.")
     n_candidates: PositiveInt = Field(default=200, description="Candidates retrieved per user (at least k are).")
 
     @model_validator(mode="after")
     def _ranker_is_a_family(self) -> "TwoTowerRerankConfig":
-        from recsys_models.registry import make_config  # the registry imports this module
-
         if self.ranker in ("two_tower_rerank", "two_tower"):
             raise ValueError(f"ranker must be another family than {self.ranker!r}")
-        make_config(self.ranker, self.ranker_config)  # unknown family or keys fail here, not after training
+        make_leaf_config(self.ranker, self.ranker_config)  # unknown family or keys fail here, not after training
         return self
 
 
@@ -63,11 +62,9 @@ class TwoTowerRerank(Recommender):
         self._ranker: Recommender | None = None
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
-        from recsys_models.registry import family_class, make_config
-
         config = self.config
         self._retriever = TwoTower(config.retriever, self.options).fit(train, valid, item_features)
-        ranker = family_class(config.ranker)(make_config(config.ranker, config.ranker_config), self.options)
+        ranker = leaf_class(config.ranker)(make_leaf_config(config.ranker, config.ranker_config), self.options)
         self._ranker = ranker.fit(train, valid, item_features)
         self.history = [{"epoch": r["epoch"], **{f"retriever_{k}": v for k, v in r.items() if k != "epoch"}}
                         for r in self._retriever.history]  # fmt: skip
@@ -144,9 +141,7 @@ class TwoTowerRerank(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        from recsys_models.registry import load_model
-
         model = super().load(directory)
         model._retriever = TwoTower.load(directory / RETRIEVER_DIR)
-        model._ranker = load_model(directory / RANKER_DIR)
+        model._ranker = load_leaf(directory / RANKER_DIR)
         return model
