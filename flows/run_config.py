@@ -89,7 +89,10 @@ def file_model(command: str) -> type[BaseModel]:
 def default_of(command: str, key: tuple[str, ...]) -> Any:
     """The default the models state for `key` (a path in the run file), e.g. `("execution", "workers")`;
     None for a required key."""
-    field = _model_at(file_model(command), key[:-1]).model_fields[key[-1]]
+    holder = _model_at(file_model(command), key[:-1])
+    if holder is None:
+        raise KeyError(f"no model holds {'.'.join(key)}")
+    field = holder.model_fields[key[-1]]
     return None if field.is_required() else field.get_default(call_default_factory=True)
 
 
@@ -165,6 +168,7 @@ def describe_errors(error: ValidationError, model: type[BaseModel] | None = None
 
 def _family_config_problems(validated: BaseModel) -> list[str]:
     """Each family config of a validated run file checked by its family's config model."""
+    entries: dict[tuple[str, ...], tuple[str, dict[str, Any]]]
     if isinstance(validated, TuneConfig):
         entries = {(BASE_CONFIG,): (validated.family, validated.base_config)}
     else:

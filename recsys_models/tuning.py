@@ -65,7 +65,7 @@ def search_space(family: str, config_type: type[BaseModel]) -> SearchSpace:
 
 def suggest(trial: Suggester, space: SearchSpace) -> dict[str, Any]:
     """One value per dimension of `space`, drawn by `trial`."""
-    values = {}
+    values: dict[str, Any] = {}
     for name, dimension in space.items():
         if isinstance(dimension, IntRange):
             values[name] = trial.suggest_int(name, dimension.low, dimension.high, log=dimension.log)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import overload
 
 import fsspec
 from fsspec.core import url_to_fs
@@ -116,6 +117,10 @@ def share(folder: Path) -> Path:
     return folder
 
 
+@overload
+def local(folder: Path) -> Path: ...
+@overload
+def local(folder: None) -> None: ...
 def local(folder: Path | None) -> Path | None:
     """A stage folder this process can read: fetched from the configured store when missing here."""
     if folder is not None and (store := configured_store()) is not None:

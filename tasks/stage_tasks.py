@@ -100,7 +100,7 @@ def backtest_report_task(entries: list[dict[str, Any]], out_dir: Path, k: int = 
     return backtest_report(entries, out_dir, k)
 
 
-def cached(stage_task: Task, cache_dir: Path, refresh: bool = False) -> Task:
+def cached(stage_task: Task, cache_dir: Path, refresh: bool = False) -> Any:  # Any: Task's call overloads defeat checkers
     """`stage_task` with its results and cache records in `cache_dir` (a folder every worker
     reads); `refresh` recomputes and overwrites the cached result instead of reusing it."""
     return stage_task.with_options(result_storage=cache_dir, refresh_cache=refresh)
