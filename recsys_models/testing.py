@@ -2,6 +2,9 @@
 family on toy data in about a second (the contract tests, the repeat-consumption tests and the
 progress-view tests use them; tests never import other test modules for them)."""
 
+import numpy as np
+import polars as pl
+
 FAST_CONFIGS: dict[str, dict] = {
     "biased_mf": {"epochs": 5, "n_factors": 8},
     "mf": {"epochs": 5, "n_factors": 8},
@@ -24,3 +27,19 @@ FAST_CONFIGS: dict[str, dict] = {
     "stacked": {"parts": {"ease": {"l2": 10.0}, "item_knn": {}, "popularity": {}}, "n_candidates": 10,
                 "relevance_threshold": None, "ranker": {"n_estimators": 20, "min_data_in_leaf": 5}},
 }
+
+
+def low_rank_ratings(n_users: int = 60, n_items: int = 40, density: float = 0.4, seed: int = 0) -> pl.DataFrame:
+    """Ratings from planted user/item biases and 2-d factors, on half stars, with timestamps."""
+    rng = np.random.default_rng(seed)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < density)
+    truth = (
+        3.5
+        + rng.normal(0, 0.5, n_users)[users]
+        + rng.normal(0, 0.5, n_items)[items]
+        + (rng.normal(0, 0.8, (n_users, 2))[users] * rng.normal(0, 0.8, (n_items, 2))[items]).sum(1)
+    )
+    rating = np.clip(np.round(truth * 2) / 2, 0.5, 5.0)
+    return pl.DataFrame(
+        {"user_id": users + 1, "item_id": items + 101, "rating": rating, "timestamp": rng.permutation(users.size)}
+    )

@@ -13,7 +13,7 @@ import polars as pl
 
 from recsys_models.interactions import Interactions
 from recsys_models.popularity import Popularity
-from tests.test_models_contract import low_rank_ratings
+from recsys_models.testing import low_rank_ratings
 
 BLOCK_ENV = "RECSYS_TEST_BLOCK_FIT"  # a marker file path: the blocking family writes it, then hangs
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from tests.test_models_contract import low_rank_ratings
+from recsys_models.testing import low_rank_ratings
 
 pytestmark = pytest.mark.flow
 DAY = 86_400

@@ -8,8 +8,8 @@ import polars as pl
 import pytest
 
 from flows.cli import main
+from recsys_models.testing import low_rank_ratings
 from stages.layout import RunDir
-from tests.test_models_contract import low_rank_ratings
 
 COMMANDS = [["retrain"], ["backtest"], ["score"], ["models"], ["models", "promote"], ["datasets"], ["ui"], ["report"],
             ["config"]]  # fmt: skip

@@ -17,7 +17,7 @@ from recsys_models.history import History
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import FAMILIES, family_class, load_model, make_config
-from recsys_models.testing import FAST_CONFIGS
+from recsys_models.testing import FAST_CONFIGS, low_rank_ratings
 
 # Fold-in families: (least mean per-user Pearson correlation of the scores, least mean top-10 overlap)
 # with the trained scores. They train on every row (no validation, no early stopping) with full
@@ -40,22 +40,6 @@ PENDING = {"stacked": "its parts and ranker are another change's; the hook is no
 EXACT = 1e-5
 
 
-def low_rank_ratings(n_users: int = 50, n_items: int = 30, density: float = 0.4, seed: int = 0) -> pl.DataFrame:
-    """Ratings on half stars from planted biases and 2-d factors, each with its own timestamp."""
-    rng = np.random.default_rng(seed)
-    users, items = np.nonzero(rng.random((n_users, n_items)) < density)
-    truth = (
-        3.5
-        + rng.normal(0, 0.5, n_users)[users]
-        + rng.normal(0, 0.5, n_items)[items]
-        + (rng.normal(0, 0.8, (n_users, 2))[users] * rng.normal(0, 0.8, (n_items, 2))[items]).sum(1)
-    )
-    rating = np.clip(np.round(truth * 2) / 2, 0.5, 5.0)
-    return pl.DataFrame(
-        {"user_id": users + 1, "item_id": items + 101, "rating": rating, "timestamp": rng.permutation(users.size)}
-    )
-
-
 def genre_features(items: IdVocabulary) -> ItemFeatures:
     """One or two of five genres and a decade per item."""
     ids = items.ids
@@ -73,7 +57,7 @@ def genre_features(items: IdVocabulary) -> ItemFeatures:
 
 @pytest.fixture(scope="module")
 def parts() -> tuple[Interactions, Interactions]:
-    frame = low_rank_ratings().sort("timestamp")
+    frame = low_rank_ratings(n_users=50, n_items=30).sort("timestamp")
     full = Interactions.from_frame(frame)
     cut = int(frame.height * 0.9)
     return (

@@ -13,23 +13,7 @@ from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.popularity import Popularity
 from recsys_models.registry import FAMILIES, family_class, load_model, make_config
-from recsys_models.testing import FAST_CONFIGS
-
-
-def low_rank_ratings(n_users: int = 60, n_items: int = 40, density: float = 0.4, seed: int = 0) -> pl.DataFrame:
-    """Ratings from planted user/item biases and 2-d factors, on half stars, with timestamps."""
-    rng = np.random.default_rng(seed)
-    users, items = np.nonzero(rng.random((n_users, n_items)) < density)
-    truth = (
-        3.5
-        + rng.normal(0, 0.5, n_users)[users]
-        + rng.normal(0, 0.5, n_items)[items]
-        + (rng.normal(0, 0.8, (n_users, 2))[users] * rng.normal(0, 0.8, (n_items, 2))[items]).sum(1)
-    )
-    rating = np.clip(np.round(truth * 2) / 2, 0.5, 5.0)
-    return pl.DataFrame(
-        {"user_id": users + 1, "item_id": items + 101, "rating": rating, "timestamp": rng.permutation(users.size)}
-    )
+from recsys_models.testing import FAST_CONFIGS, low_rank_ratings
 
 
 @pytest.fixture(scope="module")

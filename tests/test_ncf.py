@@ -8,8 +8,8 @@ from recsys_models.interactions import Interactions
 from recsys_models.ncf import GMF, MLP, GMFConfig, MLPConfig, NeuMF, NeuMFConfig
 from recsys_models.ncf.network import NCFNetwork
 from recsys_models.options import TrainingOptions
+from recsys_models.testing import low_rank_ratings
 from tests.test_bpr_mf import block_data, own_block_share, to_frame
-from tests.test_models_contract import low_rank_ratings
 
 CPU = TrainingOptions(device="cpu", seed=0)
 FAST = {"epochs": 25, "batch_size": 256, "learning_rate": 0.01}

@@ -6,8 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from recsys_models.testing import low_rank_ratings
 from stages.layout import EvalDir
-from tests.test_models_contract import low_rank_ratings
 
 pytestmark = pytest.mark.flow
 

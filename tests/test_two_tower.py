@@ -243,7 +243,7 @@ def test_both_families_run_in_the_retrain_flow(prefect_server, tmp_path: Path, m
     import polars as pl
 
     from flows.retrain import RetrainConfig, retrain
-    from tests.test_models_contract import low_rank_ratings
+    from recsys_models.testing import low_rank_ratings
 
     ratings = tmp_path / "ratings.parquet"
     low_rank_ratings(n_users=80, n_items=50, density=0.3).with_columns(
