@@ -7,12 +7,15 @@ many threads as torch has (the pipeline divides the cores among parallel tasks t
 """
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import lightgbm
 import numpy as np
 import torch
 
 from recsys_models.stacked.config import RankerConfig
+
+if TYPE_CHECKING:  # LightGBM (with scikit-learn and pandas) loads only when a ranker trains or loads:
+    import lightgbm  # importing the registry, and so every `recsys` command, stays quick
 
 
 def _threads() -> int:
@@ -36,7 +39,7 @@ def group_ndcg(scores: np.ndarray, labels: np.ndarray, group_sizes: np.ndarray, 
 class LambdaRanker:
     """A fitted LambdaRank booster and the names of its features."""
 
-    def __init__(self, booster: lightgbm.Booster, names: Sequence[str], base: str | None = None) -> None:
+    def __init__(self, booster: "lightgbm.Booster", names: Sequence[str], base: str | None = None) -> None:
         self.booster = booster
         self.names = list(names)
         self.base = base  # the feature the trees start from (added to their output), or None
@@ -56,6 +59,8 @@ class LambdaRanker:
         """Train on groups (consecutive rows of one user, `group_sizes` long); returns the ranker and
         its per-round held-out NDCG@10 (`{"epoch", "holdout_ndcg_at_10"}` records). With `base` (a
         feature name), boosting starts from that feature's values: the trees learn corrections to it."""
+        import lightgbm
+
         if features.shape[0] != labels.size or group_sizes.sum() != labels.size:
             raise ValueError("features, labels and group sizes disagree on the number of rows")
         n_groups = group_sizes.size
@@ -125,5 +130,7 @@ class LambdaRanker:
 
     @classmethod
     def from_text(cls, text: str, base: str | None = None) -> "LambdaRanker":
+        import lightgbm
+
         booster = lightgbm.Booster(model_str=text)
         return cls(booster, booster.feature_name(), base)
