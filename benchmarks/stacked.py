@@ -126,7 +126,7 @@ def main() -> None:
         f"candidate_recall_at_{model.config.n_candidates}_valid": round(model.candidate_recall["all"], 4),
         "serving_seconds_100_users": round(serving_latency(model), 3),
         "importances": {name: round(share, 4) for name, share in model.importances().items()},
-        "ranker_rounds": len(model.history),
+        "ranker_rounds": model.report()["ranker_rounds"], "ranker_base": model.report()["ranker_base"],
     }  # fmt: skip
     for result in results.values():
         print(json.dumps(result), flush=True)

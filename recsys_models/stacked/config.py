@@ -4,10 +4,11 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
+from recsys_models.leaf_families import make_leaf_config
+
 DEFAULT_PARTS = ("ease", "als", "item_knn", "two_tower", "mult_vae", "sasrec", "popularity")
 SEEN_PART = "repeat"  # joins the default parts where seen items are candidates (repeat consumption)
 CONTENT_PART = "content_tfidf"  # scored as a feature (content similarity to the history), proposes nothing
-NOT_A_PART = ("stacked",)
 
 
 class RankerConfig(BaseModel):
@@ -33,7 +34,7 @@ class RankerConfig(BaseModel):
 
 
 class StackedConfig(BaseModel):
-    """Candidate families (any registered ones, each with its own hyperparameters), how deep each
+    """Candidate families (any leaf family, each with its own hyperparameters), how deep each
     proposes, the content feature, what counts as relevant when the ranker learns, and the ranker."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -54,11 +55,13 @@ class StackedConfig(BaseModel):
     )
     content_config: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the content part.")
     relevance_threshold: float | None = Field(
-        default=4.0, description="Validation ratings at or above are the ranker's positives; None: every row."
+        default=4.0,
+        description="Tail ratings at or above are the ranker's relevant positives; None: every tail row (set it "
+        "for implicit sources, whose weights are no ratings).",
     )
     graded: bool = Field(
         default=True,
-        description="Validation rows below relevance_threshold are weaker positives (label 1, relevant ones 2) "
+        description="Tail rows below relevance_threshold are weaker positives (label 1, relevant ones 2) "
         "rather than negatives: what a user chose next says something even when they rated it low.",
     )
     boost_from_best_part: bool = Field(
@@ -80,18 +83,14 @@ class StackedConfig(BaseModel):
 
     @model_validator(mode="after")
     def _parts_are_families(self) -> Self:
-        from recsys_models.registry import make_config  # the registry imports this module
-
         parts = self.part_configs()
         if not parts:
             raise ValueError("stacked needs at least one candidate part")
         for family, values in parts.items():
-            if family in NOT_A_PART:
-                raise ValueError(f"a stacked model's part must not be {family!r}")
-            make_config(family, values)  # an unknown family or key fails here, not after training
+            make_leaf_config(family, values)  # an unknown family or key fails here, not after training
         if SEEN_PART in parts and not self.seen_candidates:
             raise ValueError(f"part {SEEN_PART!r} proposes seen items: set seen_candidates: true")
-        make_config(CONTENT_PART, self.content_config)
+        make_leaf_config(CONTENT_PART, self.content_config)
         return self
 
     def part_configs(self) -> dict[str, dict[str, Any]]:

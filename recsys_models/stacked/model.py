@@ -2,7 +2,7 @@
 two-stage design of production recommenders, e.g. Covington et al. 2016, "Deep Neural Networks
 for YouTube Recommendations"; the ranker is LambdaMART, Burges 2010).
 
-Stage one (`candidates.py`): each part (any registered family) proposes its top `n_candidates`
+Stage one (`candidates.py`): each part (any leaf family) proposes its top `n_candidates`
 allowed items per user; the union is the candidate set, and every part scores every candidate.
 Stage two (`ranker.py`): LightGBM LambdaRank over the features of `features.py`.
 
@@ -17,7 +17,9 @@ neural families' early stopping) gets, in the first stage, a per-user tail of it
 
 `score` gives the ranker's scores on the candidates and, below all of them, a constant on every
 other item, so that ranking by `score` and `recommend` agree. Saved as one folder: the shared
-files, `ranker.txt` (LightGBM's text format), and every part under `parts/<family>`.
+files, `ranker.txt` (LightGBM's text format), `ranker_report.json` (candidate recall, feature
+importances) and every part under `parts/<family>`. Not written yet: `score_history` (scoring a
+history given at serving time), so `recommend_from_history` raises for this family.
 """
 
 import logging
@@ -33,6 +35,7 @@ from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures
 from recsys_models.interactions import Interactions
 from recsys_models.io import atomic_write_bytes, atomic_write_json
+from recsys_models.leaf_families import leaf_class, load_leaf, make_leaf_config
 from recsys_models.options import TrainingOptions
 from recsys_models.stacked.candidates import Candidates, candidate_recall, generate_candidates
 from recsys_models.stacked.config import CONTENT_PART, StackedConfig
@@ -83,14 +86,15 @@ class Stacked(Recommender):
         self._ranker: LambdaRanker | None = None
         self._stats: ContextStats | None = None
         self.candidate_recall: dict[str, float] = {}
+        self._part_names: list[str] = []  # set by _restore; load() then reads the parts' folders
+        self._has_content = False
+        self._base_feature: str | None = None
 
     # --- training -------------------------------------------------------------------------
     def _fit_part(self, family: str, train: Interactions, valid: Interactions | None, features: Any) -> Recommender:
-        from recsys_models.registry import family_class, make_config
-
-        model_class = family_class(family)
+        model_class = leaf_class(family)
         values = self.config.content_config if family == CONTENT_PART else self.config.part_configs()[family]
-        model = model_class(make_config(family, values), self.options)
+        model = model_class(make_leaf_config(family, values), self.options)
         if model_class.uses_validation and valid is None:
             return model.fit(*user_tail(train, self.config.valid_fraction), features)
         return model.fit(train, valid, features if model_class.uses_item_features else None)
@@ -108,44 +112,48 @@ class Stacked(Recommender):
         if valid is None or len(valid) == 0:
             train, valid = user_tail(train, config.valid_fraction)
         head, tail = (train, valid) if config.ranker_tail is None else user_tail(train.concat(valid), config.ranker_tail)
-        relevant = self._targets(tail)
         self._fit_parts(head, None, item_features)
-        seen = head.tocsr(values="binary")
-        users = np.flatnonzero(np.diff(relevant.indptr))
-        strongest = relevant.copy()  # candidate recall counts the relevant rows only, as evaluation does
-        strongest.data = (strongest.data >= strongest.data.max(initial=0.0)).astype(np.float32)
-        strongest.eliminate_zeros()
-        blocks, labels, sizes, recalls = [], [], [], []
-        step = self._batch_users(head.n_items)
-        for start in range(0, users.size, step):
-            candidates = generate_candidates(self._parts, users[start : start + step], seen,
-                                             config.n_candidates, config.seen_candidates)  # fmt: skip
-            blocks.append(self._features(candidates))
-            labels.append(np.asarray(relevant[candidates.users[candidates.user_rows], candidates.items]).ravel())
-            sizes.append(candidates.group_sizes())
-            recalls.append(self._recalls(candidates, strongest))
-        features, label, size = np.vstack(blocks), np.concatenate(labels), np.concatenate(sizes)
-        group = np.repeat(np.arange(size.size), size)
-        useful = np.bincount(group, weights=label, minlength=size.size) > 0  # the others teach nothing
-        keep = useful[group]
-        self.candidate_recall = {name: float(np.mean(np.concatenate([r[name] for r in recalls])))
-                                 for name in recalls[0]}  # fmt: skip
-        if not keep.any():
-            raise ValueError(f"{self.family}: no candidate of any validation user is relevant; nothing to learn")
-        kept_sizes = size[useful]
-        features, label = features[keep], label[keep].astype(np.float32)
+        features, labels, sizes = self._ranker_data(head, self._targets(tail))
         names = self.feature_names()
         base = None
         if config.boost_from_best_part:
             base = max((f"{part}_score_z" for part in self._parts),
-                       key=lambda name: group_ndcg(features[:, names.index(name)], label, kept_sizes))  # fmt: skip
-        self._ranker, curve = LambdaRanker.fit(features, label, kept_sizes, names, config.ranker,
-                                               self.options.seed, base)  # fmt: skip
-        self.history = [record | ({f"valid_candidate_recall_at_{config.n_candidates}": self.candidate_recall["all"]}
-                                  if index == 0 else {}) for index, record in enumerate(curve)]  # fmt: skip
-        logger.info("%s: candidate recall@%d %.3f on %d validation users; ranker %d rounds", self.family,
-                    config.n_candidates, self.candidate_recall["all"], users.size, len(curve))  # fmt: skip
+                       key=lambda name: group_ndcg(features[:, names.index(name)], labels, sizes))  # fmt: skip
+        self._ranker, curve = LambdaRanker.fit(features, labels, sizes, names, config.ranker, self.options.seed, base)
+        recall_key = f"valid_candidate_recall_at_{config.n_candidates}"
+        self.history = [record | ({recall_key: self.candidate_recall["all"]} if index == 0 else {})
+                        for index, record in enumerate(curve)]  # fmt: skip
+        logger.info("%s: candidate recall@%d %.3f on %d users; ranker %d rounds from %s", self.family,
+                    config.n_candidates, self.candidate_recall["all"], sizes.size, self._ranker.rounds, base)  # fmt: skip
         self._fit_parts(train, valid, item_features)
+
+    def _ranker_data(self, head: Interactions, labels: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(features, labels, group sizes) of the candidates of every user with a positive among them,
+        from the parts fitted on `head`; sets `candidate_recall` (relevant rows only, as evaluation)."""
+        users = np.flatnonzero(np.diff(labels.indptr))
+        if users.size == 0:
+            raise ValueError(f"{self.family}: no user has a row in the ranker's tail; nothing to learn from")
+        relevant = labels.copy()
+        relevant.data = (relevant.data >= relevant.data.max(initial=0.0)).astype(np.float32)
+        relevant.eliminate_zeros()
+        seen, step = head.tocsr(values="binary"), self._batch_users(head.n_items)
+        blocks, targets, sizes, recalls = [], [], [], []
+        for start in range(0, users.size, step):
+            candidates = generate_candidates(self._parts, users[start : start + step], seen,
+                                             self.config.n_candidates, self.config.seen_candidates)  # fmt: skip
+            blocks.append(self._features(candidates))
+            targets.append(np.asarray(labels[candidates.users[candidates.user_rows], candidates.items]).ravel())
+            sizes.append(candidates.group_sizes())
+            recalls.append(self._recalls(candidates, relevant))
+        self.candidate_recall = {name: float(np.mean(np.concatenate([r[name] for r in recalls])))
+                                 for name in recalls[0]}  # fmt: skip
+        features, target, size = np.vstack(blocks), np.concatenate(targets), np.concatenate(sizes)
+        group = np.repeat(np.arange(size.size), size)
+        useful = np.bincount(group, weights=target, minlength=size.size) > 0  # the others teach nothing
+        if not useful.any():
+            raise ValueError(f"{self.family}: no candidate of any user is in the ranker's tail; nothing to learn")
+        keep = useful[group]
+        return features[keep], target[keep].astype(np.float32), size[useful]
 
     @staticmethod
     def _batch_users(n_items: int) -> int:
@@ -271,12 +279,10 @@ class Stacked(Recommender):
 
     @classmethod
     def load(cls, directory: Path) -> Self:
-        from recsys_models.registry import load_model  # the registry imports this module
-
         model = super().load(directory)
         model._ranker = LambdaRanker.from_text((directory / RANKER_FILE).read_text(), model._base_feature)
-        model._parts = {name: load_model(directory / PARTS_FOLDER / name) for name in model._part_names}
-        model._content = load_model(directory / PARTS_FOLDER / CONTENT_PART) if model._has_content else None
+        model._parts = {name: load_leaf(directory / PARTS_FOLDER / name) for name in model._part_names}
+        model._content = load_leaf(directory / PARTS_FOLDER / CONTENT_PART) if model._has_content else None
         return model
 
 
