@@ -33,9 +33,10 @@ from pydantic import BaseModel
 
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures
+from recsys_models.hybrid.parts import PARTS_FOLDER, fit_component
 from recsys_models.interactions import Interactions
 from recsys_models.io import atomic_write_bytes, atomic_write_json
-from recsys_models.leaf_families import leaf_class, load_leaf, make_leaf_config
+from recsys_models.leaf_families import leaf_class, load_leaf
 from recsys_models.options import TrainingOptions
 from recsys_models.stacked.candidates import Candidates, candidate_recall, generate_candidates
 from recsys_models.stacked.config import CONTENT_PART, StackedConfig
@@ -44,7 +45,6 @@ from recsys_models.stacked.ranker import LambdaRanker, group_ndcg
 
 logger = logging.getLogger(__name__)
 
-PARTS_FOLDER = "parts"
 RANKER_FILE = "ranker.txt"
 RANKER_REPORT_FILE = "ranker_report.json"  # candidate recall and feature importances: model card, report, MLflow
 BATCH_CELLS = 1 << 21  # users x items scored at once per part (bounds stage one's memory on large catalogues)
@@ -92,12 +92,10 @@ class Stacked(Recommender):
 
     # --- training -------------------------------------------------------------------------
     def _fit_part(self, family: str, train: Interactions, valid: Interactions | None, features: Any) -> Recommender:
-        model_class = leaf_class(family)
         values = self.config.content_config if family == CONTENT_PART else self.config.part_configs()[family]
-        model = model_class(make_leaf_config(family, values), self.options)
-        if model_class.uses_validation and valid is None:
-            return model.fit(*user_tail(train, self.config.valid_fraction), features)
-        return model.fit(train, valid, features if model_class.uses_item_features else None)
+        if leaf_class(family).uses_validation and valid is None:
+            train, valid = user_tail(train, self.config.valid_fraction)
+        return fit_component(family, values, self.options, train, valid, features)
 
     def _fit_parts(self, train: Interactions, valid: Interactions | None, features: Any) -> None:
         """Every candidate part (and the content part, when there are item features) on `train`
