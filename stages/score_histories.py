@@ -7,13 +7,15 @@ from typing import Any
 import pandas as pd
 import polars as pl
 
-from recsys_models.columns import ITEM_ID, RANK, SCORE, TIMESTAMP, USER_ID
+from recsys_models.columns import ITEM_ID, RANK, TIMESTAMP, USER_ID
 from recsys_models.inference import COLD_USER, UNKNOWN_ITEMS
 from stages.manifest import stage
-from stages.score import Predict
+from stages.score import RECOMMENDATION_COLUMNS, Predict, scoring_parameters, write_parts
 
 HISTORY = "history"
-OUTPUT_COLUMNS = (USER_ID, ITEM_ID, SCORE, RANK, COLD_USER, UNKNOWN_ITEMS)
+OUTPUT_COLUMNS = (*RECOMMENDATION_COLUMNS, COLD_USER, UNKNOWN_ITEMS)
+IGNORED_HISTORIES = (": the model ignored the histories, it was registered before history scoring (its signature "
+                     "lacks `history`); score with a version registered since")  # fmt: skip
 
 
 def user_histories(interactions: pl.DataFrame) -> pl.DataFrame:
@@ -34,24 +36,11 @@ def write_history_recommendations(
     """Call `predict` (a pyfunc's) on batches of users with their histories (`user_histories`);
     write `part-NNNNN.parquet` files with `user_id, item_id, score, rank, cold_user, unknown_items`
     and a manifest whose counts add the history rows and the items the model did not know."""
-    if k < 1 or batch_size < 1:
-        raise ValueError(f"k and batch_size must be positive, got {k} and {batch_size}")
     histories = user_histories(interactions)
-    with stage("score", out_dir, {"k": k, "batch_size": batch_size} | (parameters or {})) as record:
-        rows = unknown = cold = 0
-        for part, start in enumerate(range(0, histories.height, batch_size)):
-            batch = histories.slice(start, batch_size)
-            request = pd.DataFrame({USER_ID: batch[USER_ID].to_list(), HISTORY: batch[HISTORY].to_list()})
-            answer = pl.from_pandas(predict(request, {"k": k}))
-            if UNKNOWN_ITEMS not in answer.columns:
-                raise ValueError("the model ignored the histories: it was registered before history scoring "
-                                 "(its signature lacks `history`); score with a version registered since")  # fmt: skip
-            frame = answer.select(OUTPUT_COLUMNS)
-            record.write_table(f"part-{part:05d}", frame)
-            rows += frame.height
-            per_user = frame.filter(pl.col(RANK) == 1)
-            unknown += int(per_user[UNKNOWN_ITEMS].sum())
-            cold += int(per_user[COLD_USER].sum())
+    requests = pd.DataFrame({USER_ID: histories[USER_ID].to_list(), HISTORY: histories[HISTORY].to_list()})
+    with stage("score", out_dir, scoring_parameters(k, batch_size, parameters)) as record:
+        rows = write_parts(predict, requests, k, record, batch_size, OUTPUT_COLUMNS, IGNORED_HISTORIES)
+        unknown, cold = per_user_totals([out_dir / name for name in record.outputs])
         record.counts = {
             "users": histories.height,
             "rows": rows,
@@ -61,3 +50,12 @@ def write_history_recommendations(
             "cold_users": cold,
         }
     return out_dir
+
+
+def per_user_totals(parts: list[Path]) -> tuple[int, int]:
+    """Items the model did not know, and users answered cold, summed over the written part files."""
+    if not parts:
+        return 0, 0
+    firsts = pl.scan_parquet(parts).filter(pl.col(RANK) == 1)  # one row per user
+    unknown, cold = firsts.select(pl.col(UNKNOWN_ITEMS).sum(), pl.col(COLD_USER).sum()).collect().row(0)
+    return int(unknown), int(cold)
