@@ -2,6 +2,7 @@
 each epoch's validation figure to the trial so the study's pruner can stop a poor trial early."""
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,10 @@ def trial_task(
     `trial`, pruned when its per-epoch validation figure falls behind (the study's pruner)."""
     if torch_threads is not None and torch.get_num_threads() != torch_threads:
         torch.set_num_threads(torch_threads)
-    if trial is None:
-        return validation_objective(local(split_dir), family, config, seed, local(items_dir))
+    pruning = listening_to_epochs(pruning_listener(trial, objective)) if trial is not None else nullcontext()
     started = time.perf_counter()
     try:
-        with listening_to_epochs(pruning_listener(trial, objective)):
+        with pruning:
             return validation_objective(local(split_dir), family, config, seed, local(items_dir))
     except TrialPruned as pruned:
         return TrialResult(pruned.value, round(time.perf_counter() - started, 3), pruned.epoch, pruned=True)
