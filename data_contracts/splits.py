@@ -7,7 +7,7 @@ import polars as pl
 
 from data_contracts.engine import ContractViolation, TableContract, table_problems
 from recsys_models import columns
-from recsys_models.splitting import LEAKAGE_SCOPE, PART_NAMES, leakage_check
+from recsys_models.splitting import LEAKAGE_SCOPE, TEST_HISTORY, judged_against, leakage_check, part_names
 
 
 def check_split(
@@ -22,24 +22,32 @@ def check_split(
     than train by the same rule. Lazy scans of written parts are read on the streaming engine; the
     pair check holds the distinct (user, item) pairs of test. With `repeats_allowed` (a source
     whose seen items may be recommended again, `exclude_seen: false`) a pair in both parts is a
-    repeat to predict, not a leak: it is counted and reported as allowed.
+    repeat to predict, not a leak: it is counted and reported as allowed. Under P5 (a
+    `test_history` part), test is judged against that history as well, and no held-out user may
+    have a training row.
     """
     problems: list[str] = []
-    for name in PART_NAMES:
+    for name in part_names(protocol):
         contract = TableContract(table=f"split {name}", suite_file="", schema=columns.RATINGS_SCHEMA)
         found = table_problems(contract, parts[name])
         problems += [p for p in found if name != "valid" or not p.endswith("table is empty")]
     if problems:
         raise ContractViolation(problems)
-    train, valid, test = (parts[name].lazy() for name in PART_NAMES)
-    history = pl.concat([train, valid])
+    train, valid, test = (parts[name].lazy() for name in ("train", "valid", "test"))
+    history, reference = pl.concat([train, valid]), judged_against(parts)
     pairs = [columns.USER_ID, columns.ITEM_ID]
-    in_both = history.select(pairs).join(test.select(pairs).unique(), on=pairs, how="semi").unique()
+    if TEST_HISTORY in parts:
+        trained = history.select(columns.USER_ID).unique()
+        overlap = parts[TEST_HISTORY].lazy().select(columns.USER_ID).unique().join(trained, on=columns.USER_ID)
+        held_out_trained = int(overlap.select(pl.len()).collect(engine="streaming").item())
+        if held_out_trained:
+            problems.append(f"split: {held_out_trained} held-out users have rows in the training part")
+    in_both = reference.select(pairs).join(test.select(pairs).unique(), on=pairs, how="semi").unique()
     shared_pairs = int(in_both.select(pl.len()).collect(engine="streaming").item())
     if shared_pairs and not repeats_allowed:
         problems.append(f"split: {shared_pairs} (user, item) pairs are in both the training part and test")
     scope = LEAKAGE_SCOPE[protocol]
-    test_leak = leakage_check(history, test, scope)
+    test_leak = leakage_check(reference, test, scope)
     valid_leak = leakage_check(train, valid, scope)
     for part, leak in (("test", test_leak), ("valid", valid_leak)):
         if not leak["passed"]:

@@ -55,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     retrain.add_argument("--families", type=config_cli.family_list, help="comma-separated families (default: all but opt-in stacked)")
     retrain.add_argument(
         "--protocol", choices=PROTOCOLS,
-        help="split protocol: temporal-user (P4), temporal-global (P1/P2), leave-one-out (P3); "
+        help="split protocol: temporal-user (P4), temporal-global (P1/P2), leave-one-out (P3), held-out-users (P5); "
         "default: the dataset spec's `protocol`, else temporal-user",
     )  # fmt: skip
     retrain.add_argument("--seed", type=int, help="seed of every model")

@@ -71,7 +71,8 @@ class RetrainConfig(PipelineRunConfig):
 
     protocol: ProtocolName | None = Field(
         default=None,
-        description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3; "
+        description="Split protocol (PROTOCOLS.md): temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3, "
+        "held-out-users = P5; "
         "None: the dataset spec's `protocol`, else temporal-user.",
     )
     train_fraction: float = Field(

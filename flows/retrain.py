@@ -13,7 +13,7 @@ from flows.prepare import prepare_split
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import SourceIdentity, describe_source
 from recsys_models.io import atomic_write_json
-from recsys_models.splitting import SplitSettings
+from recsys_models.splitting import HELD_OUT_USERS, SplitSettings
 from stages.layout import RunDir
 from stages.manifest import read_manifest
 from tasks.registration import register
@@ -44,11 +44,13 @@ PARTLY_FAILED = "Partly failed"
 
 def split_settings(config: RetrainConfig, source: SourceIdentity) -> SplitSettings:
     """The split stage's settings: the run's protocol (else the source's) with its defaults
-    (PROTOCOLS.md), `train_fraction` for P1/P2, and the source's feedback semantics (its dataset
-    spec), which the later stages read from it."""
+    (PROTOCOLS.md), `train_fraction` for P1/P2, the run's seed for P5's draw of held-out users,
+    and the source's feedback semantics (its dataset spec), which the later stages read from it."""
     protocol = config.protocol or source.protocol
     if protocol == "temporal-global":
         return SplitSettings(protocol=protocol, train_fraction=config.train_fraction, feedback=source.feedback)
+    if protocol == HELD_OUT_USERS:
+        return SplitSettings(protocol=protocol, seed=config.seed, feedback=source.feedback)
     return SplitSettings(protocol=protocol, feedback=source.feedback)
 
 

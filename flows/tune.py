@@ -70,7 +70,8 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     workspace = Workspace.from_env()
     run_id = new_run_id()
     run_dir = workspace.root / "tuning" / "runs" / run_id
-    settings = split_settings(RetrainConfig(protocol=config.protocol, train_fraction=config.train_fraction), source)
+    run_like = RetrainConfig(protocol=config.protocol, train_fraction=config.train_fraction, seed=config.seed)
+    settings = split_settings(run_like, source)
     run = RunDir(run_dir)
     validated_dir, split_dir = prepare_split(
         config.dataset, run, workspace, settings, seed=config.seed, max_quarantine_share=config.max_quarantine_share,

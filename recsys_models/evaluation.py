@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from scipy import special, stats
 
 from recsys_models.base import Recommender
-from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, USER_ID
+from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, TIMESTAMP, USER_ID
 from recsys_models.datasets.spec import Feedback
 from recsys_models.features import ItemFeatures
+from recsys_models.history import History, HistoryRecommendations
 from recsys_models.interactions import IdVocabulary, known_rows
 from recsys_models.metrics import (
     average_popularity,
@@ -35,6 +36,7 @@ from recsys_models.metrics import (
     ranking_metrics_at,
     rating_errors,
 )
+from recsys_models.splitting import HELD_OUT_USERS
 
 DEFAULT_CUTOFFS = (5, 10, 20, 50)
 ACTIVITY_SLICES = ("cold", "light", "heavy")
@@ -95,12 +97,14 @@ def protocol_evaluation_config(
 ) -> EvaluationConfig:
     """The evaluation a protocol of PROTOCOLS.md prescribes for a source's feedback: leave-one-out
     ranks with every test item relevant; the temporal protocols (and rolling backtests) with the
-    source's relevance rule (MovieLens: test ratings >= 4). Implicit feedback has no rating metrics;
+    source's relevance rule (MovieLens: test ratings >= 4). Implicit feedback and held-out users
+    (scored from a history, which predicts no rating) have no rating metrics;
     with `exclude_seen: false` training items stay candidates."""
     feedback = feedback or Feedback()
     threshold = None if protocol == "leave-one-out" else feedback.relevance_threshold
+    rating_metrics = feedback.kind == "explicit" and protocol != HELD_OUT_USERS  # P5 predicts no rating of a history
     settings = {"k": k, "relevance_threshold": threshold, "exclude_seen": feedback.exclude_seen,
-                "rating_metrics": feedback.kind == "explicit"}  # fmt: skip
+                "rating_metrics": rating_metrics}  # fmt: skip
     return EvaluationConfig(**(settings | overrides))
 
 
@@ -158,11 +162,16 @@ def evaluate_model(
     config: EvaluationConfig | None = None,
     item_features: sp.csr_matrix | None = None,
     n_catalogue_items: int | None = None,
+    histories: pl.DataFrame | None = None,
 ) -> Evaluation:
-    """Rating and ranking evaluation of one model on one test part; see the two functions it calls."""
+    """Rating and ranking evaluation of one model on one test part; see the functions it calls.
+    With `histories` (P5), test users are ranked from them (`evaluate_ranking_from_histories`)."""
     config = config or EvaluationConfig()
     rating = evaluate_rating(model, test, config)
-    ranking = evaluate_ranking(model, test, config, item_features, n_catalogue_items)
+    if histories is None:
+        ranking = evaluate_ranking(model, test, config, item_features, n_catalogue_items)
+    else:
+        ranking = evaluate_ranking_from_histories(model, histories, test, config, item_features)
     slices = {
         group: {
             key: (value | ranking.slices[group][key]) if isinstance(value, dict) else value
@@ -247,26 +256,91 @@ def evaluate_ranking(
     `item_feature_matrix`'s genres, enables intra-list diversity.
     """
     config = config or EvaluationConfig()
-    prefix, cutoffs = config.prefix, config.all_cutoffs
     n_catalogue = n_catalogue_items or model.n_items
     if n_catalogue < model.n_items:
         raise ValueError(f"n_catalogue_items {n_catalogue} is smaller than the model's {model.n_items} items")
-    relevant = _relevant_pairs(model, test, config.relevance_threshold)
+    relevant = _relevant_pairs(test, config.relevance_threshold, model.users, model.items)
     known = relevant.filter(pl.col("user_idx") >= 0)
+    users = _evaluated_user_keys(known)
+    top_items, top_scores, hits = _top_lists(model, users, known.filter(pl.col("item_idx") >= 0), config)
+    ranked = _RankedUsers(users, model.users.ids[users], np.diff(model.seen.indptr)[users], top_items, top_scores, hits)
+    n_cold_users = int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique())
+    return _ranking_evaluation(model, known, ranked, config, item_features, n_catalogue, {"n_cold_users": n_cold_users})
+
+
+def evaluate_ranking_from_histories(
+    model: Recommender,
+    histories: pl.DataFrame,
+    test: pl.DataFrame,
+    config: EvaluationConfig | None = None,
+    item_features: sp.csr_matrix | None = None,
+) -> RankingEvaluation:
+    """P5: `evaluate_ranking` of users the model never saw, each scored from their history alone.
+
+    `histories` holds the users' interactions given at scoring time (user_id, item_id, rating,
+    timestamp); each user's list is `model.recommend_from_history` of them, so candidates are every
+    training item minus that history (seen items stay with `exclude_seen` False). Evaluated users
+    have a history and a relevant test row; a test user without a history is counted as
+    `n_cold_users`, history items the model does not know as `n_unknown_history_items`. Activity
+    slices count a user's given history. Full ranking only: sampled negatives do not apply.
+    """
+    config = config or EvaluationConfig()
+    if config.n_negatives is not None:
+        raise ValueError("users scored from their history are ranked over every candidate: n_negatives must be None")
+    history_users = IdVocabulary.from_values(histories[USER_ID].to_numpy())
+    relevant = _relevant_pairs(test, config.relevance_threshold, history_users, model.items)
+    known = relevant.filter(pl.col("user_idx") >= 0)
+    users = _evaluated_user_keys(known)
+    lists = _history_lists(model, histories.filter(pl.col(USER_ID).is_in(history_users.ids[users])), config)
+    keys = known.filter(pl.col("item_idx") >= 0)
+    hits = _hits(users, lists.items, np.sort(keys["user_idx"].to_numpy() * model.n_items + keys["item_idx"].to_numpy()),
+                 model.n_items)  # fmt: skip
+    n_history = histories.group_by(USER_ID).len().sort(USER_ID)["len"].to_numpy()[users]
+    ranked = _RankedUsers(users, history_users.ids[users], n_history, lists.items, lists.scores, hits)
+    facts = {"n_cold_users": int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique()),
+             "n_unknown_history_items": int(lists.unknown_items.sum()),
+             "scored_from": "each user's history, given at scoring time (the user is absent from training)"}  # fmt: skip
+    return _ranking_evaluation(model, known, ranked, config, item_features, model.n_items, facts)
+
+
+@dataclass(frozen=True)
+class _RankedUsers:
+    """The evaluated users of a ranking, row i one user: their key in the relevant pairs
+    (`user_idx`), raw id, interactions they are known by, and their top lists and hits."""
+
+    keys: np.ndarray
+    ids: np.ndarray
+    n_history: np.ndarray
+    top_items: np.ndarray
+    top_scores: np.ndarray
+    hits: np.ndarray
+
+
+def _ranking_evaluation(
+    model: Recommender,
+    relevant: pl.DataFrame,
+    ranked: _RankedUsers,
+    config: EvaluationConfig,
+    item_features: sp.csr_matrix | None,
+    n_catalogue: int,
+    facts: dict[str, Any],
+) -> RankingEvaluation:
+    """The metrics, intervals, slices, per-user values and lists of ranked users; `relevant`
+    holds their relevant pairs (item_idx -1: unreachable), `facts` joins the summary."""
+    prefix, cutoffs, users = config.prefix, config.all_cutoffs, ranked.keys
     counts = (
-        known.group_by("user_idx")
+        relevant.group_by("user_idx")
         .agg(pl.len().alias("n_relevant"), (pl.col("item_idx") < 0).sum().alias("n_unreachable"))
         .sort("user_idx")
     )
-    users = counts["user_idx"].to_numpy().astype(np.int64)
     n_relevant = counts["n_relevant"].to_numpy().astype(np.int64)
-    top_items, top_scores, hits = _top_lists(model, users, known.filter(pl.col("item_idx") >= 0), config)
+    top_items, hits = ranked.top_items, ranked.hits
     per_user = {prefix + name: values for name, values in ranking_metrics_at(hits, n_relevant, cutoffs).items()}
     summary: dict[str, Any] = {
         "n_eval_users": int(users.size),
         "n_relevant_items": int(n_relevant.sum()),
         "n_unreachable_relevant_items": int(counts["n_unreachable"].sum()),
-        "n_cold_users": int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique()),
+    } | facts | {
         "n_candidate_items": n_catalogue,
         "candidates": ("all unseen items" if config.exclude_seen else "all items, seen ones included (repeat consumption)")
         if config.n_negatives is None else (
@@ -283,22 +357,22 @@ def evaluate_ranking(
             summary[f"gini_at_{k}"] = exposure_gini(top_items[:, :k], n_catalogue)
     else:
         summary["n_negatives"] = config.n_negatives
-    activity = _slicers(model, config)[0][users]
-    slices, columns = _ranking_slices(model, known, users, activity, per_user, top_items, hits, config)
+    activity = _activity_labels(ranked.n_history, config)
+    slices, columns = _ranking_slices(model, relevant, users, activity, per_user, top_items, hits, config)
     for (group, name, metric), interval in _intervals(columns, config).items():
         target = summary if not group else slices[group][name]
         target[metric] = interval["mean"]
         target |= {f"{metric}_{key}": interval[key] for key in ("stderr", "ci_low", "ci_high")}
     per_user_frame = pl.DataFrame(
         {
-            USER_ID: model.users.ids[users],
+            USER_ID: ranked.ids,
             "n_relevant": n_relevant,
             "n_unreachable": counts["n_unreachable"].to_numpy(),
-            "n_history": np.diff(model.seen.indptr)[users],
+            "n_history": ranked.n_history,
             "activity": activity,
         }
     ).with_columns(pl.Series(name, values) for name, values in per_user.items())
-    recommendations = _recommendation_frame(model, users, top_items, top_scores)
+    recommendations = _recommendation_frame(model.items, ranked.ids, top_items, ranked.top_scores)
     return RankingEvaluation(summary, slices, per_user_frame, recommendations)
 
 
@@ -447,14 +521,43 @@ def item_feature_matrix(items: pl.DataFrame, vocabulary: IdVocabulary, column: s
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def _relevant_pairs(model: Recommender, test: pl.DataFrame, threshold: float | None) -> pl.DataFrame:
-    """Distinct relevant (user, item) test pairs with their indices (-1 where unknown)."""
+def _relevant_pairs(
+    test: pl.DataFrame, threshold: float | None, users: IdVocabulary, items: IdVocabulary
+) -> pl.DataFrame:
+    """Distinct relevant (user, item) test pairs with their indices in `users` and `items` (-1 where unknown)."""
     positive = test if threshold is None else test.filter(pl.col(RATING) >= threshold)
     pairs = positive.select(USER_ID, ITEM_ID).unique().sort(USER_ID, ITEM_ID)
     return pairs.with_columns(
-        pl.Series("user_idx", model.users.index_of(pairs[USER_ID].to_numpy())),
-        pl.Series("item_idx", model.items.index_of(pairs[ITEM_ID].to_numpy())),
+        pl.Series("user_idx", users.index_of(pairs[USER_ID].to_numpy())),
+        pl.Series("item_idx", items.index_of(pairs[ITEM_ID].to_numpy())),
     )
+
+
+def _evaluated_user_keys(known: pl.DataFrame) -> np.ndarray:
+    """The distinct, sorted user keys of relevant pairs whose user is known."""
+    return np.unique(known["user_idx"].to_numpy()).astype(np.int64)
+
+
+def _history_lists(model: Recommender, histories: pl.DataFrame, config: EvaluationConfig) -> HistoryRecommendations:
+    """Each user's top-`max(cutoffs)` from their history (users in id order, batches of
+    `config.batch_size`); -1 marks an empty slot."""
+    depth = max(config.all_cutoffs)
+    grouped = histories.sort(USER_ID, TIMESTAMP, ITEM_ID).group_by(USER_ID, maintain_order=True).agg(
+        ITEM_ID, RATING, TIMESTAMP
+    )  # fmt: skip
+    parts = []
+    for start in range(0, grouped.height, config.batch_size):
+        rows = grouped.slice(start, config.batch_size).iter_rows(named=True)
+        batch = [History(row[ITEM_ID], row[RATING], row[TIMESTAMP]) for row in rows]
+        parts.append(model.recommend_from_history(batch, depth, config.exclude_seen))
+    items = np.full((grouped.height, depth), -1, dtype=np.int64)
+    scores = np.full((grouped.height, depth), -np.inf, dtype=np.float32)
+    for start, part in zip(range(0, grouped.height, config.batch_size), parts, strict=True):
+        rows, width = slice(start, start + part.items.shape[0]), part.items.shape[1]
+        items[rows, :width] = np.where(np.isneginf(part.scores), -1, part.items)
+        scores[rows, :width] = part.scores
+    unknown = np.concatenate([np.zeros(0, np.int64)] + [part.unknown_items for part in parts])
+    return HistoryRecommendations(items, scores, unknown)
 
 
 def _n_cold_test_items(model: Recommender, test: pl.DataFrame) -> int:
@@ -702,24 +805,29 @@ def _slicers(model: Recommender, config: EvaluationConfig) -> tuple[np.ndarray, 
     Activity counts a user's training interactions (train + valid); the head is the top
     ceil(head_share * n_items) items by training count, ties broken by item index.
     """
-    history = np.diff(model.seen.indptr)
-    cold_max, light_max = config.activity_thresholds
-    user_slice = np.where(history <= cold_max, "cold", np.where(history <= light_max, "light", "heavy"))
+    user_slice = _activity_labels(np.diff(model.seen.indptr), config)
     head = np.zeros(model.n_items, dtype=bool)
     head[np.argsort(-model.item_counts, kind="stable")[: math.ceil(config.head_share * model.n_items)]] = True
     return user_slice, np.where(head, "head", "tail"), head
 
 
+def _activity_labels(n_history: np.ndarray, config: EvaluationConfig) -> np.ndarray:
+    """Each user's activity slice from the interactions they are known by: cold, light or heavy."""
+    cold_max, light_max = config.activity_thresholds
+    return np.where(n_history <= cold_max, "cold", np.where(n_history <= light_max, "light", "heavy"))
+
+
 def _recommendation_frame(
-    model: Recommender, users: np.ndarray, top_items: np.ndarray, top_scores: np.ndarray
+    items: IdVocabulary, user_ids: np.ndarray, top_items: np.ndarray, top_scores: np.ndarray
 ) -> pl.DataFrame:
-    """The scored lists in raw ids: user_id, item_id, rank, score (empty slots left out)."""
+    """The scored lists in raw ids (row i of the lists is `user_ids[i]`): user_id, item_id, rank,
+    score (empty slots left out)."""
     filled = top_items >= 0
     rows, ranks = np.nonzero(filled)
     return pl.DataFrame(
         {
-            USER_ID: model.users.ids[users[rows]],
-            ITEM_ID: model.items.ids[top_items[filled]],
+            USER_ID: user_ids[rows],
+            ITEM_ID: items.ids[top_items[filled]],
             RANK: (ranks + 1).astype(np.int32),
             SCORE: top_scores[filled],
         },

@@ -7,9 +7,10 @@ each part, in global order (timestamp, user_id, item_id), through a writer it is
   come from the sorted timestamp column alone (`splitting.global_cut`, `splitting.rolling_windows`);
   the rows are then read one timestamp range of about `batch_rows` rows at a time, sorted, and sent
   to train, valid or test by their position.
-- **Per-user protocols** (P4, P3) split each user by that user's rows alone, so the in-memory rule
-  (`splitting.protocol_split`) runs on one range of whole users (about `batch_rows` rows) at a time,
-  into scratch files; each part is then rewritten in global order, one timestamp range at a time.
+- **Per-user protocols** (P4, P3, P5) split each user by that user's rows alone, so the in-memory
+  rule (`splitting.protocol_split`) runs on one range of whole users (about `batch_rows` rows) at a
+  time, into scratch files; each part is then rewritten in global order, one timestamp range at a
+  time. P5's held-out users are drawn once, from every user's row count, before the first range.
 
 What is held: one batch, the sorted timestamps (8 bytes a row) and the row count of each user. A
 single timestamp or user with more than `batch_rows` rows makes a larger batch.
@@ -29,9 +30,12 @@ from recsys_models.columns import TIMESTAMP, USER_ID
 from recsys_models.io import atomic_parquet_writer
 from recsys_models.splitting import (
     GLOBAL_ORDER,
+    HELD_OUT_USERS,
     PART_NAMES,
     SplitSettings,
     global_cut,
+    held_out_user_ids,
+    part_names,
     protocol_split,
     rolling_windows,
 )
@@ -39,7 +43,8 @@ from recsys_models.splitting import (
 BATCH_ROWS = 2_000_000
 Append = Callable[[pl.DataFrame], None]
 PartWriter = Callable[[str, pl.Schema], AbstractContextManager[Append]]
-"""Opens the part `name` (train, valid or test) of a schema for appending; it appears when the block ends."""
+"""Opens the part `name` (train, valid, test or P5's test_history) of a schema for appending; it
+appears when the block ends."""
 
 
 @dataclass(frozen=True)
@@ -163,15 +168,21 @@ def _write_per_user_split(
     """Split one range of users at a time into scratch parts, then write each part in global order."""
     schema = ratings.collect_schema()
     details: dict[str, Any] = {}
+    held_out = None
+    if settings.protocol == HELD_OUT_USERS:
+        held_out = held_out_user_ids(ratings.group_by(USER_ID).len().collect(engine="streaming"), settings.seed or 0)
     with tempfile.TemporaryDirectory(dir=scratch, prefix=".split-") as folder:
-        unordered = {name: Path(folder) / f"{name}.parquet" for name in PART_NAMES}
+        unordered = {name: Path(folder) / f"{name}.parquet" for name in part_names(settings.protocol)}
         with ExitStack() as parts:
             append = {name: parts.enter_context(atomic_parquet_writer(path, schema)) for name, path in unordered.items()}
             for first, last in user_ranges(ratings, batch_rows):
-                split = protocol_split(ratings.filter(pl.col(USER_ID).is_between(first, last)).collect(), settings)
+                rows = ratings.filter(pl.col(USER_ID).is_between(first, last)).collect()
+                split = protocol_split(rows, settings, held_out)
                 for name, frame in split.parts.items():
                     append[name](frame)
                 details = split.details
+        if held_out is not None:  # each range counted its own
+            details |= {"held_out_users": int(held_out.size)}
         ranges = timestamp_ranges(timestamps, batch_rows)
         for name, path in unordered.items():
             with open_part(name, schema) as write:

@@ -2,8 +2,9 @@
 split manifest reports (sizes, cut-offs, cold counts, leakage checks).
 
 Strategies (one function each): `temporal_global_split` (P1/P2, by fraction or by date),
-`temporal_user_split` (P4, each user's last fraction or last N), `leave_one_out_split` (P3) and
-`rolling_splits` (backtest windows). `with_validation` cuts the validation tail from a split's
+`temporal_user_split` (P4, each user's last fraction or last N), `leave_one_out_split` (P3),
+`held_out_users_split` (P5: whole users kept out of training, each with a history given at
+scoring time) and `rolling_splits` (backtest windows). `with_validation` cuts the validation tail from a split's
 train part by the split's own rule (never from test); `protocol_split` does both for a
 `SplitSettings`. Global cuts are positions in the sorted timestamps (`global_cut`,
 `rolling_windows`), so `recsys_models.split_writer` applies the same rules to a table read in
@@ -29,19 +30,27 @@ GLOBAL_ORDER = [TIMESTAMP, USER_ID, ITEM_ID]  # ties in time are frequent in Mov
 USER_ORDER = [USER_ID, TIMESTAMP, ITEM_ID]  # within a user: (timestamp, item_id)
 PROTOCOLS: tuple[str, ...] = get_args(ProtocolName)
 PART_NAMES = ("train", "valid", "test")
+HELD_OUT_USERS = "held-out-users"
+TEST_HISTORY = "test_history"
+"""P5's fourth part: the held-out users' first interactions, given at scoring time, never trained on."""
+HELD_OUT_SHARE = 0.1  # P5: share of the eligible users held out ...
+MIN_HELD_OUT_USERS = 50  # ... and at least this many (all eligible users when fewer)
+HISTORY_SHARE = 0.8  # P5: a held-out user's first floor(0.8 m) interactions are their history
 ROLLING = "rolling"
 DEFAULT_TRAIN_FRACTION = 0.8
 DEFAULT_TEST_FRACTION = 0.2
 SECONDS_PER_DAY = 86_400
 # The check each protocol must pass: global splits judge every test row against all training
 # data; per-user splits (which mix time across users by design) against that user's own history.
-LEAKAGE_SCOPE = {"temporal-global": "global", ROLLING: "global", "temporal-user": "user", "leave-one-out": "user"}
+LEAKAGE_SCOPE = {"temporal-global": "global", ROLLING: "global", "temporal-user": "user", "leave-one-out": "user",
+                 HELD_OUT_USERS: "user"}  # fmt: skip
 COLD_RULE = (
     "cold rows (user or item absent from train + valid) stay in test.parquet and are counted; "
     "rating metrics skip them; ranking skips cold users (counted) and keeps relevant items absent "
     "from train in the denominators as unreachable"
 )
 Frame = pl.DataFrame | pl.LazyFrame  # the report and checks read either (a lazy scan of written parts)
+_MIN_HELD_OUT_LENGTH = 5  # P5: users with fewer interactions are never held out (P4's minimum)
 _POSITION = "_position_in_user"
 _USER_LENGTH = "_user_length"
 _SECOND = "_second"
@@ -51,7 +60,8 @@ _SECOND = "_second"
 class Split:
     """Train and test rows of one protocol (plus the validation tail once cut), and their facts.
 
-    `train` excludes `valid`; a model learns from both (`history`) and is judged on `test`.
+    `train` excludes `valid`; a model learns from both (`history`) and is judged on `test`. Under
+    P5, `test_history` holds the held-out users' histories, which the model is given when it scores them.
     """
 
     protocol: str
@@ -59,11 +69,14 @@ class Split:
     test: pl.DataFrame
     details: dict[str, Any]
     valid: pl.DataFrame | None = None
+    test_history: pl.DataFrame | None = None
 
     @property
     def parts(self) -> dict[str, pl.DataFrame]:
-        """Train, valid (empty when not cut) and test, by name, as `split_report` and the split contract take them."""
-        return {"train": self.train, "valid": self.train.clear() if self.valid is None else self.valid, "test": self.test}
+        """Train, valid (empty when not cut), test and (P5) test_history, by name, as `split_report`
+        and the split contract take them."""
+        parts = {"train": self.train, "valid": self.train.clear() if self.valid is None else self.valid, "test": self.test}
+        return parts | ({} if self.test_history is None else {TEST_HISTORY: self.test_history})
 
     @property
     def history(self) -> pl.DataFrame:
@@ -91,6 +104,7 @@ class SplitSettings(BaseModel):
     test_count: PositiveInt | None = Field(default=None, description="temporal-user: each user's last N instead.")
     min_ratings: PositiveInt = Field(default=5, description="temporal-user: fewer ratings keep a user in train.")
     min_interactions: int = Field(default=3, ge=3, description="leave-one-out: fewer keep a user in train.")
+    seed: int | None = Field(default=None, description="held-out-users: which users are held out (default 0).")
     valid_fraction: float = Field(
         default=0.1, gt=0.0, lt=1.0, description="Share of train cut as the validation tail, by the same rule."
     )
@@ -104,8 +118,9 @@ class SplitSettings(BaseModel):
             "temporal-global": {"train_fraction", "cutoff"},
             "temporal-user": {"test_fraction", "test_count"},
             "leave-one-out": set(),
+            HELD_OUT_USERS: {"seed"},
         }[self.protocol]
-        stray = sorted(name for name in ("train_fraction", "cutoff", "test_fraction", "test_count")
+        stray = sorted(name for name in ("train_fraction", "cutoff", "test_fraction", "test_count", "seed")
                        if getattr(self, name) is not None and name not in own)  # fmt: skip
         if stray:
             raise ValueError(f"{', '.join(stray)} do not apply to protocol {self.protocol!r}")
@@ -198,6 +213,36 @@ def leave_one_out_split(ratings: pl.DataFrame, min_interactions: int = 3) -> tup
     return replace(with_valid, valid=None), with_valid.valid
 
 
+def held_out_user_ids(user_lengths: pl.DataFrame, seed: int) -> np.ndarray:
+    """P5's held-out users, sorted: a seeded `HELD_OUT_SHARE` of the users with at least 5
+    interactions, and at least `MIN_HELD_OUT_USERS` of them (all eligible users when fewer).
+
+    `user_lengths` has one row per user: `user_id` and `len` (their interactions); the draw
+    depends only on the seed and the set of eligible users, not on row order.
+    """
+    eligible = np.sort(user_lengths.filter(pl.col("len") >= _MIN_HELD_OUT_LENGTH)[USER_ID].to_numpy())
+    if eligible.size == 0:
+        raise ValueError(f"held-out-users needs users with at least {_MIN_HELD_OUT_LENGTH} interactions; none has")
+    n_held_out = min(eligible.size, max(math.ceil(HELD_OUT_SHARE * eligible.size), MIN_HELD_OUT_USERS))
+    return np.sort(np.random.default_rng(seed).choice(eligible, size=n_held_out, replace=False))
+
+
+def held_out_users_split(ratings: pl.DataFrame, seed: int = 0, held_out: np.ndarray | None = None) -> Split:
+    """P5: the held-out users (`held_out`, default `held_out_user_ids` of `ratings`) leave train
+    wholly; each one's first floor(0.8 m) interactions by (timestamp, item_id) are their
+    `test_history`, the rest test. Every other user's rows are train."""
+    if held_out is None:
+        held_out = held_out_user_ids(ratings.group_by(USER_ID).len(), seed)
+    ranked = _rank_within_users(ratings)
+    is_held_out = pl.col(USER_ID).is_in(pl.Series(held_out, dtype=ratings.schema[USER_ID]).implode())
+    in_history = pl.col(_POSITION) < (pl.col(_USER_LENGTH) * HISTORY_SHARE).floor()
+    rest, test = _partition(ranked, is_held_out & ~in_history)
+    train, test_history = _partition(_rank_within_users(rest), is_held_out)
+    details = {"seed": seed, "held_out_users": int(test_history[USER_ID].n_unique()), "held_out_share": HELD_OUT_SHARE,
+               "history_share": HISTORY_SHARE}  # fmt: skip
+    return Split(protocol=HELD_OUT_USERS, train=train, test=test, details=details, test_history=test_history)
+
+
 def rolling_splits(
     ratings: pl.DataFrame, n_windows: int, window_days: float, end: datetime | int | None = None
 ) -> list[Split]:
@@ -251,7 +296,8 @@ def with_validation(split: Split, valid_fraction: float = 0.1) -> Split:
 
     Global and rolling splits: the last `valid_fraction` of train in global order. Per-user
     splits: each user's last `valid_fraction` of their train rows (or last N when the test part
-    was cut by count), with the same minimum. Leave-one-out: each evaluated user's last train row.
+    was cut by count), with the same minimum; P5 (whose train holds no held-out user) cuts its
+    train users the same way, with P4's minimum. Leave-one-out: each evaluated user's last train row.
     """
     if split.valid is not None:
         raise ValueError("this split already has a validation tail")
@@ -264,6 +310,8 @@ def with_validation(split: Split, valid_fraction: float = 0.1) -> Split:
             split.train, test_fraction=None if count else valid_fraction, test_count=count,
             min_ratings=details["min_ratings"],
         )  # fmt: skip
+    elif split.protocol == HELD_OUT_USERS:
+        inner = temporal_user_split(split.train, test_fraction=valid_fraction, min_ratings=_MIN_HELD_OUT_LENGTH)
     elif split.protocol == "leave-one-out":
         ranked = _rank_within_users(split.train)
         tested = pl.col(USER_ID).is_in(split.test[USER_ID].unique().implode())
@@ -277,9 +325,12 @@ def with_validation(split: Split, valid_fraction: float = 0.1) -> Split:
     return replace(split, train=inner.train, valid=inner.test, details=details | rule)
 
 
-def protocol_split(ratings: pl.DataFrame, settings: SplitSettings) -> Split:
-    """Train, validation tail and test of a protocol, as the split stage writes them."""
-    if settings.protocol == "temporal-global":
+def protocol_split(ratings: pl.DataFrame, settings: SplitSettings, held_out: np.ndarray | None = None) -> Split:
+    """Train, validation tail and test (and P5's test_history) of a protocol, as the split stage
+    writes them. `held_out`: P5's held-out users when drawn beforehand over more rows than `ratings`."""
+    if settings.protocol == HELD_OUT_USERS:
+        split = held_out_users_split(ratings, settings.seed or 0, held_out)
+    elif settings.protocol == "temporal-global":
         split = temporal_global_split(ratings, settings.train_fraction, settings.cutoff)
     elif settings.protocol == "temporal-user":
         split = temporal_user_split(ratings, settings.test_fraction, settings.test_count, settings.min_ratings)
@@ -287,6 +338,18 @@ def protocol_split(ratings: pl.DataFrame, settings: SplitSettings) -> Split:
         split, valid = leave_one_out_split(ratings, settings.min_interactions)
         return replace(split, valid=valid)
     return with_validation(split, settings.valid_fraction)
+
+
+def part_names(protocol: str) -> tuple[str, ...]:
+    """The parts a split folder of `protocol` holds: train, valid, test, and P5's test_history."""
+    return PART_NAMES + ((TEST_HISTORY,) if protocol == HELD_OUT_USERS else ())
+
+
+def judged_against(parts: Mapping[str, Frame]) -> pl.LazyFrame:
+    """What test rows are judged against: train + valid, and under P5 the held-out users'
+    histories too (those users have no training row; their history is what they are scored from)."""
+    known = [parts[name].lazy() for name in ("train", "valid", TEST_HISTORY) if name in parts]
+    return pl.concat(known)
 
 
 def cold_start_counts(train: Frame, test: Frame) -> dict[str, int]:
@@ -339,19 +402,19 @@ def split_report(
 ) -> dict[str, Any]:
     """What a split's manifest states: sizes, cut-offs, cold counts and rule, leakage checks.
 
-    `parts` maps train, valid and test to frames (lazy scans of written parts are read on the
-    streaming engine). `leakage.required` names the check the protocol must pass (`leakage.passed`:
+    `parts` maps train, valid and test (and P5's test_history) to frames (lazy scans of written
+    parts are read on the streaming engine); test rows are judged against `judged_against(parts)`. `leakage.required` names the check the protocol must pass (`leakage.passed`:
     it and the validation tail's check passed); the other is informational (a per-user split has
     test rows earlier than other users' training rows by design). `contract`, the split contract's
     report (`data_contracts.splits.check_split`), supplies the two checks it already ran.
     """
     train, valid, test = (parts[name].lazy() for name in PART_NAMES)
-    history = pl.concat([train, valid])
+    history, reference = pl.concat([train, valid]), judged_against(parts)
     required = LEAKAGE_SCOPE[protocol]
     known = {required: contract["test_leakage"], "valid_vs_train": contract["valid_leakage"]} if contract else {}
     checks = {
-        "global": known.get("global") or leakage_check(history, test, "global"),
-        "user": known.get("user") or leakage_check(history, test, "user"),
+        "global": known.get("global") or leakage_check(reference, test, "global"),
+        "user": known.get("user") or leakage_check(reference, test, "user"),
         "valid_vs_train": known.get("valid_vs_train") or leakage_check(train, valid, required),
     }
     facts = _collect(
@@ -362,7 +425,11 @@ def split_report(
             pl.col(TIMESTAMP).max().alias("last"),
         )
     ).row(0, named=True)
-    return {
+    held_out = {}
+    if TEST_HISTORY in parts:
+        held_out = {"held_out": _collect(parts[TEST_HISTORY].lazy().select(
+            pl.col(USER_ID).n_unique().alias("users"), pl.len().alias("history_rows"))).row(0, named=True)}  # fmt: skip
+    return held_out | {
         "train_rows": int(_collect(train.select(pl.len())).item()),
         "valid_rows": checks["valid_vs_train"]["test_rows"],
         "test_rows": checks["global"]["test_rows"],
@@ -370,7 +437,7 @@ def split_report(
         "train_items": facts["train_items"],
         "first_timestamp": _iso_or_none(facts["first"]),
         "last_train_timestamp": _iso_or_none(facts["last"]),
-        "test": cold_start_counts(history, test),
+        "test": cold_start_counts(reference, test),
         "cold_rule": COLD_RULE,
         "leakage": {
             "required": required,

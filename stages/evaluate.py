@@ -22,6 +22,7 @@ from recsys_models.evaluation import (
 from recsys_models.ids import decode_column
 from recsys_models.io import file_sha256
 from recsys_models.registry import load_model
+from recsys_models.splitting import HELD_OUT_USERS, TEST_HISTORY
 from stages.ingest import ID_TABLE
 from stages.layout import METRICS, PER_USER, PER_USER_RATING, RECOMMENDATIONS, EvalDir
 from stages.manifest import read_manifest, stage
@@ -40,7 +41,8 @@ def evaluate(
     `per_user.parquet` (ranking) and `per_user_rating.parquet` (rating errors per user).
 
     The split's protocol fixes relevance (leave-one-out: every test item; else rating >= 4) and,
-    for leave-one-out, the catalogue (every item of the data set). `items_dir/items.parquet`, when
+    for leave-one-out, the catalogue (every item of the data set); held-out users (P5) are ranked
+    from their histories (`test_history.parquet`), given to the model at scoring time. `items_dir/items.parquet`, when
     present, gives the genres for intra-list diversity and, with `tags.parquet` (tags up to the
     last training timestamp), the features of the cold-item slice (`cold_items_*` metrics and
     `per_user_cold_items.parquet`; see `evaluate_cold_items`). `overrides` sets other
@@ -54,7 +56,9 @@ def evaluate(
     has_items = items_path is not None and items_path.exists()
     parameters = {"protocol": protocol, "item_features": "genres" if has_items else None}
     with stage("evaluate", out_dir, parameters | config.model_dump(mode="json")) as record:
+        histories_path = split_dir / f"{TEST_HISTORY}.parquet"
         inputs = [split_dir / "test.parquet", train_dir / "model" / "state.npz"]
+        inputs += [histories_path] if protocol == HELD_OUT_USERS else []
         tags_path = items_dir / "tags.parquet" if has_items else None
         has_tags = tags_path is not None and tags_path.exists()
         record.record_inputs(inputs + ([items_path] if has_items else []) + ([tags_path] if has_tags else []))
@@ -62,7 +66,8 @@ def evaluate(
         test = pl.read_parquet(split_dir / "test.parquet")
         features = item_feature_matrix(pl.read_parquet(items_path), model.items) if has_items else None
         catalogue = _catalogue_size(split_dir) if protocol == "leave-one-out" else None
-        evaluation = evaluate_model(model, test, config, features, catalogue)
+        histories = pl.read_parquet(histories_path) if protocol == HELD_OUT_USERS else None
+        evaluation = evaluate_model(model, test, config, features, catalogue, histories)
         catalogue_features = load_item_features(items_dir, *load_training_data(split_dir)) if has_items else None
         cold_items = evaluate_cold_items(model, test, catalogue_features, config)
         metrics = {"family": model.family, "protocol": protocol, "feedback": feedback.kind,

@@ -1,7 +1,8 @@
 """Splitting: a protocol's train, validation tail and test parts, or a backtest's rolling windows.
 
 Every split folder holds `train.parquet`, `valid.parquet` (cut from train by the protocol's own
-rule, never from test; disjoint from train), `test.parquet` and a manifest with sizes, cut-offs,
+rule, never from test; disjoint from train), `test.parquet` (P5 adds `test_history.parquet`, the
+held-out users' histories they are scored from) and a manifest with sizes, cut-offs,
 cold counts with the rule that handles them, and leakage checks. The split contract
 (`data_contracts.splits`) must hold: a leak or a (user, item) pair in both train and test is a bug
 in the splitter, and fails the stage.
@@ -17,10 +18,16 @@ import polars as pl
 
 from data_contracts.engine import ContractViolation
 from data_contracts.splits import check_split
-from recsys_models.columns import ITEM_ID, RATING, USER_ID
+from recsys_models.columns import RATING, USER_ID
 from recsys_models.datasets.spec import Feedback
 from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_split, write_rolling_windows
-from recsys_models.splitting import PART_NAMES, ROLLING, SplitSettings, split_report
+from recsys_models.splitting import (
+    ROLLING,
+    SplitSettings,
+    judged_against,
+    part_names,
+    split_report,
+)
 from stages.manifest import StageRecord, read_manifest, stage
 from stages.validate import INTERACTIONS
 
@@ -93,7 +100,7 @@ def _check_and_report(
 ) -> None:
     """Check the written parts against the split contract and record the manifest facts; a split
     that leaks is a bug in the splitter: its parts are removed and the stage fails."""
-    paths = {name: record.directory / f"{name}.parquet" for name in PART_NAMES}
+    paths = {name: record.directory / f"{name}.parquet" for name in part_names(protocol)}
     parts = {name: pl.scan_parquet(path) for name, path in paths.items()}
     try:
         contract = check_split(parts, protocol, repeats_allowed=not feedback.exclude_seen)
@@ -109,7 +116,7 @@ def _check_and_report(
 
 def check_evaluable(parts: dict[str, pl.LazyFrame], protocol: str, feedback: Feedback) -> None:
     """Fail, naming the cause, when no test user could be evaluated: none has a relevant test
-    interaction, or none of those has a training interaction."""
+    interaction, or none of those has a training interaction (P5: a history)."""
     threshold = None if protocol == "leave-one-out" else feedback.relevance_threshold
     test = parts["test"]
     relevant = test if threshold is None else test.filter(pl.col(RATING) >= threshold)
@@ -120,8 +127,8 @@ def check_evaluable(parts: dict[str, pl.LazyFrame], protocol: str, feedback: Fee
             f"no user can be evaluated: none of the {n_test} test interactions is relevant under "
             f"{feedback.relevance_rule} (set `relevant` in the dataset spec)"
         ])  # fmt: skip
-    history = pl.concat([parts["train"].select(USER_ID, ITEM_ID), parts["valid"].select(USER_ID, ITEM_ID)])
-    if users.join(history.select(USER_ID).unique(), on=USER_ID, how="semi").select(pl.len()).collect().item() == 0:
+    history = judged_against(parts).select(USER_ID)
+    if users.join(history.unique(), on=USER_ID, how="semi").select(pl.len()).collect().item() == 0:
         raise ContractViolation(["no user can be evaluated: no user with a relevant test interaction has any training interaction"])
 
 
@@ -130,15 +137,15 @@ SERVE = "serve"  # the manifest parameter that marks a serve split
 
 def serve_split(split_dir: Path, out_dir: Path) -> Path:
     """The data a served model is refit on: every row of the run. Its training part is the split's
-    train and test parts together, its validation tail the split's own (for the families that stop
+    train and test parts (and P5's held-out histories) together, its validation tail the split's own (for the families that stop
     early on it), and its test part empty: what serves is evaluated as the recipe that was trained
     on `split_dir`'s train part and judged on its test part, never on itself."""
     manifest = read_manifest(split_dir)
     with stage("serve-split", out_dir, manifest["parameters"] | {SERVE: True}) as record:
-        paths = {name: split_dir / f"{name}.parquet" for name in PART_NAMES}
+        paths = {name: split_dir / f"{name}.parquet" for name in part_names(manifest["parameters"]["protocol"])}
         record.record_inputs(list(paths.values()))
-        record.write_table("train", pl.concat([pl.scan_parquet(paths["train"]), pl.scan_parquet(paths["test"])])
-                           .collect(engine="streaming"))  # fmt: skip
+        served = [pl.scan_parquet(path) for name, path in paths.items() if name != "valid"]
+        record.write_table("train", pl.concat(served).collect(engine="streaming"))
         record.write_table("valid", pl.read_parquet(paths["valid"]))
         record.write_table("test", pl.read_parquet(paths["test"]).clear())
         record.counts = {"train_rows": record.outputs["train.parquet"]["rows"],

@@ -20,8 +20,8 @@ from recsys_models.exceptions import DataSourceError
 SPEC_SUFFIXES = (".yaml", ".yml")
 TimestampFormat = Literal["unix_s", "unix_ms", "unix_us", "iso8601"]
 RepeatRule = Literal["sum", "max", "count", "first", "last"]
-# PROTOCOLS.md: temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
-ProtocolName = Literal["temporal-global", "temporal-user", "leave-one-out"]
+# PROTOCOLS.md: temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3, held-out-users = P5
+ProtocolName = Literal["temporal-global", "temporal-user", "leave-one-out", "held-out-users"]
 DEFAULT_PROTOCOL: ProtocolName = "temporal-user"
 
 
