@@ -36,7 +36,6 @@ TRAINED = {
     "neumf": {"epochs": 80, "n_factors": 4, "layers": [8, 4], "n_negatives": 20, **FULL_BATCH},
     "hybrid_features": {"epochs": 80, "n_factors": 4, "n_negatives": 20, "id_dropout": 0.0, **FULL_BATCH},
 }
-PENDING = {"stacked": "its parts and ranker are another change's; the hook is not written yet"}
 EXACT = 1e-5
 
 
@@ -108,14 +107,7 @@ def closeness(history: np.ndarray, trained: np.ndarray) -> tuple[float, float]:
     return float(correlation), float(overlap)
 
 
-def families() -> list:
-    return [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=PENDING[name])) if name in PENDING else name
-        for name in sorted(FAMILIES)
-    ]
-
-
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_own_history_gives_trained_scores(family: str, parts, models) -> None:
     model = models[family]
     users = np.arange(0, parts[0].n_users, 2)
@@ -149,7 +141,7 @@ def test_other_settings_are_exact_too(family: str, values: dict, parts) -> None:
     np.testing.assert_allclose(from_history, trained, rtol=EXACT, atol=EXACT * float(np.abs(trained).max()))
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_a_new_user_with_bare_item_ids_gets_recommendations(family: str, parts, models) -> None:
     model = models[family]
     history = History(model.items.ids[[1, 4, 7, 11]])  # no weights, no timestamps, no user id
@@ -160,7 +152,7 @@ def test_a_new_user_with_bare_item_ids_gets_recommendations(family: str, parts, 
         assert not np.isin(answer.items, [1, 4, 7, 11]).any()
 
 
-@pytest.mark.parametrize("family", families())
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_history_scores_survive_save_and_load(family: str, parts, models, tmp_path: Path) -> None:
     model = models[family]
     model.save(tmp_path / "model")

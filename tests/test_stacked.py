@@ -10,6 +10,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 from recsys_models.base import Recommender
+from recsys_models.history import History
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.leaf_families import LEAF_FAMILIES
 from recsys_models.options import TrainingOptions
@@ -180,8 +181,38 @@ def test_candidates_are_the_union_of_the_parts_top_n(fast_model) -> None:
 def test_seen_items_are_candidates_only_when_asked(fast_model) -> None:
     model, train = fast_model
     seen = model.seen
-    with_seen = generate_candidates(model.parts, np.arange(5), seen, 200, include_seen=True)
+    users = np.arange(5)
+    with_seen = generate_candidates(users, [part.score(users) for part in model.parts.values()], None, 200)
     assert any(seen[u, i] for u, i in zip(with_seen.users[with_seen.user_rows], with_seen.items, strict=True))
+
+
+def own_histories(model: Stacked, data: Interactions, users: np.ndarray) -> list[History]:
+    """Each user's rows of `data` as a history with ratings, timestamps and their id."""
+    rows = [np.flatnonzero(data.user_idx == user) for user in users]
+    return [History(model.items.ids[data.item_idx[r]], data.rating[r], data.timestamp[r], int(model.users.ids[u]))
+            for u, r in zip(users, rows, strict=True)]  # fmt: skip
+
+
+def test_a_history_is_its_own_user_context(fast_model) -> None:
+    model, _ = fast_model
+    stats = model._stats
+    items = model.items.ids[[0, 3, 5]]
+    batch = model.history_batch([History(items, timestamps=[10, 500, 40]), History(items)])
+    count, last = stats.history_context(batch)
+    assert count.tolist() == [3.0, 3.0] and last.tolist() == [500, int(stats.now)]  # untimed: current
+
+
+def test_own_history_gives_trained_scores_with_seen_candidates() -> None:
+    train, valid, _ = planted_split()
+    config = StackedConfig(parts={"repeat": {}, "item_knn": {}, "popularity": {}}, seen_candidates=True,
+                           n_candidates=10, relevance_threshold=None, ranker={"n_estimators": 20, "min_data_in_leaf": 5})  # fmt: skip
+    model = Stacked(config, TrainingOptions(seed=1)).fit(train, valid)
+    users = np.arange(0, N_USERS, 5)
+    from_history = model.score_history(model.history_batch(own_histories(model, train.concat(valid), users)))
+    trained = model.score(users)
+    np.testing.assert_allclose(from_history, trained, rtol=1e-5, atol=1e-5 * float(np.abs(trained).max()))
+    candidates = model.candidates(users)
+    assert any(model.seen[users[r], i] for r, i in zip(candidates.user_rows, candidates.items, strict=True))
 
 
 def test_config_rejects_unknown_parts_keys_and_a_seen_part_without_seen_candidates() -> None:

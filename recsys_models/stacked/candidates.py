@@ -1,18 +1,18 @@
-"""Stage one of the stacked family: the union of every part's top-N items per user, with each
-part's score and rank of every candidate (whether that part proposed it or not)."""
+"""Stage one of the stacked family: the union of every part's top-N items per row (a user, or a
+history given at scoring time), from the parts' score matrices, with each part's score and rank
+of every candidate (whether that part proposed it or not)."""
 
-from collections.abc import Mapping
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-from recsys_models.base import Recommender
-
 
 @dataclass(frozen=True)
 class Candidates:
-    """(user, item) candidate rows grouped by user, in the order of `users` then item index.
+    """(user, item) candidate rows grouped by user, in the order of `users` then item index; for
+    histories, `users` are the rows' positions in the batch.
 
     `rows[offsets[u]:offsets[u + 1]]` are the candidates of `users[u]`; `scores[:, p]` and
     `ranks[:, p]` are part p's raw score and 1-based rank (over the user's allowed items) of each
@@ -48,21 +48,17 @@ def part_rankings(scores: np.ndarray, blocked: sp.csr_matrix | None) -> tuple[np
 
 
 def generate_candidates(
-    parts: Mapping[str, Recommender],
-    users: np.ndarray,
-    seen: sp.csr_matrix,
-    n_candidates: int,
-    include_seen: bool = False,
+    users: np.ndarray, part_scores: Sequence[np.ndarray], blocked: sp.csr_matrix | None, n_candidates: int
 ) -> Candidates:
-    """Each part's top `n_candidates` allowed items for `users`, united; seen items are allowed only
-    with `include_seen`. Every part scores every candidate, so each row carries all parts' signals."""
+    """Each part's top `n_candidates` allowed items per row, united. `part_scores` are the parts'
+    (len(users), n_items) score matrices, `blocked` the items no part may propose per row (the seen
+    ones; None: none). Every part scores every candidate, so each row carries all parts' signals."""
     users = np.asarray(users, dtype=np.int64)
-    blocked = None if include_seen else sp.csr_matrix(seen[users])
-    n_items = seen.shape[1]
+    n_items = part_scores[0].shape[1]
     union = np.zeros((users.size, n_items), dtype=bool)
     rankings = []
-    for part in parts.values():
-        scores, ranks = part_rankings(part.score(users), blocked)
+    for part in part_scores:
+        scores, ranks = part_rankings(part, blocked)
         proposed = (ranks <= n_candidates) & np.isfinite(scores)
         union |= proposed
         rankings.append((scores, ranks, proposed))

@@ -4,8 +4,9 @@ Per part: its score standardised over the user's candidates and its rank over th
 allowed items; how many parts proposed the item. Context from the data the parts were fitted on
 (`ContextStats`, "now" being its last timestamp): the item's popularity, the share of its
 interactions in the last `recent_days`, days since its last interaction and since its first
-(its age in the catalogue), the user's history length and days since their last interaction,
-the item's era relative to the user (days from the user's last interaction to the item's first,
+(its age in the catalogue), the user's history length and days since their last interaction
+(a known user's from `ContextStats`; a history's from itself, `history_context`), the item's era
+relative to the user (days from the user's last interaction to the item's first,
 and the item's share of all interactions in the `window_days` before and after the user's last
 one: what was popular when the user was active, which matters where users' periods differ, as in
 MovieLens across two decades), and, where the source has item features, the content similarity of the item to the user's
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.stacked.candidates import Candidates
 
@@ -72,6 +74,20 @@ class ContextStats:
             times=np.sort(data.timestamp.astype(np.int64)),
         )
 
+    def user_context(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(interaction count, latest timestamp) of known users."""
+        return self.user_count[users], self.user_last[users]
+
+    def history_context(self, history: HistoryBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(interaction count, latest timestamp) of each history row, as `user_context` reads a user's
+        training rows; a row without timestamps (or without rows) is current: its latest is `now`."""
+        rows = history.rows
+        small = np.iinfo(np.int64).min
+        last = np.full(len(history), small, dtype=np.int64)
+        np.maximum.at(last, rows.user_idx, rows.timestamp.astype(np.int64))
+        last = np.where(history.timed & (last != small), last, self.now).astype(np.int64)
+        return np.bincount(rows.user_idx, minlength=len(history)).astype(np.float32), last
+
     def item_share_between(self, items: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
         """Each item's interactions in [start, end) over all interactions in that window (0 when none)."""
         low = np.clip(start - self.origin, 0, TIME_SPAN - 1)
@@ -110,17 +126,25 @@ def per_user_standardised(values: np.ndarray, candidates: Candidates) -> np.ndar
     return np.where(std > 0, centred / np.where(std > 0, std, 1.0), 0.0).astype(np.float32)
 
 
-def build_features(candidates: Candidates, stats: ContextStats, content_scores: np.ndarray | None) -> np.ndarray:
-    """(len(candidates), n_features) float32 matrix in `feature_names` order; `content_scores` is the
-    content part's score of each candidate row, or None when the model has no content part."""
+def build_features(
+    candidates: Candidates,
+    stats: ContextStats,
+    user_count: np.ndarray,
+    user_last: np.ndarray,
+    content_scores: np.ndarray | None,
+) -> np.ndarray:
+    """(len(candidates), n_features) float32 matrix in `feature_names` order. `user_count` and
+    `user_last` are the interaction count and latest timestamp of each of `candidates.users`
+    (`ContextStats.user_context`, `history_context`); `content_scores` is the content part's score
+    of each candidate row, or None when the model has no content part."""
     n_parts = candidates.scores.shape[1]
     standardised = per_user_standardised(candidates.scores, candidates)
     per_part = np.empty((len(candidates), 2 * n_parts), dtype=np.float32)
     per_part[:, 0::2] = standardised
     per_part[:, 1::2] = candidates.ranks
-    users, items = candidates.users[candidates.user_rows], candidates.items
+    rows, items = candidates.user_rows, candidates.items
     now = float(stats.now)
-    user_last, window = stats.user_last[users], np.int64(WINDOW_DAYS * SECONDS_PER_DAY)
+    user_last, window = np.asarray(user_last, dtype=np.int64)[rows], np.int64(WINDOW_DAYS * SECONDS_PER_DAY)
     count = stats.item_count[items]
     context = np.column_stack([
         candidates.proposed.sum(axis=1),
@@ -128,9 +152,9 @@ def build_features(candidates: Candidates, stats: ContextStats, content_scores: 
         stats.item_recent[items] / np.maximum(count, 1.0),
         (now - stats.item_last[items]) / SECONDS_PER_DAY,
         (now - stats.item_first[items]) / SECONDS_PER_DAY,
-        np.log1p(stats.user_count[users]),
-        (now - stats.user_last[users]) / SECONDS_PER_DAY,
-        (stats.item_first[items] - stats.user_last[users]) / SECONDS_PER_DAY,
+        np.log1p(np.asarray(user_count, dtype=np.float32)[rows]),
+        (now - user_last) / SECONDS_PER_DAY,
+        (stats.item_first[items] - user_last) / SECONDS_PER_DAY,
         stats.item_share_between(items, user_last - window, user_last + 1),
         stats.item_share_between(items, user_last + 1, user_last + 1 + window),
     ]).astype(np.float32)  # fmt: skip

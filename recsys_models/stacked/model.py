@@ -18,12 +18,16 @@ neural families' early stopping) gets, in the first stage, a per-user tail of it
 `score` gives the ranker's scores on the candidates and, below all of them, a constant on every
 other item, so that ranking by `score` and `recommend` agree. Saved as one folder: the shared
 files, `ranker.txt` (LightGBM's text format), `ranker_report.json` (candidate recall, feature
-importances) and every part under `parts/<family>`. Not written yet: `score_history` (scoring a
-history given at serving time), so `recommend_from_history` raises for this family.
+importances) and every part under `parts/<family>`. `score_history` runs the same two stages on
+histories given at scoring time: the parts' `score_history`, the history's own items as the seen
+ones and its own length and latest timestamp as the user context (`Rows`: one code path for
+training, `score` and `score_history`).
 """
 
 import logging
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -33,6 +37,7 @@ from pydantic import BaseModel
 
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures
+from recsys_models.history import HistoryBatch
 from recsys_models.hybrid.parts import PARTS_FOLDER, fit_component
 from recsys_models.interactions import Interactions
 from recsys_models.io import atomic_write_bytes, atomic_write_json
@@ -69,12 +74,27 @@ def user_tail(data: Interactions, fraction: float) -> tuple[Interactions, Intera
     return rows(~in_tail), rows(in_tail)
 
 
+@dataclass(frozen=True)
+class Rows:
+    """What the two stages read of a batch of rows (users, or histories): each part's and the content
+    part's (n_rows, n_items) scores, the items blocked per row (seen; None: none) and each row's
+    interaction count and latest timestamp; `users` are the rows' user indices (positions for histories)."""
+
+    users: np.ndarray
+    part_scores: list[np.ndarray]
+    blocked: sp.csr_matrix | None
+    user_count: np.ndarray
+    user_last: np.ndarray
+    content: np.ndarray | None
+
+
 class Stacked(Recommender):
     """Union of several families' candidates, ordered by a LambdaRank model over their signals;
     ranks, does not rate."""
 
     family = "stacked"
     config_type = StackedConfig
+    config: StackedConfig
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True
@@ -137,9 +157,8 @@ class Stacked(Recommender):
         seen, step = head.tocsr(values="binary"), self._batch_users(head.n_items)
         blocks, targets, sizes, recalls = [], [], [], []
         for start in range(0, users.size, step):
-            candidates = generate_candidates(self._parts, users[start : start + step], seen,
-                                             self.config.n_candidates, self.config.seen_candidates)  # fmt: skip
-            blocks.append(self._features(candidates))
+            candidates, features = self._stages(self._user_rows(users[start : start + step], seen))
+            blocks.append(features)
             targets.append(np.asarray(labels[candidates.users[candidates.user_rows], candidates.items]).ravel())
             sizes.append(candidates.group_sizes())
             recalls.append(self._recalls(candidates, relevant))
@@ -193,34 +212,62 @@ class Stacked(Recommender):
         """The ranker's feature columns."""
         return feature_names(list(self._parts), self._content is not None)
 
-    def _features(self, candidates: Candidates) -> np.ndarray:
-        content = None
-        if self._content is not None:
-            content = self._content.score(candidates.users)[candidates.user_rows, candidates.items]
-        return build_features(candidates, self._require(self._stats), content)
+    def _user_rows(self, users: np.ndarray, seen: sp.csr_matrix) -> Rows:
+        """Known users' rows: the parts' `score`, `seen` (users x items) blocked, context from the stats."""
+        blocked = None if self.config.seen_candidates else sp.csr_matrix(seen[users])
+        count, last = self._require(self._stats).user_context(users)
+        content = None if self._content is None else self._content.score(users)
+        return Rows(users, [part.score(users) for part in self._parts.values()], blocked, count, last, content)
 
-    def candidates(self, user_indices: np.ndarray) -> Candidates:
-        """Stage one for these users: every part's top N allowed items, united."""
-        return generate_candidates(self._parts, self._check_users(user_indices), self.seen,
-                                   self.config.n_candidates, self.config.seen_candidates)  # fmt: skip
+    def _history_rows(self, history: HistoryBatch) -> Rows:
+        """Histories' rows: the parts' `score_history`, their own items blocked, context from themselves."""
+        blocked = None if self.config.seen_candidates else history.rows.tocsr("binary")
+        count, last = self._require(self._stats).history_context(history)
+        content = None if self._content is None else self._content.score_history(history)
+        part_scores = [part.score_history(history) for part in self._parts.values()]
+        return Rows(np.arange(len(history), dtype=np.int64), part_scores, blocked, count, last, content)
 
-    def score(self, user_indices: np.ndarray) -> np.ndarray:
-        """Ranker scores on the candidates; every other item one below the user's lowest candidate."""
-        users = self._check_users(user_indices)
+    def _stage_one(self, rows: Rows) -> Candidates:
+        return generate_candidates(rows.users, rows.part_scores, rows.blocked, self.config.n_candidates)
+
+    def _stages(self, rows: Rows) -> tuple[Candidates, np.ndarray]:
+        """The rows' candidates and their features (the ranker's input)."""
+        candidates = self._stage_one(rows)
+        content = None if rows.content is None else rows.content[candidates.user_rows, candidates.items]
+        stats = self._require(self._stats)
+        return candidates, build_features(candidates, stats, rows.user_count, rows.user_last, content)
+
+    def _ranked(self, n_rows: int, rows_of: Callable[[np.ndarray], Rows]) -> np.ndarray:
+        """(n_rows, n_items) ranker scores on the candidates, every other item one below the row's
+        lowest candidate; `rows_of` gives the `Rows` of a batch of row positions."""
         ranker = self._require(self._ranker)
-        full = np.zeros((users.size, self.n_items), dtype=np.float32)
+        full = np.zeros((n_rows, self.n_items), dtype=np.float32)
         step = self._batch_users(self.n_items)
-        for start in range(0, users.size, step):
-            batch = users[start : start + step]
-            candidates = self.candidates(batch)
-            scores = ranker.predict(self._features(candidates)).astype(np.float32)
+        for start in range(0, n_rows, step):
+            batch = np.arange(start, min(start + step, n_rows))
+            candidates, features = self._stages(rows_of(batch))
+            scores = ranker.predict(features).astype(np.float32)
             lowest = np.full(batch.size, np.inf, dtype=np.float32)
             np.minimum.at(lowest, candidates.user_rows, scores)
             floor = np.where(np.isfinite(lowest), lowest - 1.0, 0.0).astype(np.float32)
             block = np.repeat(floor[:, None], self.n_items, axis=1)
             block[candidates.user_rows, candidates.items] = scores
-            full[start : start + batch.size] = block
+            full[batch] = block
         return full
+
+    def candidates(self, user_indices: np.ndarray) -> Candidates:
+        """Stage one for these users: every part's top N allowed items, united."""
+        users = self._check_users(user_indices)
+        return self._stage_one(self._user_rows(users, self.seen))
+
+    def score(self, user_indices: np.ndarray) -> np.ndarray:
+        """Ranker scores on the candidates; every other item one below the user's lowest candidate."""
+        users = self._check_users(user_indices)
+        return self._ranked(users.size, lambda batch: self._user_rows(users[batch], self.seen))
+
+    def score_history(self, history: HistoryBatch) -> np.ndarray:
+        """`score` of each row as a user's history: exact where the parts' history scores are."""
+        return self._ranked(len(history), lambda batch: self._history_rows(history.subset(batch)))
 
     @property
     def parts(self) -> dict[str, Recommender]:

@@ -109,7 +109,7 @@ class LambdaRanker:
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Ranking scores of candidate rows (comparable within a user), float64."""
         iteration = self.booster.best_iteration or None
-        scores = self.booster.predict(features, num_iteration=iteration, num_threads=_threads())
+        scores = np.asarray(self.booster.predict(features, num_iteration=iteration, num_threads=_threads()))
         return scores if self._base_column is None else scores + features[:, self._base_column]
 
     @property
