@@ -215,7 +215,7 @@ def test_cold_item_slice_leaves_out_items_without_features_and_unknown_users(par
 
 
 def test_random_expectation_matches_a_simulation() -> None:
-    from recsys_models.evaluation import _random_ranking_expectation
+    from recsys_models.evaluation.cold_items import _random_ranking_expectation
 
     rng = np.random.default_rng(0)
     expected = _random_ranking_expectation(np.array([3]), 12, (5,))
