@@ -78,12 +78,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="results JSON to merge into")
+    parser.add_argument("--validation", action="store_true", help="choose settings without touching test: the "
+                        "protocol applied to the training part alone, scored on that inner test")
+    parser.add_argument("--label", help="suffix of the results key (several configurations of one dataset)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     values = json.loads(args.config)
 
     raw = load_source(args.dataset)
     parts = protocol_parts(contract_valid(raw), args.protocol)
+    if args.validation:
+        parts = protocol_parts(parts.history, args.protocol)
     evaluation = protocol_evaluation_config(PROTOCOL_NAMES[args.protocol])
     if args.protocol == "P3" or evaluation.relevance_threshold is None:
         values.setdefault("relevance_threshold", evaluation.relevance_threshold)  # the protocol's relevance
@@ -132,7 +137,7 @@ def main() -> None:
         print(json.dumps(result), flush=True)
     if args.out is not None:
         stored = json.loads(args.out.read_text()) if args.out.exists() else {}
-        key = f"{args.dataset}/{args.protocol}"
+        key = "/".join([args.dataset, args.protocol] + ["validation"] * args.validation + [args.label] * bool(args.label))
         stored[key] = results
         args.out.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
 

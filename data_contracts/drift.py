@@ -46,9 +46,9 @@ def measure_drift(current: pl.LazyFrame | pl.DataFrame, reference: pl.LazyFrame 
 
     def summary(frame: pl.LazyFrame) -> tuple[pl.DataFrame, float, int]:
         counts = frame.group_by(columns.RATING).agg(pl.len().alias("share"))
-        shares = counts.with_columns(pl.col("share") / pl.col("share").sum())
-        totals = frame.select(pl.col(columns.RATING).mean().alias("mean"), pl.len().alias("rows"))
-        shares, totals = pl.collect_all([shares, totals])
+        lazy_shares = counts.with_columns(pl.col("share") / pl.col("share").sum())
+        lazy_totals = frame.select(pl.col(columns.RATING).mean().alias("mean"), pl.len().alias("rows"))
+        shares, totals = pl.collect_all([lazy_shares, lazy_totals])
         return shares, float(totals["mean"].item() or 0.0), int(totals["rows"].item())
 
     (shares, mean, rows), (reference_shares, reference_mean, reference_rows) = summary(current), summary(reference)

@@ -198,14 +198,14 @@ def _malformed_list(column: str) -> pl.Expr:
     return pl.col(column).is_null() | entries.list.any()
 
 
-_POLARS_CHECKS = {  # an expression, True where a row breaks the expectation
+_POLARS_CHECKS: dict[str, Callable[..., pl.Expr]] = {  # an expression, True where a row breaks the expectation
     "expect_column_values_to_be_on_scale_step": _off_step,
     "expect_column_values_to_be_in_set": _not_in_set,
     "expect_column_values_to_be_unique": _repeated_value,
     "expect_column_values_to_be_well_formed_text": _malformed_text,
     "expect_column_values_to_be_well_formed_lists": _malformed_list,
 }
-_WHOLE_TABLE_CHECKS = {  # the whole table (lazily) in, the positions of the offending rows out
+_WHOLE_TABLE_CHECKS: dict[str, Callable[..., np.ndarray]] = {  # the whole table (lazily) in, the positions of the offending rows out
     "expect_compound_columns_to_be_unique": _repeated_key,
     "expect_rows_to_be_unique": _repeated_row,
 }

@@ -15,10 +15,10 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
-GX_ENGINE = "great_expectations"
-POLARS_ENGINE = "polars"
+GX_ENGINE: Final = "great_expectations"
+POLARS_ENGINE: Final = "polars"
 Engine = Literal["great_expectations", "polars"]
 
 QUARANTINE = "quarantine"

@@ -37,7 +37,7 @@ from tasks.workspace import Workspace, link_stage, new_run_id
 MIN_EVAL_USERS = 50  # fewer users per window give intervals too wide to read a trend from
 
 
-@flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+@flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
 def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = Execution()) -> dict[str, Any]:
     """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place.
     Stages reused from the cache show as links to the earlier run's folders, as in retrain."""

@@ -142,8 +142,10 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
         print(f"WARNING {breach}")
     split = summary["split"]
     test = split["test"]
+    held_out = split.get("held_out")  # P5: whole users kept out of train, scored from their histories
+    histories = f" + {held_out['history_rows']} history rows of {held_out['users']} held-out users" if held_out else ""
     print(
-        f"split: {split['train_rows']} train + {split['valid_rows']} valid + {test['test_rows']} test rows;"
+        f"split: {split['train_rows']} train + {split['valid_rows']} valid + {test['test_rows']} test rows{histories};"
         f" {test['cold_rows']} test rows cold (user or item not in train)\n"
     )
     print(format_metrics_table(summary["families"]))

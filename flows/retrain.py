@@ -54,7 +54,7 @@ def split_settings(config: RetrainConfig, source: SourceIdentity) -> SplitSettin
     return SplitSettings(protocol=protocol, feedback=source.feedback)
 
 
-@flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+@flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
 def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Execution()) -> Any:
     """Run the whole pipeline once; returns (and writes as summary.json) what each family scored.
 

@@ -63,7 +63,7 @@ def divide_threads(execution: Execution) -> int | None:
     return threads
 
 
-def task_runner(execution: Execution) -> "TaskRunner":
+def task_runner(execution: Execution) -> "TaskRunner[Any]":
     """The task runner `execution` names."""
     from prefect.task_runners import ThreadPoolTaskRunner
 

@@ -56,7 +56,7 @@ INTERRUPTED = "interrupted"  # study attribute: trials a killed search left runn
 MIN_IMPORTANCE_TRIALS = 5
 
 
-@flow(name="tune", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
+@flow(name="tune", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
 def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, Any]:
     """Search `config.family`'s space on the validation tail; write the best configuration; return a summary."""
     logger = get_run_logger()

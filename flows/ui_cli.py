@@ -88,7 +88,7 @@ def _backtest_results(summary: dict[str, Any], open_plot: bool) -> int:
         print(f"  note: {note}")
     if open_plot and plot is None:
         print("no plot to open: open the table above", file=sys.stderr)
-    elif open_plot:
+    elif open_plot and plot is not None:
         print(f"opening the plot {plot}")
         _open(Path(plot))
     return 0

@@ -114,6 +114,7 @@ class ALS(Recommender):
 
     family = "als"
     config_type = ALSConfig
+    config: ALSConfig
     predicts_ratings = False
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
@@ -162,10 +163,10 @@ class ALS(Recommender):
         gram_inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))
         solved = torch.zeros_like(current)
         for rows in _blocks(np.diff(confidence.indptr), self.config.block_entries, n_factors):
-            columns, weights, valid = _padded(confidence, rows)
+            columns, padded_weights, valid = _padded(confidence, rows)
             mask = torch.from_numpy(valid).to(device)
             y = fixed[torch.from_numpy(columns.astype(np.int64)).to(device)] * mask.unsqueeze(-1)  # (rows, width, f)
-            weights = torch.from_numpy(weights.astype(np.float32)).to(device)
+            weights = torch.from_numpy(padded_weights.astype(np.float32)).to(device)
             target = torch.einsum("bw,bwf->bf", 1.0 + weights, y)  # Y^T C_u p_u: p_u is 1 on the row's items
             if columns.shape[1] < n_factors:
                 solution = self._woodbury(gram_inverse, y, weights, mask, target)

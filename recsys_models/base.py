@@ -115,13 +115,13 @@ class Recommender(ABC):
         """The k best items of each row of `scores` and their scores, the stored entries of
         `exclude` (same shape) left out; shape (n_rows, min(k, n_items))."""
         k = min(k, self.n_items)
-        scores = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
+        table = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
         if exclude is not None:
             blocked = exclude.tocoo()
-            scores[torch.from_numpy(blocked.row.astype(np.int64)), torch.from_numpy(blocked.col.astype(np.int64))] = (
+            table[torch.from_numpy(blocked.row.astype(np.int64)), torch.from_numpy(blocked.col.astype(np.int64))] = (
                 -torch.inf
             )
-        top = torch.topk(scores, k, dim=1)
+        top = torch.topk(table, k, dim=1)
         return top.indices.numpy(), top.values.numpy()
 
     # --- scoring a history given now (issue 20) -------------------------------------------

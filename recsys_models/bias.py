@@ -96,6 +96,7 @@ class Bias(Recommender):
     family = "bias"
     needs_ratings = True
     config_type = BiasConfig
+    config: BiasConfig
     predicts_ratings = True
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
@@ -169,4 +170,5 @@ class Bias(Recommender):
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self._biases = Biases(float(state["global_mean"]), state["user_bias"], state["item_bias"])
-        self._rating_range = tuple(float(v) for v in state["rating_range"])
+        low, high = state["rating_range"]
+        self._rating_range = (float(low), float(high))

@@ -166,6 +166,7 @@ class EASE(Recommender):
 
     family = "ease"
     config_type = EASEConfig
+    config: EASEConfig
     predicts_ratings = False
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:

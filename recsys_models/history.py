@@ -104,16 +104,19 @@ def map_histories(
     histories = list(histories)
     if not all(isinstance(history, History) for history in histories):
         raise TypeError("histories must be a list of recsys_models.history.History")
-    lengths = np.array([history.items.size for history in histories], dtype=np.int64)
+    lengths = np.array([len(history.items) for history in histories], dtype=np.int64)
     index = items.index_of(np.concatenate([np.zeros(0, np.int64), *(history.items for history in histories)]))
     known = index >= 0
     row = np.repeat(np.arange(len(histories)), lengths)
+    # History.__post_init__ made items, weights and timestamps 1-d arrays (np.asarray: no copy)
     weights = np.concatenate(
         [np.zeros(0, np.float32)]
-        + [h.weights if h.weights is not None else np.full(h.items.size, default_weight, np.float32) for h in histories]
-    )
+        + [np.asarray(h.weights) if h.weights is not None else np.full(len(h.items), default_weight, np.float32)
+           for h in histories]
+    )  # fmt: skip
     timestamps = np.concatenate(  # without timestamps, the positions: the order given
-        [np.zeros(0, np.int64)] + [h.timestamps if h.timestamps is not None else np.arange(h.items.size) for h in histories]
+        [np.zeros(0, np.int64)]
+        + [np.asarray(h.timestamps) if h.timestamps is not None else np.arange(len(h.items)) for h in histories]
     )
     user_ids = np.array([-1 if h.user_id is None else h.user_id for h in histories], dtype=np.int64)
     user_index = np.where(user_ids >= 0, users.index_of(user_ids), -1)

@@ -56,7 +56,7 @@ def recommend_histories_raw(
     given = [History(items, user_id=int(user)) for user, items in zip(user_ids, histories, strict=True)]
     answer = model.recommend_from_history(given, k, exclude_seen)
     width = answer.items.shape[1]
-    cold = answer.unknown_items == np.array([history.items.size for history in given], dtype=np.int64)
+    cold = answer.unknown_items == np.array([len(history.items) for history in given], dtype=np.int64)
     return pl.DataFrame(
         {
             USER_ID: np.repeat(user_ids, width),

@@ -71,7 +71,7 @@ def atomic_write_npz(target: Path, **arrays: np.ndarray) -> Path:
 
     def write(temp: Path) -> None:
         with open(temp, "wb") as handle:
-            np.savez(handle, **arrays)
+            np.savez(handle, **arrays)  # type: ignore[arg-type]  # numpy's stub lets **kwds fill allow_pickle
 
     return _write_atomically(target, write)
 

@@ -114,7 +114,7 @@ def intra_list_diversity(recommended_items: np.ndarray, features: sp.csr_matrix 
     sum_{i<j} v_i.v_j = (|sum v_i|^2 - sum |v_i|^2) / 2. Lists with fewer than two items give NaN.
     """
     items = np.asarray(recommended_items)
-    dense = features.toarray() if sp.issparse(features) else np.asarray(features)
+    dense = features.toarray() if isinstance(features, sp.spmatrix | sp.sparray) else np.asarray(features)
     norms = np.linalg.norm(dense, axis=1, keepdims=True)
     unit = np.divide(dense, norms, out=np.zeros(dense.shape, dtype=np.float64), where=norms > 0)
     valid = items >= 0

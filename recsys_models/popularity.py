@@ -25,6 +25,7 @@ class Popularity(Recommender):
 
     family = "popularity"
     config_type = PopularityConfig
+    config: PopularityConfig
     predicts_ratings = False
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:

@@ -47,7 +47,9 @@ class Repeat(Recommender):
     family = "repeat"
     recommends_seen = True
     config_type = RepeatConfig
+    config: RepeatConfig
     predicts_ratings = False
+    _reference_time: int | None  # the last training timestamp; None in a model saved before issue 20
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
         self._reference_time = int(train.timestamp.max())

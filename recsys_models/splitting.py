@@ -42,7 +42,8 @@ DEFAULT_TEST_FRACTION = 0.2
 SECONDS_PER_DAY = 86_400
 # The check each protocol must pass: global splits judge every test row against all training
 # data; per-user splits (which mix time across users by design) against that user's own history.
-LEAKAGE_SCOPE = {"temporal-global": "global", ROLLING: "global", "temporal-user": "user", "leave-one-out": "user",
+LeakageScope = Literal["global", "user"]
+LEAKAGE_SCOPE: dict[str, LeakageScope] = {"temporal-global": "global", ROLLING: "global", "temporal-user": "user", "leave-one-out": "user",
                  HELD_OUT_USERS: "user"}  # fmt: skip
 COLD_RULE = (
     "cold rows (user or item absent from train + valid) stay in test.parquet and are counted; "
@@ -210,6 +211,7 @@ def leave_one_out_split(ratings: pl.DataFrame, min_interactions: int = 3) -> tup
     train, test = _partition(ranked, eligible & (pl.col(_POSITION) == pl.col(_USER_LENGTH) - 1))
     split = Split(protocol="leave-one-out", train=train, test=test, details={"min_interactions": min_interactions})
     with_valid = with_validation(split)
+    assert with_valid.valid is not None  # with_validation always cuts one
     return replace(with_valid, valid=None), with_valid.valid
 
 
@@ -378,7 +380,7 @@ def cold_start_counts(train: Frame, test: Frame) -> dict[str, int]:
     return {name: int(value) for name, value in counts.row(0, named=True).items()}
 
 
-def leakage_check(history: Frame, test: Frame, scope: Literal["global", "user"]) -> dict[str, Any]:
+def leakage_check(history: Frame, test: Frame, scope: LeakageScope) -> dict[str, Any]:
     """Test rows earlier than the training data they are judged against.
 
     `global`: earlier than the latest row of `history`; `user`: earlier than the latest row of

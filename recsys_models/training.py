@@ -1,5 +1,6 @@
-"""Pieces every torch family shares: seeded generators, mini-batches, early stopping, the epoch loop,
-and the divergence checks that fail a family whose training blew up (`TrainingDiverged`)."""
+"""Pieces every torch family shares: the training fields of their configs (`TorchTrainingConfig`), seeded
+generators, mini-batches, early stopping, the epoch loop, and the divergence checks that fail a family
+whose training blew up (`TrainingDiverged`)."""
 
 import copy
 import math
@@ -7,13 +8,48 @@ import numbers
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from recsys_models.exceptions import TrainingDiverged
 from recsys_models.progress import report_epoch
 
 DIVERGENCE_FACTOR = 3.0  # a validation error more than this many times a trivial baseline's is divergence
+
+
+class TorchTrainingConfig(BaseModel):
+    """The training fields every torch family's config has (biased_mf, mf, bpr_mf, the NCF and autoencoder
+    families, the sequence families, two_tower, hybrid_features): how long `run_epochs` may run, the
+    mini-batch size, the optimizer's step size, early stopping's patience, and whether to refit on train +
+    valid afterwards. A family's config inherits them; where its default differs it restates that one
+    field with `training_default`, which keeps the description given here. Fields only some families
+    have (l2, weight decay, init_std, min_rating, ...) stay on the families' configs.
+
+    Frozen and extra="forbid", like every family config: saved models hold their config's fields.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    epochs: PositiveInt = Field(default=40, description="Most epochs; early stopping usually ends sooner.")
+    batch_size: PositiveInt = Field(
+        default=1024, description="Training examples per mini-batch, in the family's unit (its config's docstring)."
+    )
+    learning_rate: PositiveFloat = Field(
+        default=0.005, description="Optimizer step size (Adam-style unless the config's `optimizer` picks another)."
+    )
+    patience: PositiveInt = Field(default=5, description="Epochs without validation gain before stopping.")
+    refit_on_full: bool = Field(
+        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
+    )
+
+
+def training_default(name: str, default: Any) -> Any:
+    """The field `name` of `TorchTrainingConfig` with a family's own `default` and the base's description,
+    for a family config that restates the field with its annotation:
+    `epochs: PositiveInt = training_default("epochs", 100)`."""
+    return Field(default=default, description=TorchTrainingConfig.model_fields[name].description)
 
 
 def seeded_generator(seed: int) -> torch.Generator:

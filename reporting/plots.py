@@ -200,6 +200,6 @@ def _is_cutoff_key(key: str, metric: str) -> bool:
 
 def _colour(name: str) -> str:
     """A stable colour per family (its place in the registry), so it matches across plots."""
-    palette = matplotlib.colormaps["tab20"].colors
+    palette = matplotlib.colormaps["tab20"]  # a list of N = 20 colours: palette(i) is the i-th
     position = list(FAMILIES).index(name) * 2 if name in FAMILIES else sum(map(ord, name))
-    return matplotlib.colors.to_hex(palette[position % len(palette)])
+    return matplotlib.colors.to_hex(palette(position % palette.N))

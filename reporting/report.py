@@ -154,6 +154,8 @@ def _split(counts: Mapping[str, Any]) -> str:
     test = counts["test"]
     rows = [("train", counts["train_rows"]), ("valid (tail of train, early stopping)", counts["valid_rows"]),
             ("test", test["test_rows"]), ("test rows cold (user or item not in train)", test["cold_rows"])]  # fmt: skip
+    if "held_out" in counts:  # P5: held-out users, scored from these histories, never trained on
+        rows.append((f"histories of {counts['held_out']['users']} held-out users", counts["held_out"]["history_rows"]))
     rows += [(name.replace("_", " "), counts[name]) for name in ("train_users", "train_items") if name in counts]
     leakage = counts.get("leakage", {})
     if leakage:

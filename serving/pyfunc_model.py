@@ -63,14 +63,14 @@ class RecommenderPyfunc(PythonModel):
             result = score_raw_pairs(self.model, users, _coded_ids(model_input, "item_id"))
         else:
             k = int((params or {}).get("k", 10))
-            given = _history_rows(model_input)
-            parts = [recommend_raw(self.model, users[~given], k, self.exclude_seen)]
-            if given.any():
+            with_history = _history_rows(model_input)
+            parts = [recommend_raw(self.model, users[~with_history], k, self.exclude_seen)]
+            if with_history.any():
                 histories = [
                     _coded_ids(pd.DataFrame({"item_id": list(value)}), "item_id")
-                    for value in model_input["history"][given]
+                    for value in model_input["history"][with_history]
                 ]
-                parts.append(recommend_histories_raw(self.model, users[given], histories, k, self.exclude_seen))
+                parts.append(recommend_histories_raw(self.model, users[with_history], histories, k, self.exclude_seen))
             result = pl.concat(parts, how="diagonal_relaxed").sort("user_id", "rank", maintain_order=True)
         result = decode_column(decode_column(result, "user_id", texts, "user"), "item_id", texts, "item")
         return _json_safe(result.to_pandas())

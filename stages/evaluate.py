@@ -52,19 +52,17 @@ def evaluate(
     protocol = split_parameters["protocol"]
     feedback = Feedback(**split_parameters.get("feedback", {}))
     config = protocol_evaluation_config(protocol, k, feedback, **(overrides or {}))
-    items_path = items_dir / "items.parquet" if items_dir is not None else None
-    has_items = items_path is not None and items_path.exists()
+    item_files = _item_files(items_dir)
+    has_items = bool(item_files)
     parameters = {"protocol": protocol, "item_features": "genres" if has_items else None}
     with stage("evaluate", out_dir, parameters | config.model_dump(mode="json")) as record:
         histories_path = split_dir / f"{TEST_HISTORY}.parquet"
         inputs = [split_dir / "test.parquet", train_dir / "model" / "state.npz"]
         inputs += [histories_path] if protocol == HELD_OUT_USERS else []
-        tags_path = items_dir / "tags.parquet" if has_items else None
-        has_tags = tags_path is not None and tags_path.exists()
-        record.record_inputs(inputs + ([items_path] if has_items else []) + ([tags_path] if has_tags else []))
+        record.record_inputs(inputs + item_files)
         model = load_model(train_dir / "model")
         test = pl.read_parquet(split_dir / "test.parquet")
-        features = item_feature_matrix(pl.read_parquet(items_path), model.items) if has_items else None
+        features = item_feature_matrix(pl.read_parquet(item_files[0]), model.items) if has_items else None
         catalogue = _catalogue_size(split_dir) if protocol == "leave-one-out" else None
         histories = pl.read_parquet(histories_path) if protocol == HELD_OUT_USERS else None
         evaluation = evaluate_model(model, test, config, features, catalogue, histories)
@@ -81,6 +79,13 @@ def evaluate(
         record.write_json(METRICS, metrics)
         record.counts = {"n_eval_users": metrics["n_eval_users"], "n_eval_rows": metrics["n_eval_rows"]}
     return out_dir
+
+
+def _item_files(items_dir: Path | None) -> list[Path]:
+    """The item table of `items_dir` and, when there is one, its tags table; none without an item table."""
+    if items_dir is None or not (items_dir / "items.parquet").exists():
+        return []
+    return [items_dir / "items.parquet"] + [path for path in [items_dir / "tags.parquet"] if path.exists()]
 
 
 def _id_table(items_dir: Path | None) -> pl.DataFrame | None:

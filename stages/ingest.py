@@ -49,7 +49,7 @@ def ingest(source: str, out_dir: Path, data_dir: Path | None, cache_dir: Path, s
 
 def _write_side_tables(record: StageRecord, dataset: RawDataset) -> dict[str, int]:
     """Write the items and tags the source has, with their rejected rows; return their counts."""
-    counts = {}
+    counts: dict[str, int] = {}
     for name, table in (("items", dataset.items), ("tags", dataset.tags)):
         if table is None:
             continue

@@ -32,7 +32,7 @@ from data_contracts import (
 )
 from data_contracts.catalogue import ITEMS, TAGS
 from data_contracts.data_docs import write_data_docs
-from data_contracts.engine import FAILED_EXPECTATIONS
+from data_contracts.engine import FAILED_EXPECTATIONS, TableContract
 from data_contracts.ratings import RATINGS, validate_ratings_file
 from recsys_models.aggregation import combine_repeats
 from recsys_models.datasets import RatingScale
@@ -95,7 +95,9 @@ def validate(
                 logger.warning(breach)
         if data_docs:
             contracts = {"ratings": RATINGS, "items": ITEMS, "tags": TAGS}
-            tables = [(contracts[name], o.valid, o.report["parameters"]) for name, o in outcomes.items()]
+            tables: list[tuple[TableContract, pl.DataFrame | pl.LazyFrame, dict[str, Any]]] = [
+                (contracts[name], o.valid, o.report["parameters"]) for name, o in outcomes.items()
+            ]
             tables.append((RATINGS, valid_ratings, table_reports["ratings"]["parameters"]))
             report["data_docs"] = str(write_data_docs(tables, out_dir / DATA_DOCS).relative_to(out_dir))
         record.write_json(VALIDATION_REPORT, report)
@@ -155,7 +157,7 @@ def _side_table_counts(
     outcomes: dict[str, ValidationOutcome], parse_counts: dict[str, tuple[int, int]]
 ) -> dict[str, int]:
     """`<table>_source_rows`, `_rejected_rows`, `_valid_rows` and `_quarantine_rows` of the side tables."""
-    counts = {}
+    counts: dict[str, int] = {}
     for name, outcome in outcomes.items():
         source_rows, rejected = parse_counts[name]
         counts |= {

@@ -100,6 +100,7 @@ def source_code_fingerprint() -> str:
     """SHA-256 over the source of the packages the stages run (Python and contract suites)."""
     digest = hashlib.sha256()
     for package in LIBRARY_PACKAGES:
+        assert package.__file__ is not None  # a regular package (with __init__.py), not a namespace one
         root = Path(package.__file__).parent
         for path in sorted([*root.rglob("*.py"), *root.rglob("*.json")]):
             digest.update(str(path.relative_to(root.parent)).encode())

@@ -305,9 +305,10 @@ def promote(
     with file_lock(lock_file):  # alias changes of concurrent runs, one at a time (no registry transactions)
         before = champion_version(client, name)
         judged = Judged()
-        mismatch = context_mismatch(client, name, version, before) if before not in (None, version) else None
-        if before not in (None, version) and mismatch is None:
-            judged = judge_champion(client, name, version, before, split_dir, work_dir / f"{name}-v{before}",
+        challenged = before if before is not None and before != version else None  # a champion to beat
+        mismatch = context_mismatch(client, name, version, challenged) if challenged is not None else None
+        if challenged is not None and mismatch is None:
+            judged = judge_champion(client, name, version, challenged, split_dir, work_dir / f"{name}-v{before}",
                                     items_dir, candidate_train_dir)  # fmt: skip
         if mismatch is not None:
             promoted, reason, comparison = False, mismatch, None
@@ -411,11 +412,11 @@ def promote_global(
     names the families whose version this run did not register anew (nothing changed): when the
     best is one of them and `recsys` already holds its version, nothing is registered either.
     """
-    scored = {
+    figures = {
         family: EvalDir(eval_dir).metrics().get(gate.metric)
         for family, (_, _, eval_dir, _) in candidates.items()
     }
-    scored = {family: value for family, value in scored.items() if value is not None and value == value}
+    scored = {family: value for family, value in figures.items() if value is not None and value == value}
     if not scored:
         return None
     best = max(scored, key=scored.__getitem__)

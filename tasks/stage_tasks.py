@@ -23,7 +23,7 @@ from tasks.stage_store import local, share
 
 # Stage results (the output folder's path) persist under the workspace's cache folder (see
 # `cached`); a rerun with the same input content, parameters and code gets the earlier folder back.
-CACHED = {"cache_policy": STAGE_CACHE, "persist_result": True}
+CACHED: dict[str, Any] = {"cache_policy": STAGE_CACHE, "persist_result": True}
 
 
 def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:

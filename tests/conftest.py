@@ -1,4 +1,9 @@
-"""Shared fixtures. Telemetry is off before Prefect or MLflow can be imported (no internet here)."""
+"""Shared fixtures. Telemetry is off before Prefect or MLflow can be imported (no internet here).
+
+Test modules use these by fixture name and never import this module (or one another):
+tests/test_import_cycles.py checks. Shared plain helpers live in recsys_models/testing.py
+(family data) and tests/pipeline_helpers.py (pipeline things, REPO_ROOT).
+"""
 
 import os
 from pathlib import Path
@@ -21,7 +26,9 @@ import torch  # noqa: E402  (after the environment above)
 # threads make training many times slower (STACK_NOTES.md).
 torch.set_num_threads(1)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from recsys_models.interactions import Interactions  # noqa: E402
+from recsys_models.testing import contract_parts  # noqa: E402
+from tests.pipeline_helpers import REPO_ROOT  # noqa: E402
 
 
 def shared_datasets_dir() -> Path | None:
@@ -53,6 +60,13 @@ def tiny_ratings() -> pl.DataFrame:
             "timestamp": [1, 2, 3, 1, 2, 3, 1, 2, 3, 2, 3, 10, 10, 11],
         }
     )
+
+
+@pytest.fixture(scope="module")
+def parts() -> tuple[Interactions, Interactions]:
+    """The toy (train, valid) every family fits on in the contract and progress tests (`contract_parts`);
+    a module that needs other data defines its own `parts`."""
+    return contract_parts()
 
 
 @pytest.fixture(scope="session")

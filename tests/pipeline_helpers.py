@@ -1,4 +1,5 @@
-"""Test-only families and data for the orchestration tests (resume, failure isolation, Dask).
+"""Test-only families and data for the orchestration tests (resume, failure isolation, Dask), and
+the checkout's root (`REPO_ROOT`) for tests that read its files or run commands in it.
 
 `register_test_families` adds them to the registry in a process (the flow looks families up there);
 tests undo it with `monkeypatch`, subprocesses simply exit.
@@ -15,6 +16,7 @@ from recsys_models.interactions import Interactions
 from recsys_models.popularity import Popularity
 from recsys_models.testing import low_rank_ratings
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 BLOCK_ENV = "RECSYS_TEST_BLOCK_FIT"  # a marker file path: the blocking family writes it, then hangs
 
 

@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import polars as pl
 import pytest
 import scipy.sparse as sp
 import torch
@@ -11,44 +10,10 @@ import torch
 from recsys_models.bpr_mf import BPRMF, BPRMFConfig
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
+from recsys_models.testing import block_data, own_block_share, to_frame
 from recsys_models.validation_metrics import validation_ndcg
 
 CPU = TrainingOptions(device="cpu", seed=0)
-N_USERS, N_ITEMS = 120, 40
-
-
-def block_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two blocks: even users interact with about half of the even items, odd users with odd items.
-
-    Returns (interactions, user block, item block); ratings are 5 inside a block.
-    """
-    rng = np.random.default_rng(seed)
-    user_block, item_block = np.arange(N_USERS) % 2, np.arange(N_ITEMS) % 2
-    matrix = (user_block[:, None] == item_block[None, :]) & (rng.random((N_USERS, N_ITEMS)) < 0.5)
-    return matrix, user_block, item_block
-
-
-def to_frame(matrix: np.ndarray, ratings: np.ndarray | None = None) -> pl.DataFrame:
-    users, items = np.nonzero(matrix)
-    return pl.DataFrame(
-        {
-            "user_id": users + 1,
-            "item_id": items + 1,
-            "rating": np.full(users.size, 5.0) if ratings is None else ratings[users, items],
-            "timestamp": np.random.default_rng(0).permutation(users.size),
-        }
-    )
-
-
-def own_block_share(model: BPRMF, matrix: np.ndarray, user_block: np.ndarray, item_block: np.ndarray) -> float:
-    """Share of users (with an unseen item of their block) whose top item is from their block."""
-    users = model.users.ids - 1
-    unseen_own = (user_block[users][:, None] == item_block[None, model.items.ids - 1]) & ~matrix[users][
-        :, model.items.ids - 1
-    ]
-    eligible = np.flatnonzero(unseen_own.any(axis=1))
-    top, _ = model.recommend(eligible, k=1)
-    return float((item_block[model.items.ids[top[:, 0]] - 1] == user_block[users[eligible]]).mean())
 
 
 @pytest.mark.parametrize(

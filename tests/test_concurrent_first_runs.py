@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.pipeline_helpers import REPO_ROOT
 
 OPEN_STORE = """
 import sys

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from stages.layout import RunDir
-from tests.conftest import REPO_ROOT
+from tests.pipeline_helpers import REPO_ROOT
 
 pytestmark = pytest.mark.flow
 

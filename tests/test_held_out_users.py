@@ -24,6 +24,7 @@ from recsys_models.splitting import TEST_HISTORY, SplitSettings, part_names, pro
 from recsys_models.testing import low_rank_ratings
 from stages.evaluate import evaluate
 from stages.layout import EvalDir
+from stages.manifest import read_manifest
 from stages.split import serve_split
 from stages.split import split as split_stage
 from stages.train import train
@@ -123,6 +124,7 @@ def test_held_out_users_are_scored_from_their_history_better_than_popularity(tmp
     frame.write_parquet(tmp_path / "validated" / "ratings.parquet")
     split_dir = split_stage(tmp_path / "validated", tmp_path / "split", P5)
     assert sorted(path.name for path in split_dir.glob("*.parquet")) == sorted(f"{p}.parquet" for p in part_names("held-out-users"))
+    assert read_manifest(split_dir)["counts"]["held_out"] == {"users": 60, "history_rows": 60 * 9}  # floor(0.8 * 12)
     ndcg = {}
     for family, values in (("popularity", {}), ("item_knn", {}), ("ease", {"l2": 10.0})):
         train_dir = train(split_dir, tmp_path / family / "train", family, values)

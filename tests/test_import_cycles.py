@@ -1,12 +1,16 @@
 """No import circle among the project's modules: every `import` counts, those inside functions too
 (an import deferred into a function to dodge a circle still is one); only `if TYPE_CHECKING:` blocks,
 which never run, are left out. Importing `a.b` runs the package `a`'s `__init__` first, so it is an
-edge to `a` too, except from a module inside `a` (its package is already being imported)."""
+edge to `a` too, except from a module inside `a` (its package is already being imported).
+
+Also: no test module imports another test module or tests/conftest.py. What tests share lives in
+recsys_models/testing.py or tests/pipeline_helpers.py, and shared fixtures in conftest.py are used
+by name (pytest injects them)."""
 
 import ast
 from pathlib import Path
 
-from tests.conftest import REPO_ROOT
+from tests.pipeline_helpers import REPO_ROOT
 
 PACKAGES = ("flows", "tasks", "stages", "recsys_models", "data_contracts", "serving", "reporting")
 
@@ -100,3 +104,44 @@ def test_the_cycle_finder_finds_a_planted_circle() -> None:
 def test_no_module_of_the_project_is_in_an_import_circle() -> None:
     found = cycles(import_graph())
     assert not found, "import circles: " + "; ".join(" <-> ".join(group) for group in found)
+
+
+def imported_test_modules(tree: ast.AST) -> list[str]:
+    """Test modules and conftest that `tree` imports (tests.test_x, tests.conftest, relative or bare), sorted."""
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            module = ("tests." if node.level else "") + (node.module or "")  # relative: inside tests/
+            names += [module.rstrip(".")] + [f"{module.rstrip('.')}.{alias.name}" for alias in node.names]
+    found = set()
+    for name in names:
+        parts = name.split(".")
+        inside = parts[1:2] if parts[0] == "tests" else parts[:1]  # tests.x, or a bare x found on sys.path
+        if inside and (inside[0] == "conftest" or inside[0].startswith("test_")):
+            found.add(".".join(["tests", inside[0]]))
+    return sorted(found)
+
+
+def test_the_test_import_finder_finds_planted_imports() -> None:
+    source = (
+        "import tests.test_a\nfrom tests import test_b, pipeline_helpers\nfrom tests.conftest import X\n"
+        "from .test_c import y\nfrom . import conftest\nimport test_d\nfrom tests.pipeline_helpers import Z\n"
+        "from recsys_models.testing import low_rank_ratings\n"
+    )
+    assert imported_test_modules(ast.parse(source)) == [
+        "tests.conftest", "tests.test_a", "tests.test_b", "tests.test_c", "tests.test_d",
+    ]  # fmt: skip
+
+
+def test_no_test_module_imports_another_or_conftest() -> None:
+    offenders = {
+        path.name: found
+        for path in sorted((REPO_ROOT / "tests").glob("test_*.py"))
+        if (found := imported_test_modules(ast.parse(path.read_text())))
+    }
+    assert not offenders, (
+        "test modules import test modules or conftest (move what they share to recsys_models/testing.py, "
+        f"tests/pipeline_helpers.py, or a conftest fixture): {offenders}"
+    )

@@ -8,44 +8,13 @@ import pytest
 
 from recsys_models.biased_mf import BiasedMF, BiasedMFConfig
 from recsys_models.exceptions import NotFittedError, UnknownFamilyError
-from recsys_models.features import ItemFeatures, build_item_features
-from recsys_models.interactions import IdVocabulary, Interactions
+from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.popularity import Popularity
 from recsys_models.registry import FAMILIES, family_class, load_model, make_config
-from recsys_models.testing import FAST_CONFIGS, low_rank_ratings
+from recsys_models.testing import fitted, low_rank_ratings
 
-
-@pytest.fixture(scope="module")
-def parts() -> tuple[Interactions, Interactions]:
-    frame = low_rank_ratings().sort("timestamp")
-    full = Interactions.from_frame(frame)
-    cut = int(frame.height * 0.9)
-    return (
-        Interactions.from_frame(frame.head(cut), full.users, full.items),
-        Interactions.from_frame(frame.slice(cut), full.users, full.items),
-    )
-
-
-def synthetic_item_features(items: IdVocabulary) -> ItemFeatures:
-    """One or two of five genres, a title word shared by a third of the items and a decade per item."""
-    ids = items.ids
-    genres = [["Action", "Comedy", "Drama", "Horror", "Romance"][i % 5 : i % 5 + 1 + i % 2] for i in range(ids.size)]
-    frame = pl.DataFrame(
-        {"item_id": ids, "title": [f"{'star' if i % 3 else 'love'} story {i}" for i in range(ids.size)],
-         "year": [1970 + 10 * (i % 4) for i in range(ids.size)], "genres": genres},
-        schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
-    )  # fmt: skip
-    return build_item_features(frame)
-
-
-def fitted(family: str, parts: tuple[Interactions, Interactions], seed: int = 3):
-    """Fit with FAST_CONFIGS; families that use item features get `synthetic_item_features`."""
-    model_class = family_class(family)
-    features = synthetic_item_features(parts[0].items) if model_class.uses_item_features else None
-    return model_class(make_config(family, FAST_CONFIGS.get(family)), TrainingOptions(seed=seed, device="cpu")).fit(
-        *parts, features
-    )
+# `parts` (the toy train and valid every family fits on) is a fixture of tests/conftest.py
 
 
 @pytest.mark.parametrize("family", sorted(FAMILIES))

@@ -8,21 +8,10 @@ from recsys_models.interactions import Interactions
 from recsys_models.ncf import GMF, MLP, GMFConfig, MLPConfig, NeuMF, NeuMFConfig
 from recsys_models.ncf.network import NCFNetwork
 from recsys_models.options import TrainingOptions
-from recsys_models.testing import low_rank_ratings
-from tests.test_bpr_mf import block_data, own_block_share, to_frame
+from recsys_models.testing import block_data, low_rank_ratings, own_block_share, split_by_time, to_frame
 
 CPU = TrainingOptions(device="cpu", seed=0)
 FAST = {"epochs": 25, "batch_size": 256, "learning_rate": 0.01}
-
-
-def split(frame, valid_share: float = 0.15) -> tuple[Interactions, Interactions]:
-    frame = frame.sort("timestamp")
-    full = Interactions.from_frame(frame)
-    cut = int(frame.height * (1 - valid_share))
-    return (
-        Interactions.from_frame(frame.head(cut), full.users, full.items),
-        Interactions.from_frame(frame.slice(cut), full.users, full.items),
-    )
 
 
 @pytest.mark.parametrize(
@@ -47,7 +36,7 @@ def test_implicit_objective_finds_block_structure(model) -> None:
 
 def test_early_stopping_on_validation_ndcg_then_refit_for_the_best_epoch_count() -> None:
     matrix, _, _ = block_data(seed=3)
-    train, valid = split(to_frame(matrix))
+    train, valid = split_by_time(to_frame(matrix))
     config = GMFConfig(n_factors=8, epochs=30, batch_size=256, learning_rate=0.01, patience=2)
     model = GMF(config, CPU).fit(train, valid)
     validated = [record for record in model.history if "valid_ndcg_at_10" in record]
@@ -60,8 +49,8 @@ def test_early_stopping_on_validation_ndcg_then_refit_for_the_best_epoch_count()
 @pytest.mark.parametrize("model_class", [GMF, NeuMF])
 def test_explicit_objective_learns_planted_ratings(model_class) -> None:
     frame = low_rank_ratings(n_users=150, n_items=80, seed=1)
-    train_valid, test = split(frame, valid_share=0.15)
-    train, valid = split(frame.sort("timestamp").head(len(train_valid)), valid_share=0.15)
+    train_valid, test = split_by_time(frame, valid_share=0.15)
+    train, valid = split_by_time(frame.sort("timestamp").head(len(train_valid)), valid_share=0.15)
     config = model_class.config_type(objective="explicit", n_factors=8, epochs=60, batch_size=256, learning_rate=0.01)
     model = model_class(config, CPU).fit(train, valid)
     assert model.predicts_ratings and "valid_rmse" in model.history[0]
@@ -97,7 +86,7 @@ def test_fused_network_scores_as_the_weighted_branches() -> None:
 
 def test_pretrained_neumf_records_both_branches_then_fine_tunes() -> None:
     matrix, user_block, item_block = block_data(seed=5)
-    train, valid = split(to_frame(matrix))
+    train, valid = split_by_time(to_frame(matrix))
     config = NeuMFConfig(n_factors=8, layers=(16, 8), epochs=8, batch_size=256, learning_rate=0.01, pretrain=True)
     model = NeuMF(config, CPU).fit(train, valid)
     keys = set().union(*model.history)

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO_ROOT
+from tests.pipeline_helpers import REPO_ROOT
 
 TOP_LEVEL_KEYS = {"name", "prefect-version", "build", "push", "pull", "deployments"}
 DEPLOYMENT_KEYS = {

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from recsys_models.progress import PROGRESS_LOGGER, report_epoch
+from recsys_models.testing import FAST_CONFIGS, fitted
 from reporting.progress import BoardHandler, ProgressBoard, format_epoch_line, progress_view, use_live_view
-from tests.test_models_contract import FAST_CONFIGS, fitted, parts  # noqa: F401  (module fixture)
 
 
 class FakeClock:
@@ -117,7 +117,7 @@ class EventCapture(logging.Handler):
 
 
 @pytest.mark.parametrize("family", ["biased_mf", "bpr_mf", "als"])
-def test_trainers_report_every_epoch(family: str, parts, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_trainers_report_every_epoch(family: str, parts, monkeypatch: pytest.MonkeyPatch) -> None:
     capture = EventCapture()
     logger = logging.getLogger(PROGRESS_LOGGER)
     monkeypatch.setattr(logger, "level", logging.INFO)

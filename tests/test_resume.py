@@ -16,8 +16,7 @@ from recsys_models.io import atomic_write_parquet, file_sha256
 from stages.layout import RunDir
 from tasks import caching
 from tasks.caching import StageContent, fingerprint, folder_fingerprint, source_code_fingerprint
-from tests.conftest import REPO_ROOT
-from tests.pipeline_helpers import BLOCK_ENV, TEST_FAMILIES, write_ratings
+from tests.pipeline_helpers import BLOCK_ENV, REPO_ROOT, TEST_FAMILIES, write_ratings
 
 FAMILIES = ["popularity", "blocking_popularity"]
 

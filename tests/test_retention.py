@@ -121,7 +121,7 @@ def test_after_a_killed_run_its_mlflow_runs_are_marked_killed_and_its_temporarie
 
     from tasks.retention import clean_after_killed_runs
     from tasks.tracking import ensure_experiment, open_client
-    from tests.conftest import REPO_ROOT
+    from tests.pipeline_helpers import REPO_ROOT
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     workspace = Workspace(tmp_path / "ws")

@@ -12,7 +12,7 @@ from flows.config import RetrainConfig, ScoreConfig, TuneConfig
 from flows.config_cli import FLAGS, FLOW_COMMANDS, run_config_of
 from flows.run_config import RunConfig, RunConfigError, default_of, resolve
 from flows.runners import Execution
-from tests.conftest import REPO_ROOT
+from tests.pipeline_helpers import REPO_ROOT
 
 NIGHTLY = REPO_ROOT / "examples" / "nightly.yaml"
 RUN_FILE = """\

@@ -15,8 +15,7 @@ import pytest
 
 from recsys_models.registry import FAMILIES
 from recsys_models.tuning import Choice, IntRange, NoSearchSpace, search_space, starting_point
-from tests.conftest import REPO_ROOT
-from tests.pipeline_helpers import write_ratings
+from tests.pipeline_helpers import REPO_ROOT, write_ratings
 
 # no space: popularity has no hyperparameter, the blending hybrids choose their blend on validation
 # while they fit, stacked trains its own ranker on validation (tune their parts instead)

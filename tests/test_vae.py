@@ -7,11 +7,10 @@ import torch
 
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
+from recsys_models.testing import block_data, own_block_share, split_by_time, to_frame
 from recsys_models.vae import MultDAE, MultDAEConfig, MultVAE, MultVAEConfig
 from recsys_models.vae.model import DeviceRows
 from recsys_models.vae.network import MultVAENetwork
-from tests.test_bpr_mf import block_data, own_block_share, to_frame
-from tests.test_ncf import split
 
 CPU = TrainingOptions(device="cpu", seed=0)
 SMALL = {"hidden": (32,), "latent": 8, "batch_size": 16, "learning_rate": 0.01}
@@ -64,7 +63,7 @@ def test_score_is_the_fold_in_of_the_seen_history(block_vae) -> None:
 
 def test_early_stopping_on_validation_ndcg_then_refit() -> None:
     matrix, _, _ = block_data(seed=3)
-    train, valid = split(to_frame(matrix))
+    train, valid = split_by_time(to_frame(matrix))
     model = MultVAE(MultVAEConfig(epochs=40, patience=3, anneal_epochs=5, **SMALL), CPU).fit(train, valid)
     validated = [record for record in model.history if "valid_ndcg_at_10" in record]
     refit = [record for record in model.history if "refit_train_loss" in record]

@@ -23,37 +23,32 @@ factors, factor_l2 0.15 and learning_rate 0.001. A large init_std (0.3) is worse
 from typing import ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.biased_mf.model import BiasedMF
 from recsys_models.biased_mf.network import BiasedMFNetwork
+from recsys_models.training import TorchTrainingConfig, training_default
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
 
-class MFConfig(BaseModel):
-    """Hyperparameters of plain MF; defaults from the validation search in the module docstring."""
+class MFConfig(TorchTrainingConfig):
+    """Hyperparameters of plain MF; defaults from the validation search in the module docstring.
+    A mini-batch holds ratings (batch_size at least: see max_batches_per_epoch)."""
 
     search_space: ClassVar[SearchSpace] = {
         "n_factors": IntRange(8, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
         "factor_l2": FloatRange(1e-3, 1.0, log=True),
     }
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")
-    epochs: PositiveInt = Field(default=40, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=1024, description="Ratings per mini-batch (at least).")
     max_batches_per_epoch: PositiveInt = Field(
         default=200,
         description="Most optimizer steps per epoch: larger data get larger batches, ceil(ratings / this).",
     )
-    learning_rate: PositiveFloat = Field(default=0.002, description="Adam step size.")
+    learning_rate: PositiveFloat = training_default("learning_rate", 0.002)
     factor_l2: NonNegativeFloat = Field(default=0.1, description="L2 weight on the factors of a batch.")
     init_std: PositiveFloat = Field(default=0.05, description="Standard deviation of the initial factors.")
-    patience: PositiveInt = Field(default=3, description="Epochs without validation gain before stopping.")
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
-    )
+    patience: PositiveInt = training_default("patience", 3)
 
 
 class MF(BiasedMF):
@@ -61,6 +56,7 @@ class MF(BiasedMF):
 
     family = "mf"
     config_type = MFConfig
+    config: MFConfig
     use_biases = False
 
     def _penalty(self, network: BiasedMFNetwork, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:

@@ -5,46 +5,49 @@ while the MovieLens sets (under 200k ratings) keep batch 1024.
 """
 
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import BaseModel, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.biased_mf.network import BiasedMFNetwork
 from recsys_models.fold_in import ridge_rows
 from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
-from recsys_models.training import EarlyStopping, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.training import (
+    EarlyStopping,
+    TorchTrainingConfig,
+    run_epochs,
+    seeded_generator,
+    shuffled_batches,
+    training_default,
+)
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 
+if TYPE_CHECKING:
+    from recsys_models.biased_mf.mf import MFConfig
 
-class BiasedMFConfig(BaseModel):
-    """Hyperparameters of biased MF; defaults chosen on the validation tail of ml-latest-small (README)."""
+
+class BiasedMFConfig(TorchTrainingConfig):
+    """Hyperparameters of biased MF; defaults chosen on the validation tail of ml-latest-small (README).
+    A mini-batch holds ratings (batch_size at least: see max_batches_per_epoch)."""
 
     search_space: ClassVar[SearchSpace] = {
         "n_factors": IntRange(8, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
         "factor_l2": FloatRange(1e-3, 1.0, log=True), "bias_l2": FloatRange(1e-5, 0.1, log=True),
     }
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")
-    epochs: PositiveInt = Field(default=40, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=1024, description="Ratings per mini-batch (at least).")
     max_batches_per_epoch: PositiveInt = Field(
         default=200,
         description="Most optimizer steps per epoch: larger data get larger batches, ceil(ratings / this).",
     )
-    learning_rate: PositiveFloat = Field(default=0.005, description="Adam step size.")
     factor_l2: NonNegativeFloat = Field(default=0.1, description="L2 weight on the factors of a batch.")
     bias_l2: NonNegativeFloat = Field(default=0.001, description="L2 weight on the biases of a batch.")
     init_std: PositiveFloat = Field(default=0.05, description="Standard deviation of the initial factors.")
-    patience: PositiveInt = Field(default=3, description="Epochs without validation gain before stopping.")
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
-    )
+    patience: PositiveInt = training_default("patience", 3)
 
 
 class BiasedMF(Recommender):
@@ -52,7 +55,8 @@ class BiasedMF(Recommender):
 
     family = "biased_mf"
     needs_ratings = True
-    config_type = BiasedMFConfig
+    config_type: ClassVar[type[BaseModel]] = BiasedMFConfig
+    config: "BiasedMFConfig | MFConfig"  # MF (biased_mf/mf.py) is a BiasedMF without biases
     predicts_ratings = True
     uses_validation = True
     use_biases: ClassVar[bool] = True
@@ -108,7 +112,9 @@ class BiasedMF(Recommender):
     def _penalty(self, network: BiasedMFNetwork, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """The L2 term of a batch's loss."""
         factor_penalty, bias_penalty = network.penalty(users, items)
-        return self.config.factor_l2 * factor_penalty + self.config.bias_l2 * bias_penalty
+        config = self.config
+        assert isinstance(config, BiasedMFConfig)  # MF, whose config has no bias_l2, overrides this
+        return config.factor_l2 * factor_penalty + config.bias_l2 * bias_penalty
 
     @staticmethod
     @torch.no_grad()
@@ -142,6 +148,7 @@ class BiasedMF(Recommender):
         penalty = np.full(items.shape[1], config.factor_l2)
         features, targets = items, rows.rating.astype(np.float64)
         if self.use_biases:
+            assert isinstance(config, BiasedMFConfig)  # MF has no biases
             mean, item_bias = float(network.global_mean), network.item_bias.weight.detach().cpu().numpy()[:, 0]
             features = np.hstack([items, np.ones((items.shape[0], 1))])
             targets = targets - mean - item_bias[rows.item_idx]
@@ -167,7 +174,8 @@ class BiasedMF(Recommender):
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         n_users, n_factors = state["user_factors.weight"].shape
         n_items = state["item_factors.weight"].shape[0]
-        self._rating_range = tuple(float(v) for v in state.pop("rating_range"))
+        low, high = state.pop("rating_range")
+        self._rating_range = (float(low), float(high))
         self._network = BiasedMFNetwork(
             n_users, n_items, n_factors, float(state["global_mean"]), self.config.init_std, use_biases=self.use_biases
         )

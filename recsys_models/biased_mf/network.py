@@ -25,6 +25,7 @@ class BiasedMFNetwork(nn.Module):
         self.use_biases = use_biases
         self.user_factors = nn.Embedding(n_users, n_factors)
         self.item_factors = nn.Embedding(n_items, n_factors)
+        self.global_mean: torch.Tensor  # a buffer: saved with the weights, not trained
         self.register_buffer("global_mean", torch.tensor(global_mean, dtype=torch.float32))
         nn.init.normal_(self.user_factors.weight, std=init_std, generator=generator)
         nn.init.normal_(self.item_factors.weight, std=init_std, generator=generator)

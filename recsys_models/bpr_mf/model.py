@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.bpr_mf.network import BPRMFNetwork
@@ -47,31 +47,35 @@ from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
-from recsys_models.training import EarlyStopping, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.training import (
+    EarlyStopping,
+    TorchTrainingConfig,
+    run_epochs,
+    seeded_generator,
+    shuffled_batches,
+    training_default,
+)
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
 
 logger = logging.getLogger(__name__)
 
 
-class BPRMFConfig(BaseModel):
-    """Hyperparameters of BPR-MF; defaults from the validation search in the module docstring."""
+class BPRMFConfig(TorchTrainingConfig):
+    """Hyperparameters of BPR-MF; defaults from the validation search in the module docstring.
+    A mini-batch holds positive pairs (batch_size at least: see max_batches_per_epoch)."""
 
     search_space: ClassVar[SearchSpace] = {
         "n_factors": IntRange(16, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
         "l2": FloatRange(1e-5, 1.0, log=True), "n_negatives": IntRange(1, 10),
     }
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")
-    epochs: PositiveInt = Field(default=100, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=1024, description="Positive pairs per mini-batch (at least).")
+    epochs: PositiveInt = training_default("epochs", 100)
     max_batches_per_epoch: PositiveInt = Field(
         default=200,
         description="Most optimizer steps per epoch: larger data get larger batches, ceil(pairs / this).",
     )
-    learning_rate: PositiveFloat = Field(default=0.005, description="Optimizer step size.")
     optimizer: Literal["adam", "adagrad"] = Field(default="adam", description="Optimizer of the embeddings.")
     l2: NonNegativeFloat = Field(default=0.01, description="L2 weight on the squared norms of a batch's rows.")
     n_negatives: PositiveInt = Field(default=5, description="Negatives drawn per positive pair.")
@@ -87,12 +91,9 @@ class BPRMFConfig(BaseModel):
         default=None, description="Ratings at or above this value are positives; None makes every interaction one."
     )
     init_std: PositiveFloat = Field(default=0.01, description="Standard deviation of the initial factors.")
-    patience: PositiveInt = Field(default=8, description="Epochs without validation NDCG@10 gain before stopping.")
+    patience: PositiveInt = training_default("patience", 8)
     validation_users: PositiveInt = Field(
         default=5000, description="Most validation users scored per epoch; beyond this a seeded sample of them."
-    )
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
     )
 
 
@@ -101,6 +102,7 @@ class BPRMF(Recommender):
 
     family = "bpr_mf"
     config_type = BPRMFConfig
+    config: BPRMFConfig
     predicts_ratings = False
     uses_validation = True
 
@@ -112,7 +114,7 @@ class BPRMF(Recommender):
             if relevant.nnz:
                 validation = (relevant, train.tocsr(values="binary"))
         self._network, self.history, best_epoch = self._train(train_positives, self.config.epochs, validation)
-        if validation is not None and self.config.refit_on_full:
+        if validation is not None and valid is not None and self.config.refit_on_full:
             full_positives = train.concat(valid).positives(self.config.min_rating)
             self._network, refit_history, _ = self._train(full_positives, best_epoch, None)
             self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit_history]
@@ -153,6 +155,7 @@ class BPRMF(Recommender):
         n_users, n_items = positives.shape
         network = BPRMFNetwork(n_users, n_items, config.n_factors, config.init_std, config.item_bias, generator)
         network = network.to(device)
+        optimizer: torch.optim.Optimizer
         if config.optimizer == "adam":  # the fused kernel: one pass over the tables per step
             optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate, fused=True)
         else:
@@ -208,8 +211,10 @@ class BPRMF(Recommender):
         positives with the items fixed, negatives in expectation over the configured sampling
         (`fold_in`); close to a trained user's vector, which stochastic training only approaches."""
         config, network = self.config, self._network
-        items, bias = network.item_factors.weight.detach(), network.item_bias
-        bias = bias.weight.detach().T if bias is not None else torch.zeros(1, items.shape[0], device=items.device)
+        items, item_bias = network.item_factors.weight.detach(), network.item_bias
+        bias = (
+            item_bias.weight.detach().T if item_bias is not None else torch.zeros(1, items.shape[0], device=items.device)
+        )
         weights = None
         if config.negative_sampling == "popularity":
             weights = popularity_weights(np.diff(self.seen.tocsc().indptr), config.popularity_alpha)

@@ -98,6 +98,7 @@ class ContentTFIDF(Recommender):
 
     family = "content_tfidf"
     config_type = ContentTFIDFConfig
+    config: ContentTFIDFConfig
     predicts_ratings = False
     uses_item_features = True
     needs_item_features = True

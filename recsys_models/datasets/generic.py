@@ -9,9 +9,10 @@ Range checks (rating scale, plausible timestamps, unknown items) belong to valid
 """
 
 import gzip
+import io
 import logging
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import TypeVar
 
 import polars as pl
 
@@ -92,7 +93,7 @@ def read_text_table(
     return _without_blank_lines(table)
 
 
-def _open_bytes(path: Path) -> IO[bytes]:
+def _open_bytes(path: Path) -> io.BufferedIOBase:
     """`path` for reading as bytes, decompressed when it is gzip."""
     with open(path, "rb") as probe:
         gzipped = probe.read(len(GZIP_MAGIC)) == GZIP_MAGIC

@@ -155,7 +155,7 @@ def _ml_latest_movies(path: Path) -> tuple[pl.DataFrame, RejectedRows]:
         pl.coalesce(genres, pl.lit([], dtype=pl.List(pl.String))).alias(GENRES),
     ]
     items, rejected = _parse_side_table(path, table, problems, typed)
-    return items.cast(ITEMS_SCHEMA), rejected
+    return items.cast(ITEMS_SCHEMA), rejected  # type: ignore[arg-type]  # polars types cast's mapping key as invariant: dict[str, DataType] is refused
 
 
 def _ml_latest_tags(path: Path) -> tuple[pl.DataFrame, RejectedRows]:
@@ -163,7 +163,7 @@ def _ml_latest_tags(path: Path) -> tuple[pl.DataFrame, RejectedRows]:
     tag_missing = pl.when(pl.col(TAG).is_null()).then(pl.lit("tag is missing"))
     typed = [_integer(USER_ID), _integer(ITEM_ID), pl.col(TAG), _integer(TIMESTAMP)]
     tags, rejected = _parse_side_table(path, table, [*problems, tag_missing], typed)
-    return tags.cast(TAGS_SCHEMA), rejected
+    return tags.cast(TAGS_SCHEMA), rejected  # type: ignore[arg-type]  # polars types cast's mapping key as invariant: dict[str, DataType] is refused
 
 
 def load_ml_latest_small(folder: Path) -> RawDataset:
@@ -210,7 +210,7 @@ def _ml_100k_items(item_path: Path, genre_path: Path) -> tuple[pl.DataFrame, Rej
     typed = [_integer(ITEM_ID), title.alias(TITLE), year.alias(YEAR), genres.alias(GENRES)]
     raw = table.rename({ROW_INDEX: ROW_NUMBER})
     items, rejected = _parse_side_table(item_path, raw, problems, typed, quote_char=None)
-    return items.cast(ITEMS_SCHEMA), rejected
+    return items.cast(ITEMS_SCHEMA), rejected  # type: ignore[arg-type]  # polars types cast's mapping key as invariant: dict[str, DataType] is refused
 
 
 def load_ml_100k(folder: Path) -> RawDataset:

@@ -13,6 +13,7 @@ from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from recsys_models.datasets.types import RatingScale
 from recsys_models.exceptions import DataSourceError
@@ -198,7 +199,7 @@ def is_spec_path(source: str) -> bool:
     return Path(source).suffix.lower() in SPEC_SUFFIXES
 
 
-def _location(error: dict) -> str:
+def _location(error: ErrorDetails) -> str:
     return ".".join(str(part) for part in error["loc"]) or "spec"
 
 

@@ -164,7 +164,7 @@ def _ratings(config: SyntheticConfig, rng: np.random.Generator) -> pl.DataFrame:
     start = joined[users]
     timestamps = start + np.floor(rng.random(users.size) * (config.end_timestamp - start)).astype(np.int64)
     frame = pl.DataFrame({USER_ID: users + 1, ITEM_ID: items + 1, RATING: stars, TIMESTAMP: timestamps})
-    return frame.cast(RATINGS_SCHEMA).sort(USER_ID, TIMESTAMP, ITEM_ID)
+    return frame.cast(RATINGS_SCHEMA).sort(USER_ID, TIMESTAMP, ITEM_ID)  # type: ignore[arg-type]  # polars types cast's mapping key as invariant: dict[str, DataType] is refused
 
 
 def _items(config: SyntheticConfig, rng: np.random.Generator) -> pl.DataFrame:
@@ -182,7 +182,7 @@ def _items(config: SyntheticConfig, rng: np.random.Generator) -> pl.DataFrame:
             GENRES: genres,
         }
     ).with_columns(pl.format("Item {}", ITEM_ID).alias(TITLE))
-    return frame.select(*ITEMS_SCHEMA).cast(ITEMS_SCHEMA)
+    return frame.select(*ITEMS_SCHEMA).cast(ITEMS_SCHEMA)  # type: ignore[arg-type]  # polars types cast's mapping key as invariant: dict[str, DataType] is refused
 
 
 def generate_synthetic(config: SyntheticConfig) -> RawDataset:

@@ -55,13 +55,13 @@ def evaluate_cold_items(
     pairs = on_cold.select(USER_ID, ITEM_ID).unique()
     user_idx = model.users.index_of(pairs[USER_ID].to_numpy())
     n_candidates = 0 if candidates is None else len(candidates.items)
-    candidate_idx = np.full(pairs.height, -1) if candidates is None else candidates.items.index_of(pairs[ITEM_ID])
+    candidate_idx = np.full(pairs.height, -1) if candidates is None else candidates.items.index_of(pairs[ITEM_ID].to_numpy())
     reachable = (user_idx >= 0) & (candidate_idx >= 0)
     users, n_relevant = np.unique(user_idx[reachable], return_counts=True)
     scored = model.scores_new_items  # the capability; with no candidate there is nothing to score
     depth = max(cutoffs)
     hits = np.zeros((users.size, depth), dtype=bool)
-    if scored and users.size:
+    if scored and users.size and candidates is not None:
         keys = np.sort(user_idx[reachable] * n_candidates + candidate_idx[reachable])
         for start in range(0, users.size, config.batch_size):
             batch = users[start : start + config.batch_size]

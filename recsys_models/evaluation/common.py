@@ -9,6 +9,9 @@ from recsys_models.base import Recommender
 from recsys_models.evaluation.config import EvaluationConfig
 from recsys_models.metrics import bootstrap_means, percentile_interval
 
+ColumnKey = tuple[str, str, str]
+"""A per-user column whose interval is wanted: (slice group, slice, metric); ("", "", metric) overall."""
+
 
 def _hits(users: np.ndarray, top_items: np.ndarray, relevant_keys: np.ndarray, n_items: int) -> np.ndarray:
     """Which list slots hold a relevant item; `relevant_keys` are sorted user * n_items + item codes."""
@@ -20,10 +23,10 @@ def _hits(users: np.ndarray, top_items: np.ndarray, relevant_keys: np.ndarray, n
 
 
 def _intervals(
-    values: dict[tuple[str, ...], np.ndarray],
+    values: dict[ColumnKey, np.ndarray],
     config: EvaluationConfig,
-    weights: dict[tuple[str, ...], np.ndarray] | None = None,
-) -> dict[tuple[str, ...], dict[str, float]]:
+    weights: dict[ColumnKey, np.ndarray] | None = None,
+) -> dict[ColumnKey, dict[str, float]]:
     """Mean, standard error and bootstrap interval of every per-user column, from one resampling.
 
     All columns have one row per evaluated user; NaN marks a user outside a column's slice or

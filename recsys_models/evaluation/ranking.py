@@ -225,8 +225,8 @@ def _history_lists(model: Recommender, histories: pl.DataFrame, config: Evaluati
     )  # fmt: skip
     parts = []
     for start in range(0, grouped.height, config.batch_size):
-        rows = grouped.slice(start, config.batch_size).iter_rows(named=True)
-        batch = [History(row[ITEM_ID], row[RATING], row[TIMESTAMP]) for row in rows]
+        users = grouped.slice(start, config.batch_size).iter_rows(named=True)
+        batch = [History(user[ITEM_ID], user[RATING], user[TIMESTAMP]) for user in users]
         parts.append(model.recommend_from_history(batch, depth, config.exclude_seen))
     items = np.full((grouped.height, depth), -1, dtype=np.int64)
     scores = np.full((grouped.height, depth), -np.inf, dtype=np.float32)
@@ -374,7 +374,8 @@ def _popularity_slices(
     position = np.searchsorted(users, relevant["user_idx"].to_numpy())
     shown = top_items >= 0
     shown_head = shown & head[np.maximum(top_items, 0)]
-    counts, values = {}, {}
+    counts: dict[str, dict[str, Any]] = {}
+    values: dict[str, dict[str, np.ndarray]] = {}
     for name, members, slots in (("head", in_head, shown_head), ("tail", ~in_head, shown & ~shown_head)):
         n_relevant = np.bincount(position[members], minlength=users.size)
         evaluated = n_relevant > 0

@@ -8,7 +8,7 @@ saved model of its own family, so save/load stays one folder and no object is pi
 
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,13 +79,16 @@ def validation_targets(
     return relevant, train.tocsr(values="binary")
 
 
+Key = TypeVar("Key", bound=Hashable)  # what names a candidate scoring: a blend weight, a part's name
+
+
 def per_user_ndcg(
-    candidates: Callable[[np.ndarray], dict[Hashable, np.ndarray]],
+    candidates: Callable[[np.ndarray], dict[Key, np.ndarray]],
     relevant: sp.csr_matrix,
     excluded: sp.csr_matrix,
     k: int = 10,
     batch_size: int = 1024,
-) -> tuple[np.ndarray, dict[Hashable, np.ndarray]]:
+) -> tuple[np.ndarray, dict[Key, np.ndarray]]:
     """NDCG@k of every user with a relevant item, for each candidate scoring at once.
 
     `candidates(users)` returns {key: (len(users), n_items) scores}; the users' history is
@@ -94,7 +97,7 @@ def per_user_ndcg(
     relevant = sp.csr_matrix(relevant)
     n_relevant = np.diff(relevant.indptr)
     users = np.flatnonzero(n_relevant)
-    values: dict[Hashable, np.ndarray] = {}
+    values: dict[Key, np.ndarray] = {}
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size]
         target = relevant[batch].toarray() > 0
@@ -139,6 +142,7 @@ class CompositeRecommender(Recommender):
     """A recommender made of other fitted recommenders (`part_names`), saved in sub-folders."""
 
     part_names: ClassVar[tuple[str, ...]] = (COLLABORATIVE, CONTENT)
+    config: BlendConfig  # each subclass names its own
 
     def __init__(self, config: BaseModel | None = None, options: TrainingOptions | None = None) -> None:
         super().__init__(config, options)

@@ -59,6 +59,7 @@ class HybridSwitching(CompositeRecommender):
 
     family = "hybrid_switching"
     config_type = HybridSwitchingConfig
+    config: HybridSwitchingConfig
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True

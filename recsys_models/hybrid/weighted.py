@@ -65,6 +65,7 @@ class HybridWeighted(CompositeRecommender):
 
     family = "hybrid_weighted"
     config_type = HybridWeightedConfig
+    config: HybridWeightedConfig
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True

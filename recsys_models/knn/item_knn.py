@@ -49,6 +49,7 @@ class ItemKNN(NeighbourhoodRecommender):
 
     family = "item_knn"
     config_type = ItemKNNConfig
+    config: ItemKNNConfig
 
     @staticmethod
     def _entities(user_items: sp.csr_matrix) -> sp.csr_matrix:

@@ -70,6 +70,7 @@ class KNNConfig(BaseModel):
 class NeighbourhoodRecommender(Recommender):
     """Base of item-item and user-user kNN; subclasses say which side the neighbours are on."""
 
+    config: KNNConfig  # each subclass names its own
     predicts_ratings = True
 
     # --- what a family decides ---------------------------------------------------------------
@@ -213,5 +214,6 @@ class NeighbourhoodRecommender(Recommender):
             shape=(n_entities, n_entities),
         )
         self._biases = Biases(float(state["global_mean"]), state["user_bias"], state["item_bias"])
-        self._rating_range = tuple(float(v) for v in state["rating_range"])
+        low, high = state["rating_range"]
+        self._rating_range = (float(low), float(high))
         self._prepare()

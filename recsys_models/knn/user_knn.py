@@ -58,6 +58,7 @@ class UserKNN(NeighbourhoodRecommender):
 
     family = "user_knn"
     config_type = UserKNNConfig
+    config: UserKNNConfig
 
     @staticmethod
     def _entities(user_items: sp.csr_matrix) -> sp.csr_matrix:

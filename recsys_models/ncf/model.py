@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import BaseModel, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.fold_in import bce_loss_of, fold_in, fold_in_implicit, squared_loss_of
@@ -29,23 +29,28 @@ from recsys_models.losses import binary_cross_entropy_loss
 from recsys_models.ncf.network import Kind, NCFNetwork
 from recsys_models.options import TrainingOptions
 from recsys_models.sampling import NegativeSampler, popularity_weights
-from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.training import (
+    EarlyStopping,
+    TorchTrainingConfig,
+    refit_record,
+    run_epochs,
+    seeded_generator,
+    shuffled_batches,
+    training_default,
+)
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
 
 
-class NCFTrainingConfig(BaseModel):
-    """Training hyperparameters shared by GMF, MLP and NeuMF."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class NCFTrainingConfig(TorchTrainingConfig):
+    """Training hyperparameters shared by GMF, MLP and NeuMF. A mini-batch holds training pairs
+    (positives or ratings)."""
 
     objective: Literal["implicit", "explicit"] = Field(
         default="implicit",
         description="implicit: BCE on positives and sampled negatives, ranks only; explicit: squared error on ratings.",
     )
-    epochs: PositiveInt = Field(default=40, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=2048, description="Training pairs (positives or ratings) per mini-batch.")
-    learning_rate: PositiveFloat = Field(default=0.005, description="Adam step size.")
+    batch_size: PositiveInt = training_default("batch_size", 2048)
     l2: NonNegativeFloat = Field(
         default=0.0001, description="L2 weight on the squared norms of a batch's embedding rows."
     )
@@ -60,10 +65,7 @@ class NCFTrainingConfig(BaseModel):
         default=None, description="Implicit objective: ratings at or above this are positives; None takes every one."
     )
     init_std: PositiveFloat = Field(default=0.01, description="Standard deviation of the initial embeddings.")
-    patience: PositiveInt = Field(default=8, description="Epochs without validation gain before stopping.")
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
-    )
+    patience: PositiveInt = training_default("patience", 8)
 
 
 class GMFConfig(NCFTrainingConfig):
@@ -113,6 +115,7 @@ class NCFRecommender(Recommender):
     """The trainer and scorer of the three NCF families; `kind` picks the network."""
 
     kind: ClassVar[Kind]
+    config: NCFTrainingConfig  # GMFConfig, MLPConfig or NeuMFConfig: each subclass names its own
     uses_validation = True
 
     def __init__(self, config: BaseModel | None = None, options: TrainingOptions | None = None) -> None:
@@ -149,7 +152,7 @@ class NCFRecommender(Recommender):
         best: dict[str, int] = {}
         network = self._network_of(kind, train, generator)
         learning_rate = config.learning_rate
-        if kind == "neumf" and config.pretrain:
+        if kind == "neumf" and isinstance(config, NeuMFConfig) and config.pretrain:
             branches = {}
             for branch in ("gmf", "mlp"):
                 branches[branch], branch_history, branch_best = self._train_kind(branch, train, valid, epochs)
@@ -331,6 +334,7 @@ class GMF(NCFRecommender):
 
     family = "gmf"
     config_type = GMFConfig
+    config: GMFConfig
     kind = "gmf"
 
 
@@ -339,6 +343,7 @@ class MLP(NCFRecommender):
 
     family = "mlp"
     config_type = MLPConfig
+    config: MLPConfig
     kind = "mlp"
 
 
@@ -347,5 +352,6 @@ class NeuMF(NCFRecommender):
 
     family = "neumf"
     config_type = NeuMFConfig
+    config: NeuMFConfig
     kind = "neumf"
 

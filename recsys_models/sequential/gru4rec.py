@@ -24,7 +24,7 @@ from pydantic import Field, PositiveInt
 from torch import nn
 
 from recsys_models.sequential.layers import initialise, initialise_items, seeded_dropout
-from recsys_models.sequential.model import NextItemConfig, SequenceRecommender
+from recsys_models.sequential.model import NextItemConfig, SequenceNetwork, SequenceRecommender
 from recsys_models.sequential.sequences import PAD
 from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
@@ -43,7 +43,7 @@ class GRU4RecConfig(NextItemConfig):
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="Dropout on the embeddings and the GRU output.")
 
 
-class GRU4RecNetwork(nn.Module):
+class GRU4RecNetwork(SequenceNetwork):
     """Embeddings -> bias-free GRU -> linear map into the item space; scores are dot products."""
 
     def __init__(self, n_items: int, config: GRU4RecConfig) -> None:
@@ -68,8 +68,9 @@ class GRU4Rec(SequenceRecommender):
 
     family = "gru4rec"
     config_type = GRU4RecConfig
+    config: GRU4RecConfig
 
-    def _build_network(self, n_items: int, generator: torch.Generator | None) -> nn.Module:
+    def _build_network(self, n_items: int, generator: torch.Generator | None) -> SequenceNetwork:
         network = GRU4RecNetwork(n_items, self.config)
         if generator is not None:
             initialise(network, generator)

@@ -40,6 +40,7 @@ class Markov(Recommender):
 
     family = "markov"
     config_type = MarkovConfig
+    config: MarkovConfig
     predicts_ratings = False
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:

@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.history import HistoryBatch
@@ -39,25 +39,45 @@ from recsys_models.interactions import Interactions
 from recsys_models.losses import binary_cross_entropy_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.sequential.sequences import PAD, recent_items, training_windows, user_sequences
-from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.training import (
+    EarlyStopping,
+    TorchTrainingConfig,
+    refit_record,
+    run_epochs,
+    seeded_generator,
+    shuffled_batches,
+    training_default,
+)
 from recsys_models.validation_metrics import validation_ndcg
 
+
+class SequenceNetwork(torch.nn.Module):
+    """What a sequence family's network offers the shared trainer and scorer (GRU4Rec's, SASRec's)."""
+
+    def encode(self, inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Hidden states (n, length, dim) after each position of `inputs` (n, length) item indices + 1."""
+        raise NotImplementedError
+
+    def item_weights(self) -> torch.Tensor:
+        """The output item embeddings (n_items, dim): a hidden state's scores are hidden @ item_weights().T."""
+        raise NotImplementedError
+
+
 # loss(network, hidden (n, dim), target item indices (n,), their users (n,), device generator)
-LossFunction = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
+LossFunction = Callable[[SequenceNetwork, torch.Tensor, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 
 SCORE_BATCH = 1024  # users per forward pass when scoring
 NETWORK_PREFIX = "network."
 
 
-class NextItemConfig(BaseModel):
-    """Training hyperparameters shared by the sequence families."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class NextItemConfig(TorchTrainingConfig):
+    """Training hyperparameters shared by the sequence families. A mini-batch holds windows (of
+    max_length steps)."""
 
     max_length: PositiveInt = Field(default=50, description="Most recent items a prediction reads (window length).")
-    epochs: PositiveInt = Field(default=50, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=128, description="Windows (of max_length steps) per mini-batch.")
-    learning_rate: PositiveFloat = Field(default=3e-3, description="Adam step size.")
+    epochs: PositiveInt = training_default("epochs", 50)
+    batch_size: PositiveInt = training_default("batch_size", 128)
+    learning_rate: PositiveFloat = training_default("learning_rate", 3e-3)
     weight_decay: NonNegativeFloat = Field(default=0.0, description="Adam L2 weight decay on every parameter.")
     loss: Literal["auto", "cross_entropy", "sampled_softmax", "bce"] = Field(
         default="auto",
@@ -73,20 +93,18 @@ class NextItemConfig(BaseModel):
     popularity_alpha: NonNegativeFloat = Field(
         default=0.75, description="sampled_softmax draws negatives in proportion to count ** popularity_alpha."
     )
-    patience: PositiveInt = Field(default=5, description="Epochs without validation NDCG@10 gain before stopping.")
-    refit_on_full: bool = Field(
-        default=False, description="After early stopping, retrain on train + valid for the best epoch count."
-    )
+    refit_on_full: bool = training_default("refit_on_full", False)
 
 
 class SequenceRecommender(Recommender):
     """A Recommender over a sequence network; subclasses build the network from their config."""
 
+    config: NextItemConfig  # each subclass names its own
     predicts_ratings = False
     uses_validation = True
 
     @abstractmethod
-    def _build_network(self, n_items: int, generator: torch.Generator | None) -> torch.nn.Module:
+    def _build_network(self, n_items: int, generator: torch.Generator | None) -> SequenceNetwork:
         """A fresh network over `n_items` items, initialised from `generator` (None: weights follow).
 
         The network has `encode(inputs (batch, length), generator) -> (batch, length, dim)` and
@@ -110,7 +128,7 @@ class SequenceRecommender(Recommender):
 
     def _train(
         self, data: Interactions, epochs: int, validation: tuple[np.ndarray, sp.csr_matrix, sp.csr_matrix] | None
-    ) -> tuple[torch.nn.Module, list[dict[str, float]], int]:
+    ) -> tuple[SequenceNetwork, list[dict[str, float]], int]:
         """Train a fresh network on `data`'s sequences; with `validation`, stop early on NDCG@10."""
         config, device = self.config, self.options.torch_device()
         windows = training_windows(user_sequences(data), config.max_length)
@@ -223,7 +241,7 @@ class SequenceRecommender(Recommender):
         self._network = network.to(self.options.torch_device()).eval()
 
 
-def _scores(network: torch.nn.Module, recent: np.ndarray) -> torch.Tensor:
+def _scores(network: SequenceNetwork, recent: np.ndarray) -> torch.Tensor:
     """Scores of every item after each row of `recent` (n, length), float32 on the network's device."""
     device = next(network.parameters()).device
     hidden = network.encode(torch.from_numpy(np.ascontiguousarray(recent)).to(device))[:, -1]

@@ -34,7 +34,7 @@ from pydantic import Field, PositiveInt, model_validator
 from torch import nn
 
 from recsys_models.sequential.layers import initialise, initialise_items, seeded_dropout
-from recsys_models.sequential.model import NextItemConfig, SequenceRecommender
+from recsys_models.sequential.model import NextItemConfig, SequenceNetwork, SequenceRecommender
 from recsys_models.sequential.sequences import PAD
 from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 
@@ -80,7 +80,7 @@ class SASRecBlock(nn.Module):
         return values + seeded_dropout(self.contract(hidden), self.dropout, generator, self.training)
 
 
-class SASRecNetwork(nn.Module):
+class SASRecNetwork(SequenceNetwork):
     """Item + position embeddings -> causal self-attention blocks -> layer norm."""
 
     def __init__(self, n_items: int, config: SASRecConfig) -> None:
@@ -114,8 +114,9 @@ class SASRec(SequenceRecommender):
 
     family = "sasrec"
     config_type = SASRecConfig
+    config: SASRecConfig
 
-    def _build_network(self, n_items: int, generator: torch.Generator | None) -> nn.Module:
+    def _build_network(self, n_items: int, generator: torch.Generator | None) -> SequenceNetwork:
         network = SASRecNetwork(n_items, self.config)
         if generator is not None:
             initialise(network, generator)

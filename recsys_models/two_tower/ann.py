@@ -90,9 +90,10 @@ class VectorIndex:
 
     def _apply_search_settings(self) -> None:
         if self.config.kind == "hnsw":
-            faiss.downcast_index(self._index).hnsw.efSearch = self.config.hnsw_ef_search
+            # faiss's SWIG stubs type downcast_index as a plain Index; it returns the concrete class
+            faiss.downcast_index(self._index).hnsw.efSearch = self.config.hnsw_ef_search  # type: ignore[attr-defined]
         elif self.config.kind == "ivf":
-            faiss.downcast_index(self._index).nprobe = self.config.ivf_nprobe
+            faiss.downcast_index(self._index).nprobe = self.config.ivf_nprobe  # type: ignore[attr-defined]
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Ids and inner products of the (up to) k best vectors per query, best first.
@@ -107,7 +108,7 @@ class VectorIndex:
             raise ValueError(f"k must be at least 1, got {k}")
         k = min(k, self.n_vectors)
         if self.config.kind == "hnsw" and k > self.config.hnsw_ef_search:
-            parameters = faiss.SearchParametersHNSW(efSearch=k)
+            parameters = faiss.SearchParametersHNSW(efSearch=k)  # type: ignore[attr-defined]  # SWIG: not in the stub
             scores, ids = self._index.search(queries, k, params=parameters)
         else:
             scores, ids = self._index.search(queries, k)

@@ -46,7 +46,7 @@ from typing import Any, ClassVar, Literal, Self
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from pydantic import BaseModel, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures, tfidf
@@ -55,6 +55,7 @@ from recsys_models.interactions import Interactions
 from recsys_models.io import atomic_write_json
 from recsys_models.options import TrainingOptions
 from recsys_models.sequential.sequences import Sequences, recent_items
+from recsys_models.training import TorchTrainingConfig, training_default
 from recsys_models.tuning import Choice, FloatRange, IntRange, SearchSpace
 from recsys_models.two_tower.ann import AnnConfig, VectorIndex, recall_at_k
 from recsys_models.two_tower.network import query_vectors, user_tower
@@ -67,10 +68,9 @@ USER_TOWER = ("user_embedding", "history_embedding")  # the network's tables a h
 FeatureKind = Literal["genre", "tag", "title", "year"]
 
 
-class TwoTowerConfig(BaseModel):
-    """Hyperparameters of the two-tower model; defaults from the validation search in the module docstring."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class TwoTowerConfig(TorchTrainingConfig):
+    """Hyperparameters of the two-tower model; defaults from the validation search in the module docstring.
+    A batch holds positive pairs (batch_size = in-batch negatives + 1); learning_rate is Adam's on every table."""
 
     search_space: ClassVar[SearchSpace] = {
         "dimension": Choice((32, 64, 128)), "history_length": IntRange(5, 100, log=True),
@@ -88,19 +88,13 @@ class TwoTowerConfig(BaseModel):
     n_random_negatives: NonNegativeInt = Field(
         default=0, description="Uniformly drawn extra negatives shared by a batch (0: in-batch only)."
     )
-    epochs: PositiveInt = Field(default=60, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=1024, description="Positive pairs per batch (= in-batch negatives + 1).")
-    learning_rate: PositiveFloat = Field(default=0.005, description="Adam step size (every table).")
+    epochs: PositiveInt = training_default("epochs", 60)
     weight_decay: NonNegativeFloat = Field(
         default=0.0, description="AdamW decoupled weight decay (not on the lazily updated user id table)."
     )
     init_std: PositiveFloat = Field(default=0.05, description="Standard deviation of the initial embeddings.")
     min_rating: float | None = Field(
         default=None, description="Ratings at or above this value are positives; None makes every interaction one."
-    )
-    patience: PositiveInt = Field(default=5, description="Epochs without validation NDCG@10 gain before stopping.")
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
     )
     ann: AnnConfig = Field(default_factory=AnnConfig, description="The index recommendations are served from.")
 
@@ -110,6 +104,7 @@ class TwoTower(Recommender):
 
     family = "two_tower"
     config_type = TwoTowerConfig
+    config: TwoTowerConfig
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True
@@ -212,8 +207,8 @@ class TwoTower(Recommender):
         own = torch.from_numpy(history.users)
         id_rows = torch.from_numpy(self._user_tower["user_embedding"])[own.clamp_min(0)] * (own >= 0)[:, None]
         table = torch.from_numpy(self._user_tower["history_embedding"])
-        users = user_tower(id_rows, table, torch.from_numpy(recent), n_items)
-        return query_vectors(users, config.temperature, config.item_bias).numpy() @ self.item_vectors.T
+        user_vectors = user_tower(id_rows, table, torch.from_numpy(recent), n_items)
+        return query_vectors(user_vectors, config.temperature, config.item_bias).numpy() @ self.item_vectors.T
 
     def recommend(
         self, user_indices: np.ndarray, k: int = 10, exclude_seen: bool = True, exact: bool | None = None

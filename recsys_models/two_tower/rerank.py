@@ -51,6 +51,7 @@ class TwoTowerRerank(Recommender):
 
     family = "two_tower_rerank"
     config_type = TwoTowerRerankConfig
+    config: TwoTowerRerankConfig
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True

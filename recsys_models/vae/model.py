@@ -18,14 +18,22 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import BaseModel, Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.history import HistoryBatch
 from recsys_models.interactions import Interactions
 from recsys_models.losses import gaussian_kl_divergence, multinomial_loss
 from recsys_models.options import TrainingOptions
-from recsys_models.training import EarlyStopping, refit_record, run_epochs, seeded_generator, shuffled_batches
+from recsys_models.training import (
+    EarlyStopping,
+    TorchTrainingConfig,
+    refit_record,
+    run_epochs,
+    seeded_generator,
+    shuffled_batches,
+    training_default,
+)
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.vae.network import MultVAENetwork
 from recsys_models.validation_metrics import validation_ndcg
@@ -33,27 +41,22 @@ from recsys_models.validation_metrics import validation_ndcg
 SCORE_BATCH = 1024  # users per scoring batch
 
 
-class AutoencoderConfig(BaseModel):
-    """Hyperparameters shared by Mult-VAE and Mult-DAE."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class AutoencoderConfig(TorchTrainingConfig):
+    """Hyperparameters shared by Mult-VAE and Mult-DAE. A mini-batch holds users."""
 
     hidden: tuple[PositiveInt, ...] = Field(
         default=(600,), description="Hidden widths of the encoder (mirrored in the decoder)."
     )
     latent: PositiveInt = Field(default=200, description="Width of the latent code z.")
     dropout: float = Field(default=0.5, ge=0.0, lt=1.0, description="Dropout on the normalised input row.")
-    epochs: PositiveInt = Field(default=200, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=128, description="Users per mini-batch.")
-    learning_rate: PositiveFloat = Field(default=0.001, description="Adam step size.")
+    epochs: PositiveInt = training_default("epochs", 200)
+    batch_size: PositiveInt = training_default("batch_size", 128)
+    learning_rate: PositiveFloat = training_default("learning_rate", 0.001)
     weight_decay: NonNegativeFloat = Field(default=0.0, description="Adam weight decay (L2 on every weight).")
     min_rating: float | None = Field(
         default=None, description="Ratings at or above this count as interactions; None takes every one."
     )
-    patience: PositiveInt = Field(default=10, description="Epochs without validation NDCG@10 gain before stopping.")
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
-    )
+    patience: PositiveInt = training_default("patience", 10)
 
 
 class MultVAEConfig(AutoencoderConfig):
@@ -82,6 +85,7 @@ class MultVAE(Recommender):
 
     family = "mult_vae"
     config_type: ClassVar[type[BaseModel]] = MultVAEConfig
+    config: MultVAEConfig | MultDAEConfig
     uses_validation = True
     variational: ClassVar[bool] = True
 
@@ -217,6 +221,7 @@ class MultDAE(MultVAE):
 
     family = "mult_dae"
     config_type = MultDAEConfig
+    config: MultDAEConfig
     variational = False
 
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import scipy.sparse as sp
 import torch
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt
+from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt
 
 from recsys_models.base import Recommender
 from recsys_models.features import ItemFeatures, idf_weights, tfidf
@@ -36,17 +36,16 @@ from recsys_models.hybrid.feature_mf.network import FeatureMFNetwork, FeatureRow
 from recsys_models.interactions import Interactions
 from recsys_models.losses import bpr_loss
 from recsys_models.sampling import NegativeSampler, popularity_weights
-from recsys_models.training import EarlyStopping, run_epochs, seeded_generator
+from recsys_models.training import EarlyStopping, TorchTrainingConfig, run_epochs, seeded_generator, training_default
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
 
 FeatureKind = Literal["genre", "tag", "title", "year"]
 
 
-class HybridFeaturesConfig(BaseModel):
-    """Hyperparameters of the feature-augmented factorisation; see the module docstring for the defaults."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class HybridFeaturesConfig(TorchTrainingConfig):
+    """Hyperparameters of the feature-augmented factorisation; see the module docstring for the defaults.
+    A mini-batch holds positive pairs."""
 
     search_space: ClassVar[SearchSpace] = {
         "n_factors": IntRange(16, 256, log=True), "learning_rate": FloatRange(1e-3, 2e-2, log=True),
@@ -57,9 +56,7 @@ class HybridFeaturesConfig(BaseModel):
     feature_kinds: tuple[FeatureKind, ...] = Field(
         default=("genre", "tag", "year"), description="Which kinds of item features get embeddings."
     )
-    epochs: PositiveInt = Field(default=60, description="Most epochs; early stopping usually ends sooner.")
-    batch_size: PositiveInt = Field(default=1024, description="Positive pairs per mini-batch.")
-    learning_rate: PositiveFloat = Field(default=0.005, description="Adam step size.")
+    epochs: PositiveInt = training_default("epochs", 60)
     l2: NonNegativeFloat = Field(default=0.01, description="L2 weight on the squared norms of a batch's rows.")
     n_negatives: PositiveInt = Field(default=5, description="Negatives drawn per positive pair.")
     popularity_alpha: NonNegativeFloat = Field(
@@ -72,10 +69,6 @@ class HybridFeaturesConfig(BaseModel):
         default=None, description="Ratings at or above this value are positives; None makes every interaction one."
     )
     init_std: PositiveFloat = Field(default=0.01, description="Standard deviation of the initial embeddings.")
-    patience: PositiveInt = Field(default=5, description="Epochs without validation NDCG@10 gain before stopping.")
-    refit_on_full: bool = Field(
-        default=True, description="After early stopping, retrain on train + valid for the best epoch count."
-    )
 
 
 def _rows(matrix: sp.csr_matrix, device: str | torch.device) -> FeatureRows:
@@ -91,6 +84,7 @@ class HybridFeatures(Recommender):
 
     family = "hybrid_features"
     config_type = HybridFeaturesConfig
+    config: HybridFeaturesConfig
     predicts_ratings = False
     uses_validation = True
     uses_item_features = True
@@ -111,7 +105,7 @@ class HybridFeatures(Recommender):
         validation = (relevant, train.tocsr(values="binary")) if relevant is not None and relevant.nnz else None
         positives = train.positives(min_rating)
         self._network, self.history, best_epoch = self._train(positives, self.config.epochs, validation)
-        if validation is not None and self.config.refit_on_full:
+        if validation is not None and valid is not None and self.config.refit_on_full:
             self._network, refit, _ = self._train(train.concat(valid).positives(min_rating), best_epoch, None)
             self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit]
 
