@@ -100,6 +100,11 @@ class Recommender(ABC):
         with `scores_new_items` (the others cannot reach a cold item)."""
         raise NotImplementedError(f"{self.family} cannot score items absent from training")
 
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        """The trained network's parameters by name, from which a later fit on newer data may start
+        (`warm_start`); None for a family without one (a refresh refits it from scratch)."""
+        return None
+
     def fallback_rating(self) -> float:
         """The rating predicted for an unknown user or item: the family's global mean."""
         raise NotImplementedError(f"{self.family} ranks items and does not predict ratings")

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt
 
 from recsys_models.exceptions import TrainingDiverged
 from recsys_models.progress import report_epoch
+from recsys_models.warm_start import active_warm_start
 
 DIVERGENCE_FACTOR = 3.0  # a validation error more than this many times a trivial baseline's is divergence
 
@@ -123,10 +124,16 @@ def run_epochs(
     when given, and records the value under `metric`. A NaN or infinite figure in the record raises
     `TrainingDiverged` at once; otherwise the epoch is reported (`progress.report_epoch`) and fed to
     `stopper`. On return the module holds the best epoch's weights (when a stopper ran) and is in
-    eval mode. Records also hold `epoch_seconds`, the wall time of the training part.
+    eval mode. Records also hold `epoch_seconds`, the wall time of the training part. Inside a
+    `warm_start.starting_from` block the module first takes the earlier fit's parameters and runs
+    at most the warm start's epochs.
     """
     if validate is not None and stopper is None:
         raise ValueError("validate needs a stopper to select the best epoch")
+    warm = active_warm_start()
+    if warm is not None:
+        warm.load_into(module)
+        epochs = min(epochs, warm.max_epochs)
     history: list[dict[str, float]] = []
     for epoch in range(1, epochs + 1):
         module.train()

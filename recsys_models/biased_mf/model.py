@@ -25,6 +25,7 @@ from recsys_models.training import (
     training_default,
 )
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
+from recsys_models.warm_start import trained_parameters
 
 if TYPE_CHECKING:
     from recsys_models.biased_mf.mf import MFConfig
@@ -165,6 +166,9 @@ class BiasedMF(Recommender):
 
     def fallback_rating(self) -> float:
         return float(self._network.global_mean)
+
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        return trained_parameters(self._network)
 
     def _state(self) -> dict[str, np.ndarray]:
         state = {name: tensor.cpu().numpy() for name, tensor in self._network.state_dict().items()}

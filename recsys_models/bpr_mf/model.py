@@ -57,6 +57,7 @@ from recsys_models.training import (
 )
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.warm_start import trained_parameters
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,9 @@ class BPRMF(Recommender):
             lambda vectors: vectors @ items.T + bias, network.user_factors.weight.detach().mean(0),
             history.rows.positives(config.min_rating), weights, config.reject_positives, config.l2, bpr_loss_of,
         )
+
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        return trained_parameters(self._network)
 
     def _state(self) -> dict[str, np.ndarray]:
         return {name: tensor.cpu().numpy() for name, tensor in self._network.state_dict().items()}

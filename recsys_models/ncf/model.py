@@ -40,6 +40,7 @@ from recsys_models.training import (
 )
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.warm_start import active_warm_start, trained_parameters
 
 
 class NCFTrainingConfig(TorchTrainingConfig):
@@ -153,13 +154,14 @@ class NCFRecommender(Recommender):
         network = self._network_of(kind, train, generator)
         learning_rate = config.learning_rate
         if kind == "neumf" and isinstance(config, NeuMFConfig) and config.pretrain:
-            branches = {}
-            for branch in ("gmf", "mlp"):
-                branches[branch], branch_history, branch_best = self._train_kind(branch, train, valid, epochs)
-                history += [{f"{branch}_{key}" if key != "epoch" else key: value for key, value in record.items()}
-                            for record in branch_history]  # fmt: skip
-                best |= branch_best
-            network.fuse(branches["gmf"], branches["mlp"], config.alpha)
+            if active_warm_start() is None:  # a warm start begins from the earlier fit's fused network instead
+                branches = {}
+                for branch in ("gmf", "mlp"):
+                    branches[branch], branch_history, branch_best = self._train_kind(branch, train, valid, epochs)
+                    history += [{f"{branch}_{key}" if key != "epoch" else key: value for key, value in record.items()}
+                                for record in branch_history]  # fmt: skip
+                    best |= branch_best
+                network.fuse(branches["gmf"], branches["mlp"], config.alpha)
             learning_rate = config.finetune_learning_rate
         own_history, best[kind] = self._train_network(
             network, train, valid, (epochs or {}).get(kind, config.epochs), learning_rate, generator
@@ -306,6 +308,9 @@ class NCFRecommender(Recommender):
         return self._global_mean
 
     # --- persistence ----------------------------------------------------------------------
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        return trained_parameters(self._network)
+
     def _state(self) -> dict[str, np.ndarray]:
         state = {name: tensor.cpu().numpy() for name, tensor in self.network.state_dict().items()}
         state["rating_stats"] = np.asarray([self._global_mean, *self._rating_range])

@@ -49,6 +49,7 @@ from recsys_models.training import (
     training_default,
 )
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.warm_start import trained_parameters
 
 
 class SequenceNetwork(torch.nn.Module):
@@ -227,6 +228,9 @@ class SequenceRecommender(Recommender):
             for start in range(0, recent.shape[0], SCORE_BATCH)
         ]
         return np.concatenate(parts) if parts else np.empty((0, self.n_items), dtype=np.float32)
+
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        return trained_parameters(self._network)
 
     def _state(self) -> dict[str, np.ndarray]:
         state = {NETWORK_PREFIX + name: t.cpu().numpy() for name, t in self._network.state_dict().items()}

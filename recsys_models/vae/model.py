@@ -37,6 +37,7 @@ from recsys_models.training import (
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.vae.network import MultVAENetwork
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.warm_start import trained_parameters
 
 SCORE_BATCH = 1024  # users per scoring batch
 
@@ -205,6 +206,9 @@ class MultVAE(Recommender):
         return torch.cat(scores).numpy() if scores else np.zeros((0, self.n_items), dtype=np.float32)
 
     # --- persistence ----------------------------------------------------------------------
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        return trained_parameters(self._network)
+
     def _state(self) -> dict[str, np.ndarray]:
         return {name: tensor.cpu().numpy() for name, tensor in self.network.state_dict().items()}
 

@@ -39,6 +39,7 @@ from recsys_models.sampling import NegativeSampler, popularity_weights
 from recsys_models.training import EarlyStopping, TorchTrainingConfig, run_epochs, seeded_generator, training_default
 from recsys_models.tuning import FloatRange, IntRange, SearchSpace
 from recsys_models.validation_metrics import validation_ndcg
+from recsys_models.warm_start import trained_parameters
 
 FeatureKind = Literal["genre", "tag", "title", "year"]
 
@@ -187,6 +188,9 @@ class HybridFeatures(Recommender):
         device = next(self._network.parameters()).device
         features = _rows(tfidf(new_items.in_columns(self._names), idf=self._idf), device)
         return self._network.score_features(users.to(device), features).cpu().numpy()
+
+    def trained_parameters(self) -> dict[str, torch.Tensor] | None:
+        return trained_parameters(self._network)
 
     def _state(self) -> dict[str, np.ndarray]:
         network = {f"network.{name}": tensor.cpu().numpy() for name, tensor in self._network.state_dict().items()}
