@@ -14,7 +14,10 @@ from pydantic import ValidationError
 from flows import config_cli, datasets_cli, tune_cli, ui_cli
 from flows.run_config import describe_errors
 from recsys_models.exceptions import RecsysError
-from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+from recsys_models.splitting import (  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
+    PROTOCOLS,
+    iso_utc,
+)
 from reporting.console import quiet_console
 from reporting.formatting import verdict as decision_verdict
 from reporting.tables import format_backtest_table, format_metrics_table, format_paired, format_warm_cold_table
@@ -85,6 +88,19 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--alias", help="alias of the version to use")
     score.add_argument("--k", type=int, help="recommendations per user")
     score.add_argument("--histories", type=Path, metavar="FILE", help="Parquet of user_id, item_id, timestamp rows: score its users from them")
+    refresh = commands.add_parser(
+        "refresh", help="bring each champion up to the newest data without a full retrain (warm start)",
+        epilog="examples:\n  recsys refresh --dataset ml-100k\n  recsys refresh --dataset ml-100k --families sasrec "
+        "--register-only",
+        formatter_class=config_cli.ModelDefaultsFormatter,
+    )
+    config_cli.add_config_argument(refresh)
+    refresh.add_argument("--dataset", help="the source, with its newer rows (as for retrain)")
+    refresh.add_argument("--families", type=config_cli.family_list,
+                         help="families whose champion to refresh (default: every family with one, and recsys)")  # fmt: skip
+    refresh.add_argument("--warm-epochs", type=int, help="most epochs of each warm-started training loop")
+    refresh.add_argument("--register-only", action="store_true", default=None,
+                         help="register the refreshed versions without making them champion")  # fmt: skip
     models = commands.add_parser(
         "models", help="list registered models and aliases; promote or roll back by hand",
         epilog="examples: recsys models list | recsys models promote recsys-ease 3 | recsys models rollback recsys",
@@ -208,6 +224,19 @@ def _score(args: argparse.Namespace, workspace: Workspace) -> int:
     return 0
 
 
+def _refresh(args: argparse.Namespace, workspace: Workspace) -> int:
+    from flows.refresh import refresh
+
+    summary = refresh(args.run.config)
+    print(f"\nrefresh {summary['run_id']}  folder {summary['run_dir']}  data up to {iso_utc(summary['data_end'])}")
+    for outcome in summary["models"]:
+        version = f"v{outcome['champion']} -> v{outcome['version']}" if outcome["version"] else f"v{outcome['champion']}"
+        role = " champion" if outcome["promoted"] else (" registered" if outcome["version"] else "")
+        timing = f" {outcome['fit_seconds']:.0f} s" if outcome["version"] else ""
+        print(f"  {outcome['registered_model']:<26} {outcome['status']:<11} {version}{role}{timing}: {outcome['reason']}")
+    return 0
+
+
 def _models(args: argparse.Namespace, workspace: Workspace) -> int:
     from tasks.registry_admin import list_models, roll_back, set_champion
     from tasks.tracking import open_client
@@ -245,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
         "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report, "gc": _gc,
-        "tune": tune_cli.run, "config": config_cli.run,
+        "tune": tune_cli.run, "config": config_cli.run, "refresh": _refresh,
     }  # fmt: skip
     try:
         workspace = Workspace.from_env()

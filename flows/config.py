@@ -14,6 +14,7 @@ from data_contracts import DEFAULT_MAX_QUARANTINE_SHARE, DriftBounds
 from recsys_models.datasets.sources import SourceIdentity
 from recsys_models.datasets.spec import ProtocolName
 from recsys_models.registry import FAMILIES, default_families, skip_reason
+from recsys_models.warm_start import WARM_EPOCHS
 from tasks.promotion_gate import PromotionGate
 from tasks.retention import DEFAULT_KEEP_RUNS
 
@@ -94,6 +95,32 @@ class BacktestConfig(PipelineRunConfig):
     valid_fraction: float = Field(
         default=0.1, gt=0.0, lt=1.0, description="Validation tail: the last share of each window's training data."
     )
+
+
+class RefreshConfig(BaseModel):
+    """Parameters of an incremental refresh of the champions (the Prefect UI shows them as a form)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    dataset: str = Field(default="ml-latest-small", description="As for retrain: the source, now with its newer rows.")
+    families: list[str] | None = Field(
+        default=None, description="Families whose champion to refresh; None: every family with a champion, and `recsys`."
+    )
+    warm_epochs: PositiveInt = Field(
+        default=WARM_EPOCHS, description="Most epochs of each warm-started training loop (torch families)."
+    )
+    register_only: bool = Field(
+        default=False, description="Register the refreshed versions without moving `champion` to them."
+    )
+    max_quarantine_share: float = Field(default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0)
+
+    @field_validator("families")
+    @classmethod
+    def _known_families(cls, families: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(families or []) - set(FAMILIES))
+        if unknown or families == []:
+            raise ValueError("; ".join(describe_unknown(name) for name in unknown) or "no family named")
+        return families
 
 
 class ScoreConfig(BaseModel):

@@ -22,6 +22,7 @@ FLAGS: dict[str, tuple[str, ...]] = {
     "family": ("family",), "trials": ("trials",), "timeout": ("timeout",), "out": ("out",),
     "runner": ("execution", "runner"), "workers": ("execution", "workers"),
     "dask_address": ("execution", "dask_address"), "no_cache": ("execution", "refresh_cache"),
+    "warm_epochs": ("warm_epochs",), "register_only": ("register_only",),
 }  # fmt: skip
 FLOW_COMMANDS = tuple(CONFIG_TYPES)
 

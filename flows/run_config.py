@@ -1,9 +1,9 @@
 """One run configuration: a YAML file holding a flow's parameters, checked as a whole before any stage runs.
 
-`recsys retrain|backtest|score|tune --config run.yaml` reads it; `recsys config show` prints the
+`recsys retrain|backtest|score|tune|refresh --config run.yaml` reads it; `recsys config show` prints the
 effective configuration (README, "Configure a run"). The file's top-level keys are the fields of the
 command's parameter model in `flows/config.py` (`RetrainConfig`, `BacktestConfig`, `ScoreConfig`,
-`TuneConfig`), plus `execution:` (`Execution` in `flows/runners.py`: runner, workers, dask_address,
+`TuneConfig`, `RefreshConfig`), plus `execution:` (`Execution` in `flows/runners.py`: runner, workers, dask_address,
 refresh_cache) for the commands whose flow takes one; the Prefect deployments in `prefect.yaml` pass
 the same keys, split into the flow's two parameters `config:` and `execution:`. For retrain::
 
@@ -37,16 +37,17 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model
 
-from flows.config import BacktestConfig, RetrainConfig, ScoreConfig, TuneConfig, describe_unknown
+from flows.config import BacktestConfig, RefreshConfig, RetrainConfig, ScoreConfig, TuneConfig, describe_unknown
 from flows.runners import Execution
 from recsys_models.exceptions import RecsysError
 from recsys_models.registry import FAMILIES, make_config
 
 CONFIG_TYPES: dict[str, type[BaseModel]] = {
     "retrain": RetrainConfig, "backtest": BacktestConfig, "score": ScoreConfig, "tune": TuneConfig,
+    "refresh": RefreshConfig,
 }  # fmt: skip
 EXECUTION = "execution"
-WITHOUT_EXECUTION = {"score"}  # batch scoring runs no task runner
+WITHOUT_EXECUTION = {"score", "refresh"}  # batch scoring and refresh run no task runner
 FAMILY_CONFIGS = "family_configs"  # retrain and backtest: family -> config
 BASE_CONFIG = "base_config"  # tune: the tuned family's config
 COMMAND_LINE = "command line"

@@ -1,6 +1,8 @@
 """Training: one family on one split, saved as config JSON plus arrays."""
 
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +15,10 @@ from recsys_models.features import ItemFeatures, build_item_features, tags_until
 from recsys_models.interactions import Interactions, known_rows
 from recsys_models.io import atomic_write_json, atomic_write_parquet
 from recsys_models.options import TrainingOptions
-from recsys_models.registry import family_class
+from recsys_models.registry import family_class, load_model
 from recsys_models.training import DIVERGENCE_FACTOR, check_against_baseline, check_finite, check_history
 from recsys_models.validation_metrics import constant_rmse, fitted_ndcg, fitted_rmse
+from recsys_models.warm_start import WARM_EPOCHS, WarmStart, starting_from
 from stages.ingest import ID_TABLE
 from stages.manifest import read_manifest, stage
 
@@ -26,6 +29,26 @@ SERVING_FILE = "serving.json"  # in the model folder: {"exclude_seen": ...}, rea
 def split_feedback(split_dir: Path) -> Feedback:
     """The source's feedback semantics, as the split recorded them."""
     return Feedback(**read_manifest(split_dir)["parameters"].get("feedback", {}))
+
+
+@dataclass(frozen=True)
+class WarmStartSpec:
+    """Where a fit starts from: an earlier saved model (`model_dir`) and the epochs it may run."""
+
+    model_dir: Path
+    label: str  # how the manifest names it, e.g. "recsys-sasrec v3"
+    max_epochs: int = WARM_EPOCHS
+
+    def between(self, family: str, train: Interactions) -> WarmStart | None:
+        """The warm start from the saved model to a fit on `train`'s vocabularies; None when the
+        family keeps no trained parameters. The saved model must be of `family`."""
+        earlier = load_model(self.model_dir)
+        if earlier.family != family:
+            raise ValueError(f"cannot start {family} from a {earlier.family} model ({self.label})")
+        parameters = earlier.trained_parameters()
+        if parameters is None:
+            return None
+        return WarmStart.between(parameters, (earlier.users, earlier.items), (train.users, train.items), self.max_epochs)
 
 
 def load_training_data(split_dir: Path) -> tuple[Interactions, Interactions]:
@@ -116,18 +139,23 @@ def train(
     seed: int = 42,
     items_dir: Path | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
+    warm_start: WarmStartSpec | None = None,
 ) -> Path:
     """Fit `family` with `config` (validated; unknown keys fail) and save it under `out_dir/model`.
 
     Families with `uses_item_features` also get the item features of `items_dir` (the validate
     folder with `items.parquet` and `tags.parquet`), or None when there is none. A diverged fit
     (`check_divergence`, with `divergence_factor` as its baseline factor) raises `TrainingDiverged`
-    before anything is saved, so the family fails.
+    before anything is saved, so the family fails. With `warm_start` (an earlier saved model of the
+    family), a family with trained parameters starts from them (`recsys_models.warm_start`); the
+    others fit from scratch, as they would anyway.
     """
     model_class = family_class(family)
     model_config = model_class.config_type(**(config or {}))
     options = TrainingOptions(seed=seed)
     parameters = {"family": family, "config": model_config.model_dump(mode="json"), "seed": seed}
+    if warm_start is not None:
+        parameters["warm_start"] = {"from": warm_start.label, "max_epochs": warm_start.max_epochs}
     with stage("train", out_dir, parameters) as record:
         inputs = [split_dir / "train.parquet", split_dir / "valid.parquet"]
         if model_class.uses_item_features and items_dir is not None:
@@ -135,8 +163,10 @@ def train(
         record.record_inputs(inputs)
         train_part, valid_part = load_training_data(split_dir)
         features = load_item_features(items_dir, train_part, valid_part) if model_class.uses_item_features else None
+        warm = warm_start.between(family, train_part) if warm_start is not None else None
         started = time.perf_counter()
-        model = model_class(model_config, options).fit(train_part, valid_part, features)
+        with starting_from(warm) if warm is not None else nullcontext():
+            model = model_class(model_config, options).fit(train_part, valid_part, features)
         fit_seconds = round(time.perf_counter() - started, 3)
         checked = check_divergence(model, train_part, valid_part, split_feedback(split_dir), divergence_factor)
         record.counts = {
@@ -144,6 +174,7 @@ def train(
             "users": train_part.n_users,
             "items": train_part.n_items,
             "epochs": len(model.history),
+            "warm_started": warm is not None,
             "divergence_check": checked | {"factor": divergence_factor},
         }
         model.save(out_dir / MODEL_DIR)

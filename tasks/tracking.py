@@ -185,8 +185,18 @@ def log_family(
     client.log_text(run_id, card, "model_card.md")
 
     name = registered_model_name(family)
+    headline = {key: f"{metrics[key]:.4f}" for key in VERSION_TAG_METRICS if key in metrics}
+    version = log_pyfunc_version(client, run_id, name, train_dir, {"protocol": metrics["protocol"], **tags, **headline})
+    client.set_terminated(run_id, "FINISHED")
+    return {"run_id": run_id, "registered_model": name, "version": version}
+
+
+def log_pyfunc_version(client: MlflowClient, run_id: str, name: str, train_dir: Path, tags: dict[str, Any]) -> str:
+    """Log the saved model of `train_dir` as a pyfunc under `run_id`, register it as a new version of
+    `name` with `tags` plus its seed and recipe, and return the version."""
+    train_manifest = json.loads((train_dir / MANIFEST).read_text())
     id_texts = _id_texts(train_dir / "model")
-    example = pl.DataFrame({"user_id": [int(metrics.get("example_user", 1))]})
+    example = pl.DataFrame({"user_id": [1]})  # the signature's example: a user id (coded ids decoded)
     with mlflow.start_run(run_id=run_id), quiet_registration():
         info = with_retries(
             mlflow.pyfunc.log_model,
@@ -200,12 +210,10 @@ def log_family(
             registered_model_name=name,
         )
     version = str(info.registered_model_version)
-    headline = {key: f"{metrics[key]:.4f}" for key in VERSION_TAG_METRICS if key in metrics}
     seed = {"seed": train_manifest["parameters"]["seed"], RECIPE_TAG: recipe_of(train_manifest)}
-    for key, value in {"protocol": metrics["protocol"], **tags, **seed, **headline}.items():
+    for key, value in {**tags, **seed}.items():
         client.set_model_version_tag(name, version, key, str(value))
-    client.set_terminated(run_id, "FINISHED")
-    return {"run_id": run_id, "registered_model": name, "version": version}
+    return version
 
 
 def log_metrics(client: Any, run_id: str, metrics: list[Metric]) -> None:
