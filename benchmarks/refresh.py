@@ -32,7 +32,7 @@ from recsys_models.features import build_item_features, tags_until
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class, make_config
-from recsys_models.warm_start import WarmStart, starting_from
+from recsys_models.warm_start import WARM_EPOCHS, WarmStart, starting_from
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument("--newest", type=float, default=0.05, help="share of the training rows that arrive late")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--warm-epochs", type=int, default=WARM_EPOCHS, help="most epochs of each warm loop")
+    parser.add_argument("--out", type=Path, help="results file (default benchmarks/results/refresh_<dataset>.json)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     raw = load_source(args.dataset)
@@ -68,6 +70,7 @@ def main() -> None:
     tags = tags_until(raw.tags, int(parts.history["timestamp"].max())) if raw.tags is not None else None
     features = build_item_features(raw.items, tags) if raw.items is not None else None
     results: dict[str, Any] = {"dataset": args.dataset, "protocol": "P4", "newest_share": args.newest,
+                               "warm_epochs": args.warm_epochs,
                                "arrived_rows": parts.history.height - older["train"].height - older["valid"].height}  # fmt: skip
     for family in args.families.split(","):
         item_features = features if family_class(family).uses_item_features else None
@@ -75,7 +78,8 @@ def main() -> None:
         earlier, earlier_seconds = fit(older["train"], older["valid"])
         retrained, retrain_seconds = fit(parts.train, parts.valid)
         full_vocabularies = (retrained.users, retrained.items)
-        warm = WarmStart.between(earlier.trained_parameters() or {}, (earlier.users, earlier.items), full_vocabularies)
+        warm = WarmStart.between(earlier.trained_parameters() or {}, (earlier.users, earlier.items), full_vocabularies,
+                                 args.warm_epochs)  # fmt: skip
         refreshed, refresh_seconds = fit(parts.train, parts.valid, warm)
         scored = {name: evaluate_model(model, parts.test, evaluation) for name, model in
                   (("earlier", earlier), ("retrain", retrained), ("refresh", refreshed))}  # fmt: skip
@@ -90,8 +94,9 @@ def main() -> None:
                 "warm_started": earlier.trained_parameters() is not None}  # fmt: skip
         results[family] = row
         print(family, json.dumps(row), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"refresh_{args.dataset}.json").write_text(json.dumps(results, indent=2) + "\n")
+    out = args.out or RESULTS / f"refresh_{args.dataset}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

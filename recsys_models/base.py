@@ -25,6 +25,7 @@ from recsys_models.history import History, HistoryBatch, HistoryRecommendations,
 from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.io import atomic_write_json, atomic_write_npz
 from recsys_models.options import TrainingOptions
+from recsys_models.top_k import top_k
 
 MODEL_FILE = "model.json"
 STATE_FILE = "state.npz"
@@ -114,20 +115,7 @@ class Recommender(ABC):
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k item indices and their scores per user, best first, shape (n_users, k)."""
         users = self._check_users(user_indices)
-        return self._top_k(self.score(users), k, self.seen[users] if exclude_seen else None)
-
-    def _top_k(self, scores: np.ndarray, k: int, exclude: sp.csr_matrix | None) -> tuple[np.ndarray, np.ndarray]:
-        """The k best items of each row of `scores` and their scores, the stored entries of
-        `exclude` (same shape) left out; shape (n_rows, min(k, n_items))."""
-        k = min(k, self.n_items)
-        table = torch.from_numpy(np.ascontiguousarray(scores, dtype=np.float32))
-        if exclude is not None:
-            blocked = exclude.tocoo()
-            table[torch.from_numpy(blocked.row.astype(np.int64)), torch.from_numpy(blocked.col.astype(np.int64))] = (
-                -torch.inf
-            )
-        top = torch.topk(table, k, dim=1)
-        return top.indices.numpy(), top.values.numpy()
+        return top_k(self.score(users), k, self.seen[users] if exclude_seen else None)
 
     # --- scoring a history given now (issue 20) -------------------------------------------
     def unweighted_history_weight(self) -> float:
@@ -160,7 +148,7 @@ class Recommender(ABC):
         filled = np.flatnonzero(batch.lengths > 0)
         if filled.size:
             scores[filled] = self.score_history(batch.subset(filled))
-        items, top = self._top_k(scores, k, batch.rows.tocsr("binary") if exclude_seen else None)
+        items, top = top_k(scores, k, batch.rows.tocsr("binary") if exclude_seen else None)
         return HistoryRecommendations(items, top, batch.unknown_items)
 
     @property

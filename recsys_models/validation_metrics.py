@@ -16,6 +16,7 @@ import torch
 from recsys_models.base import Recommender
 from recsys_models.interactions import Interactions
 from recsys_models.metrics import ranking_metrics, rating_errors
+from recsys_models.top_k import mark_hits, top_k
 
 
 def validation_ndcg(
@@ -45,15 +46,11 @@ def validation_ndcg(
     ndcg = np.empty(users.size)
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size]
-        scores = score(torch.from_numpy(batch)).float().clone()
+        scores = score(torch.from_numpy(batch))
         if torch.isnan(scores).any() or torch.isposinf(scores).any():
             return float("nan")
-        excluded = exclude[batch].tocoo()
-        row = torch.from_numpy(excluded.row.astype(np.int64)).to(scores.device)
-        col = torch.from_numpy(excluded.col.astype(np.int64)).to(scores.device)
-        scores[row, col] = -torch.inf
-        top = torch.topk(scores, min(k, n_items), dim=1).indices.cpu().numpy()
-        hits = np.isin(batch[:, None] * n_items + top, relevant_keys)
+        top = top_k(scores, k, exclude[batch])[0]
+        hits = mark_hits(batch, top, relevant_keys, n_items)
         if hits.shape[1] < k:
             hits = np.pad(hits, ((0, 0), (0, k - hits.shape[1])))
         ndcg[start : start + batch.size] = ranking_metrics(hits, n_relevant[batch])["ndcg"]

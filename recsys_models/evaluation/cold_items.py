@@ -6,12 +6,11 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import torch
 from scipy import special
 
 from recsys_models.base import Recommender
 from recsys_models.columns import ITEM_ID, RATING, USER_ID
-from recsys_models.evaluation.common import _hits, _intervals
+from recsys_models.evaluation.common import _intervals
 from recsys_models.evaluation.config import (
     COLD_ITEMS_CANDIDATES,
     COLD_ITEMS_METRICS,
@@ -20,6 +19,7 @@ from recsys_models.evaluation.config import (
 )
 from recsys_models.features import ItemFeatures
 from recsys_models.metrics import ranking_metrics_at
+from recsys_models.top_k import mark_hits, top_k
 
 
 @dataclass(frozen=True)
@@ -65,9 +65,8 @@ def evaluate_cold_items(
         keys = np.sort(user_idx[reachable] * n_candidates + candidate_idx[reachable])
         for start in range(0, users.size, config.batch_size):
             batch = users[start : start + config.batch_size]
-            scores = torch.from_numpy(np.ascontiguousarray(model.score_new_items(batch, candidates), dtype=np.float32))
-            top = torch.topk(scores, min(depth, n_candidates), dim=1).indices.numpy()
-            hits[start : start + batch.size, : top.shape[1]] = _hits(batch, top, keys, n_candidates)
+            top = top_k(model.score_new_items(batch, candidates), depth)[0]
+            hits[start : start + batch.size, : top.shape[1]] = mark_hits(batch, top, keys, n_candidates)
     per_user = {name: values for name, values in ranking_metrics_at(hits, n_relevant, cutoffs).items()
                 if name.split("_at_")[0] in COLD_ITEMS_METRICS}  # fmt: skip
     if not scored:

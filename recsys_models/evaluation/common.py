@@ -1,5 +1,5 @@
 """What the rating, ranking and cold-item evaluations share: bootstrap intervals of per-user
-columns, the activity and popularity slicers, and hit marking in top lists."""
+columns and the activity and popularity slicers."""
 
 import math
 
@@ -11,15 +11,6 @@ from recsys_models.metrics import bootstrap_means, percentile_interval
 
 ColumnKey = tuple[str, str, str]
 """A per-user column whose interval is wanted: (slice group, slice, metric); ("", "", metric) overall."""
-
-
-def _hits(users: np.ndarray, top_items: np.ndarray, relevant_keys: np.ndarray, n_items: int) -> np.ndarray:
-    """Which list slots hold a relevant item; `relevant_keys` are sorted user * n_items + item codes."""
-    if relevant_keys.size == 0:
-        return np.zeros(top_items.shape, dtype=bool)
-    codes = users[:, None] * n_items + top_items
-    position = np.minimum(np.searchsorted(relevant_keys, codes), relevant_keys.size - 1)
-    return (top_items >= 0) & (relevant_keys[position] == codes)
 
 
 def _intervals(

@@ -11,11 +11,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-import torch
 
 from recsys_models.base import Recommender
 from recsys_models.columns import GENRES, ITEM_ID, RANK, RATING, SCORE, TIMESTAMP, USER_ID
-from recsys_models.evaluation.common import _activity_labels, _hits, _intervals, _slicers
+from recsys_models.evaluation.common import _activity_labels, _intervals, _slicers
 from recsys_models.evaluation.config import ACTIVITY_SLICES, INTERVAL_METHOD, EvaluationConfig
 from recsys_models.history import History, HistoryRecommendations
 from recsys_models.interactions import IdVocabulary
@@ -28,6 +27,7 @@ from recsys_models.metrics import (
     ranking_metrics,
     ranking_metrics_at,
 )
+from recsys_models.top_k import mark_hits, top_k
 
 _ILD_BLOCK = 4096  # lists per intra-list diversity block: bounds its (lists, k, features) array
 
@@ -97,7 +97,7 @@ def evaluate_ranking_from_histories(
     users = _evaluated_user_keys(known)
     lists = _history_lists(model, histories.filter(pl.col(USER_ID).is_in(history_users.ids[users])), config)
     keys = known.filter(pl.col("item_idx") >= 0)
-    hits = _hits(users, lists.items, np.sort(keys["user_idx"].to_numpy() * model.n_items + keys["item_idx"].to_numpy()),
+    hits = mark_hits(users, lists.items, np.sort(keys["user_idx"].to_numpy() * model.n_items + keys["item_idx"].to_numpy()),
                  model.n_items)  # fmt: skip
     n_history = histories.group_by(USER_ID).len().sort(USER_ID)["len"].to_numpy()[users]
     ranked = _RankedUsers(users, history_users.ids[users], n_history, lists.items, lists.scores, hits)
@@ -252,7 +252,7 @@ def _top_lists(
             shape=(len(model.users), model.n_items),
         )
         top_items, top_scores = _sampled_ranking(model, users, reachable_matrix, depth, config)
-    hits = _hits(users, top_items, np.sort(reachable_users * model.n_items + reachable_items), model.n_items)
+    hits = mark_hits(users, top_items, np.sort(reachable_users * model.n_items + reachable_items), model.n_items)
     return top_items, top_scores, hits
 
 
@@ -328,10 +328,7 @@ def _sampled_ranking(
         own, seen = relevant[batch].tocoo(), model.seen[batch].tocoo()
         candidate[own.row, own.col] = True
         candidate[seen.row, seen.col] = False  # as in full ranking, the history is never a candidate
-        scores = torch.from_numpy(np.ascontiguousarray(model.score(batch), dtype=np.float32))
-        scores[torch.from_numpy(~candidate)] = -torch.inf
-        top = torch.topk(scores, min(depth, n_items), dim=1)
-        items, values = top.indices.numpy(), top.values.numpy()
+        items, values = top_k(model.score(batch), depth, ~candidate)
         top_items[start : start + batch.size, : items.shape[1]] = np.where(np.isneginf(values), -1, items)
         top_scores[start : start + batch.size, : items.shape[1]] = values
     return top_items, top_scores

@@ -20,6 +20,7 @@ from recsys_models.interactions import Interactions
 from recsys_models.leaf_families import leaf_class, load_leaf, make_leaf_config
 from recsys_models.metrics import ranking_metrics
 from recsys_models.options import TrainingOptions
+from recsys_models.top_k import top_k
 
 PARTS_FOLDER = "parts"
 HYBRID_FAMILIES = ("hybrid_weighted", "hybrid_switching")  # not allowed as a component of themselves
@@ -101,14 +102,10 @@ def per_user_ndcg(
     for start in range(0, users.size, batch_size):
         batch = users[start : start + batch_size]
         target = relevant[batch].toarray() > 0
-        blocked = excluded[batch].tocoo()
+        blocked = excluded[batch]
         for key, scores in candidates(batch).items():
-            scores = np.array(scores, dtype=np.float32)
-            scores[blocked.row, blocked.col] = -np.inf
-            depth = min(k, scores.shape[1])
-            top = np.argpartition(-scores, depth - 1, axis=1)[:, :depth]
-            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)
+            top = top_k(scores, k, blocked)[0]
+            depth = top.shape[1]
             hits = np.take_along_axis(target, top, axis=1)
             if depth < k:
                 hits = np.pad(hits, ((0, 0), (0, k - depth)))
