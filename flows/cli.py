@@ -226,7 +226,13 @@ def _score(args: argparse.Namespace, workspace: Workspace) -> int:
 
 def _refresh(args: argparse.Namespace, workspace: Workspace) -> int:
     from flows.refresh import refresh
+    from tasks.promotion import champion_version
+    from tasks.refresh_champions import models_to_refresh
+    from tasks.tracking import open_client
 
+    client = open_client(workspace)  # before the flow: one line when there is nothing to refresh
+    if not any(champion_version(client, name) for name in models_to_refresh(client, args.run.config.families)):
+        raise RecsysError("nothing to refresh: no registered model named has a champion (run `recsys retrain` first)")
     summary = refresh(args.run.config)
     print(f"\nrefresh {summary['run_id']}  folder {summary['run_dir']}  data up to {iso_utc(summary['data_end'])}")
     for outcome in summary["models"]:
