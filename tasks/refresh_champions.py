@@ -24,9 +24,7 @@ from recsys_models.columns import TIMESTAMP
 from stages.train import WarmStartSpec, train
 from tasks.promotion import DATA_END_TAG, GLOBAL_MODEL, champion_version, download_champion
 from tasks.registry_admin import set_champion
-from tasks.tracking import log_pyfunc_version, registered_model_name
-
-REFRESHED_FROM_TAG = "refreshed_from"
+from tasks.tracking import REFRESHED_FROM_TAG, log_pyfunc_version, registered_model_name
 
 
 @dataclass(frozen=True)

@@ -120,6 +120,7 @@ def recipe_of(train_manifest: dict[str, Any]) -> str:
     return hashlib.sha256(recipe.encode()).hexdigest()[:16]
 
 
+REFRESHED_FROM_TAG = "refreshed_from"  # the champion version a `recsys refresh` started from
 IDENTITY_TAGS = ("dataset", "protocol", "data_hash", "code_version", "seed", RECIPE_TAG)
 
 
@@ -132,8 +133,10 @@ def registered_already(client: MlflowClient, name: str, train_dir: Path, tags: d
         versions = client.search_model_versions(f"name='{name}'")
     except MlflowException:
         return None
-    for version in versions:
-        if all(version.tags.get(key) == str(wanted.get(key)) for key in IDENTITY_TAGS):
+    for version in versions:  # a refresh (warm-started) never stands for the recipe fitted from scratch
+        if REFRESHED_FROM_TAG not in version.tags and all(
+            version.tags.get(key) == str(wanted.get(key)) for key in IDENTITY_TAGS
+        ):
             return str(version.version)
     return None
 

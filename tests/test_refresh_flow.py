@@ -80,3 +80,8 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     again = refresh(RefreshConfig(dataset=str(source), families=["biased_mf"], register_only=True))
     assert [outcome["status"] for outcome in again["models"]] == ["up to date"]
     assert len(client.search_model_versions("name='recsys-biased_mf'")) == 2
+
+    nightly = retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST))
+    registration = nightly["families"]["biased_mf"]["registration"]  # the refresh does not stand for a retrain
+    assert registration["version"] == "3" and not registration["reason"].startswith("unchanged")
+    assert registration["reason"].startswith("refresh")  # judged against the refreshed champion, same recipe
