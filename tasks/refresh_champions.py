@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 
 from recsys_models.base import MODEL_FILE
 from recsys_models.columns import TIMESTAMP
+from stages.manifest import read_manifest
 from stages.train import WarmStartSpec, train
 from tasks.promotion import DATA_END_TAG, GLOBAL_MODEL, champion_version, download_champion
 from tasks.registry_admin import set_champion
@@ -80,7 +81,7 @@ def refresh_champion(
         trained = train(serve_dir, out_dir, meta["family"], meta["config"], meta["options"]["seed"], items_dir,
                         warm_start=start)  # fmt: skip
         seconds = time.perf_counter() - started
-    counts = json.loads((trained / "manifest.json").read_text())["counts"]
+    counts = read_manifest(trained)["counts"]
     how = f"warm-started from v{champion}, at most {max_epochs} epochs a loop" if counts["warm_started"] else "refit"
     reason = (f"refresh of v{champion} with {arrived} rows that arrived after its data ended ({how}); "
               "not evaluated: the nightly retrain judges the recipe")  # fmt: skip
