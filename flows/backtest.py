@@ -5,10 +5,9 @@ tail cut from that, as in retrain) and are scored on the window after it. The me
 table (Parquet + CSV, and a PNG when matplotlib is installed) lands in the run's `backtest/`
 folder and in MLflow (experiment `recsys-backtest`): the table as artefacts of the parent run,
 each family's metrics in a child run with step = window index. A window that evaluates fewer than
-`MIN_EVAL_USERS` users is logged as a WARNING and noted in the summary (`notes`).
+`MIN_EVAL_USERS` (`tasks/backtest_summary.py`) users is logged as a WARNING and noted in the summary (`notes`).
 """
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -20,10 +19,11 @@ from flows.prepare import ingest_and_validate
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import describe_source
 from recsys_models.io import atomic_write_json
-from stages.evaluate import BACKTEST_TABLE
-from stages.layout import EvalDir, RunDir
+from stages.layout import RunDir
 from stages.manifest import read_manifest
+from tasks.backtest_summary import build_backtest_summary, entry, warn_of_few_users
 from tasks.backtest_tracking import log_backtest
+from tasks.family_results import first_failure
 from tasks.stage_store import local
 from tasks.stage_tasks import (
     backtest_report_task,
@@ -33,8 +33,6 @@ from tasks.stage_tasks import (
     train_task,
 )
 from tasks.workspace import Workspace, link_stage, new_run_id
-
-MIN_EVAL_USERS = 50  # fewer users per window give intervals too wide to read a trend from
 
 
 @flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
@@ -73,7 +71,7 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
     jobs = {}
     for index, window_dir in enumerate(window_dirs):
         if read_manifest(window_dir)["counts"]["test_rows"] == 0:
-            entries += [_entry(index, family, window_dir, None, "empty window") for family in families]
+            entries += [entry(index, family, window_dir, None, "empty window") for family in families]
             continue
         for family in families:
             trained = train.submit(
@@ -85,62 +83,19 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
             )
             jobs[index, family] = (window_dir, trained, evaluated)
     for (index, family), (window_dir, trained, evaluated) in jobs.items():
-        evaluated.wait()
-        failed_state = next((f.state for f in (trained, evaluated) if not f.state.is_completed()), None)
-        if failed_state is None:
-            entries.append(_entry(index, family, window_dir, local(evaluated.result()), "ok"))
-        else:  # the first failing stage holds the real error, not "upstream failed"
-            message = str(failed_state.message or failed_state.name)
-            logger.error("window %d, family %s failed: %s", index, family, message)
-            entries.append(_entry(index, family, window_dir, None, f"failed: {message}"))
+        error = first_failure([trained, evaluated])
+        if error is None:
+            entries.append(entry(index, family, window_dir, local(evaluated.result()), "ok"))
+        else:
+            logger.error("window %d, family %s failed: %s", index, family, error)
+            entries.append(entry(index, family, window_dir, None, f"failed: {error}"))
 
     notes = warn_of_few_users(entries, logger)
     report_dir = backtest_report_task(entries, run_dir / "backtest", config.k)
-    summary = {
-        "run_id": run_id,
-        "run_dir": str(run_dir),
-        "config": config.model_dump(mode="json"),
-        "windows": read_manifest(run.split)["counts"]["windows"],
-        "table": str(report_dir / f"{BACKTEST_TABLE}.parquet"),
-        "table_csv": str(report_dir / f"{BACKTEST_TABLE}.csv"),
-        "plot": str(plot) if (plot := report_dir / f"{BACKTEST_TABLE}.png").exists() else None,
-        "families": {  # families scored on at least one window, with how many
-            family: {"windows_ok": ok}
-            for family in families
-            if (ok := sum(e["family"] == family and e["status"] == "ok" for e in entries))
-        },
-        "failed": {f"{e['window']}/{e['family']}": e["status"] for e in entries if e["status"].startswith("failed")},
-        "notes": notes,
-    }
-    params = {key: config.model_dump(mode="json")[key] for key in ("dataset", "n_windows", "window_days",
-                                                                   "valid_fraction", "seed", "k")}  # fmt: skip
-    summary["mlflow"] = {
-        "run_id": log_backtest(workspace, run_id, params, config.selected_families(), run_dir, report_dir, entries,
-                               config.k),  # fmt: skip
-        "tracking_uri": workspace.tracking_uri(),
-    }
+    summary = build_backtest_summary(run, run_id, config.model_dump(mode="json"), families, entries, report_dir, notes)
+    params = {key: summary["config"][key] for key in ("dataset", "n_windows", "window_days", "valid_fraction", "seed", "k")}
+    parent_run_id = log_backtest(workspace, run_id, params, config.selected_families(), run_dir, report_dir, entries, config.k)
+    summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
     atomic_write_json(run.summary_file, summary)
     return summary
 
-
-def warn_of_few_users(entries: list[dict[str, Any]], logger: Any, minimum: int = MIN_EVAL_USERS) -> list[str]:
-    """Log a WARNING for each window whose scored families evaluated fewer than `minimum` users (the
-    fewest any did); return those lines for the summary."""
-    evaluated: dict[int, int] = {}
-    for entry in entries:
-        if entry["eval_dir"] is not None:
-            users = EvalDir(entry["eval_dir"]).metrics()["n_eval_users"]
-            evaluated[entry["window"]] = min(users, evaluated.get(entry["window"], users))
-    notes = [
-        f"window {window}: only {users} users evaluated (fewer than {minimum}): its metrics are noisy; "
-        "longer windows (--window-days) give each more users"
-        for window, users in sorted(evaluated.items())
-        if users < minimum
-    ]
-    for note in notes:
-        logger.warning(note)
-    return notes
-
-
-def _entry(window: int, family: str, split_dir: Path, eval_dir: Path | None, status: str) -> dict[str, Any]:
-    return {"window": window, "family": family, "split_dir": split_dir, "eval_dir": eval_dir, "status": status}

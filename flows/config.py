@@ -1,7 +1,7 @@
 """The parameter models of the flows (the Prefect UI shows them as a form): `RetrainConfig`,
 `BacktestConfig`, `ScoreConfig`, `TuneConfig` and their shared base `PipelineRunConfig`.
 
-They live here, apart from the flows, so that a run configuration (`flows/run_config.py`) is checked
+They live here, apart from the flows, so that a run configuration (`cli/run_config.py`) is checked
 without importing Prefect or MLflow: a bad file is rejected quickly and before anything is written.
 """
 

@@ -13,12 +13,11 @@ from prefect import flow, get_run_logger
 from data_contracts import DriftBounds
 from flows.config import RefreshConfig, RetrainConfig
 from flows.prepare import prepare_split
-from flows.retrain import split_settings
 from recsys_models.datasets.sources import describe_source
 from recsys_models.io import atomic_write_json
 from stages.layout import RunDir
 from stages.manifest import read_manifest
-from stages.split import serve_split
+from stages.split import serve_split, split_settings
 from tasks.promotion import DATA_END_TAG
 from tasks.refresh_champions import models_to_refresh, refresh_champion
 from tasks.registration import data_end
@@ -40,9 +39,10 @@ def refresh(config: RefreshConfig = RefreshConfig()) -> dict[str, Any]:
     names = models_to_refresh(client, config.families)
     run_id = new_run_id()
     run = RunDir(workspace.root / REFRESHES / run_id)
-    settings = split_settings(RetrainConfig(dataset=config.dataset), source)
+    defaults = RetrainConfig()
+    settings = split_settings(source, None, train_fraction=defaults.train_fraction, seed=defaults.seed)
     validated, split_dir = prepare_split(
-        config.dataset, run, workspace, settings, seed=RetrainConfig().seed,
+        config.dataset, run, workspace, settings, seed=defaults.seed,
         max_quarantine_share=config.max_quarantine_share, drift=DriftBounds(), reference=None, refresh=False,
     )  # fmt: skip
     serve_dir = serve_split(split_dir, run.serve_split)

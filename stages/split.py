@@ -19,9 +19,11 @@ import polars as pl
 from data_contracts.engine import ContractViolation
 from data_contracts.splits import check_split
 from recsys_models.columns import RATING, USER_ID
-from recsys_models.datasets.spec import Feedback
+from recsys_models.datasets.sources import SourceIdentity
+from recsys_models.datasets.spec import Feedback, ProtocolName
 from recsys_models.split_writer import BATCH_ROWS, PartWriter, write_protocol_split, write_rolling_windows
 from recsys_models.splitting import (
+    HELD_OUT_USERS,
     ROLLING,
     SplitSettings,
     judged_against,
@@ -32,6 +34,18 @@ from stages.manifest import StageRecord, read_manifest, stage
 from stages.validate import INTERACTIONS
 
 logger = logging.getLogger(__name__)
+
+
+def split_settings(source: SourceIdentity, protocol: ProtocolName | None, *, train_fraction: float, seed: int) -> SplitSettings:
+    """A run's split settings: its protocol (else the source's) with the protocol's defaults
+    (PROTOCOLS.md), `train_fraction` for P1/P2, the run's seed for P5's draw of held-out users, and
+    the source's feedback semantics (its dataset spec), which the later stages read from the split."""
+    protocol = protocol or source.protocol
+    if protocol == "temporal-global":
+        return SplitSettings(protocol=protocol, train_fraction=train_fraction, feedback=source.feedback)
+    if protocol == HELD_OUT_USERS:
+        return SplitSettings(protocol=protocol, seed=seed, feedback=source.feedback)
+    return SplitSettings(protocol=protocol, feedback=source.feedback)
 
 
 def split(validated_dir: Path, out_dir: Path, settings: SplitSettings | None = None, batch_rows: int = BATCH_ROWS) -> Path:

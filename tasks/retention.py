@@ -191,6 +191,16 @@ def collect_garbage(workspace: Workspace, keep_runs: int, dry_run: bool = False)
     return collected
 
 
+def tidy_after_run(run_dir: Path, workspace: Workspace, written_since: float, keep_runs: int | None) -> None:
+    """Once a run has registered: drop its evaluated fits, store its new files' bytes once, and keep
+    the newest `keep_runs` runs (None keeps all)."""
+    dropped = drop_evaluated_fits(run_dir, workspace.cache)
+    linked = store_once([run_dir, workspace.mlflow_artifacts], written_since=written_since)
+    logger.info("disk: %.0f MiB of evaluated fits dropped, %.0f MiB of copies linked", dropped / 2**20, linked / 2**20)
+    if keep_runs is not None:
+        collect_garbage(workspace, keep_runs)
+
+
 def remove_stale_temporaries(roots: list[Path], older_than: float = STALE_AFTER_SECONDS) -> int:
     """Remove hidden temporary files (`.<name>.<random>.tmp`, `.link`) older than `older_than` seconds; the bytes freed."""
     now, freed = time.time(), 0

@@ -19,7 +19,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.cli import main
+from cli.main import main
 from recsys_models.testing import low_rank_ratings
 from stages.layout import RunDir
 
@@ -91,7 +91,7 @@ def mlflow_ui(small_run: dict) -> Iterator[str]:
     port = free_port()
     env = os.environ | {"RECSYS_WORKSPACE": str(workspace)}
     log = (workspace / "ui.log").open("w")
-    ui = subprocess.Popen([sys.executable, "-m", "flows.cli", "ui", "--port", str(port)], env=env, stdout=log,
+    ui = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", "--port", str(port)], env=env, stdout=log,
                           stderr=subprocess.STDOUT)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:

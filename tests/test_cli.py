@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from flows.cli import main
+from cli.main import main
 from recsys_models.testing import low_rank_ratings
 from stages.layout import RunDir
 
@@ -52,12 +52,12 @@ def test_an_object_store_workspace_is_refused_on_one_line(
 def test_an_unexpected_error_exits_1_on_one_line(
     workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flows import ui_cli
+    from cli import ui
 
     def broken(*_: object) -> None:
         raise RuntimeError("first line\nsecond line")
 
-    monkeypatch.setattr(ui_cli, "find_run", broken)
+    monkeypatch.setattr(ui, "find_run", broken)
     assert main(["report"]) == 1
     expected = "recsys report: RuntimeError: first line; second line (--debug shows the traceback)\n"
     assert capsys.readouterr().err == expected

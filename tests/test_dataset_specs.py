@@ -103,15 +103,15 @@ def test_bad_implicit_spec_is_one_line_naming_the_key(tmp_path: Path, edit: tupl
 
 
 def test_a_spec_names_the_protocol_its_runs_use_unless_a_run_says_otherwise(tmp_path: Path) -> None:
-    from flows.retrain import RetrainConfig, split_settings
+    from stages.split import split_settings
 
     events_csv(tmp_path, good_events(4))
     plain = write(tmp_path, "plain.yaml", IMPLICIT)
     named = write(tmp_path, "named.yaml", IMPLICIT + "protocol: leave-one-out\n")
     assert describe_source(str(plain)).protocol == "temporal-user"
-    assert split_settings(RetrainConfig(dataset=str(named)), describe_source(str(named))).protocol == "leave-one-out"
-    told = RetrainConfig(dataset=str(named), protocol="temporal-global")
-    assert split_settings(told, describe_source(str(named))).protocol == "temporal-global"
+    source = describe_source(str(named))
+    assert split_settings(source, None, train_fraction=0.8, seed=42).protocol == "leave-one-out"
+    assert split_settings(source, "temporal-global", train_fraction=0.8, seed=42).protocol == "temporal-global"
 
 
 def test_a_missing_ratings_file_is_one_line_before_anything_runs(tmp_path: Path) -> None:

@@ -28,8 +28,9 @@ def test_failing_families_are_reported_and_the_others_registered(
 ) -> None:
     from mlflow import MlflowClient
 
-    from flows.retrain import PARTLY_FAILED, RetrainConfig, retrain
+    from flows.retrain import RetrainConfig, retrain
     from recsys_models.registry import FAMILIES as REGISTRY
+    from tasks.run_summary import PARTLY_FAILED
 
     for cls in TEST_FAMILIES:
         monkeypatch.setitem(REGISTRY, cls.family, cls)

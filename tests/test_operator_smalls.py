@@ -80,12 +80,12 @@ def test_prefect_ui_calls_the_port_it_was_started_on(
 ) -> None:
     from prefect.settings.models.root import Settings
 
-    from flows import ui_cli
-    from flows.cli import main
+    from cli import ui
+    from cli.main import main
 
     started: list[_Started] = []
-    monkeypatch.setattr(ui_cli.subprocess, "Popen", _Started.recorded(started))
-    monkeypatch.setattr(ui_cli.signal, "signal", lambda *_: None)
+    monkeypatch.setattr(ui.subprocess, "Popen", _Started.recorded(started))
+    monkeypatch.setattr(ui.signal, "signal", lambda *_: None)
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     if api_url is None:
         monkeypatch.delenv("PREFECT_API_URL", raising=False)
@@ -145,7 +145,7 @@ def _champion(client) -> str:
 
 
 def test_rollback_walks_back_through_the_champions(registry, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     for expected in ("2", "1"):
         assert main(["models", "rollback", "recsys-ease"]) == 0
@@ -177,7 +177,7 @@ def test_rollback_walks_back_through_the_champions(registry, tmp_path: Path, cap
 def test_a_bad_model_name_or_version_exits_2_on_one_line(
     registry, argv: list[str], message: str, capsys: pytest.CaptureFixture
 ) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     assert main(argv) == 2
     error = capsys.readouterr().err
@@ -190,7 +190,7 @@ def test_models_exit_0_on_success_and_1_on_a_registry_failure(
 ) -> None:
     from mlflow.exceptions import MlflowException
 
-    from flows.cli import main
+    from cli.main import main
     from tasks import registry_admin
 
     assert main(["models", "list"]) == 0
@@ -351,7 +351,7 @@ def _scored(tmp_path: Path, window: int, family: str, users: int | None) -> dict
 
 
 def test_a_window_with_few_users_is_a_warning_and_a_note(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from flows.backtest import MIN_EVAL_USERS, warn_of_few_users
+    from tasks.backtest_summary import MIN_EVAL_USERS, warn_of_few_users
 
     entries = [_scored(tmp_path, 0, "popularity", 9), _scored(tmp_path, 0, "ease", 11),
                _scored(tmp_path, 1, "popularity", 120), _scored(tmp_path, 1, "ease", 118),
@@ -367,8 +367,8 @@ def test_a_window_with_few_users_is_a_warning_and_a_note(tmp_path: Path, caplog:
 def test_report_after_a_backtest_says_what_it_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from flows import ui_cli
-    from flows.cli import main
+    from cli import ui
+    from cli.main import main
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     run = tmp_path / "ws" / "runs" / "20260101T000000Z-abc123"
@@ -382,7 +382,7 @@ def test_report_after_a_backtest_says_what_it_shows(
                "failed": {}, "notes": [note]}  # fmt: skip
     RunDir(run).summary_file.write_text(json.dumps(summary))
     opened: list[str] = []
-    monkeypatch.setattr(ui_cli.webbrowser, "open", lambda uri: opened.append(uri) or True)
+    monkeypatch.setattr(ui.webbrowser, "open", lambda uri: opened.append(uri) or True)
 
     assert main(["report"]) == 0
     out = capsys.readouterr().out

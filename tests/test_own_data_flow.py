@@ -154,7 +154,7 @@ exclude_seen: false
 def test_a_run_where_no_user_can_be_evaluated_fails_on_one_line(
     prefect_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     event_log(seed=3).write_csv(tmp_path / "events.csv")
     spec = write_spec(tmp_path, """
@@ -174,7 +174,7 @@ relevant: {min_weight: 1000}
 def test_a_bad_spec_stops_before_the_flow_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     event_log().write_csv(tmp_path / "events.csv")
     spec = write_spec(tmp_path, "name: x\npath: events.csv\nfeedback: implicit\n"

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.retrain import RetrainConfig, split_settings
 from recsys_models.datasets.sources import describe_source
 from stages.evaluate import compare_families, evaluate
 from stages.ingest import ingest
-from stages.split import split
+from stages.split import split, split_settings
 from stages.train import train
 from stages.validate import validate
 
@@ -40,7 +39,7 @@ def prepared(spec_name: str, datasets_dir: Path, tmp_path: Path) -> tuple[Path, 
     source = describe_source(str(spec))
     validated = validate(ingest(str(spec), tmp_path / "ingest", None, tmp_path / "dl"), tmp_path / "validate",
                          data_docs=False)  # fmt: skip
-    settings = split_settings(RetrainConfig(dataset=str(spec), protocol="temporal-user"), source)
+    settings = split_settings(source, "temporal-user", train_fraction=0.8, seed=42)
     return split(validated, tmp_path / "split", settings), validated, spec
 
 

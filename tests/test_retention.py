@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 
-from flows.cli import main
+from cli.main import main
 from stages.layout import RunDir
 from tasks.retention import collect_garbage, store_once
 from tasks.workspace import Workspace, link_stage

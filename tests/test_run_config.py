@@ -1,4 +1,4 @@
-"""One run configuration (`flows/run_config.py`, `flows/config_cli.py`): a YAML file checked as a whole
+"""One run configuration (`cli/run_config.py`, `cli/options.py`): a YAML file checked as a whole
 by the flows' own models before anything is written, flags that override single keys, `config show`."""
 
 import argparse
@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flows.cli import _parser, main
+from cli.main import _parser, main
+from cli.options import FLAGS, FLOW_COMMANDS, run_config_of
+from cli.run_config import WITHOUT_EXECUTION, RunConfig, RunConfigError, default_of, resolve
 from flows.config import RetrainConfig, ScoreConfig, TuneConfig
-from flows.config_cli import FLAGS, FLOW_COMMANDS, run_config_of
-from flows.run_config import WITHOUT_EXECUTION, RunConfig, RunConfigError, default_of, resolve
 from flows.runners import Execution
 from tests.pipeline_helpers import REPO_ROOT
 

@@ -106,7 +106,7 @@ def test_served_champion_answers_known_and_unknown_users(trained_workspace: dict
 
 
 def test_models_command_lists_promotes_and_rolls_back(trained_workspace: dict, capsys: pytest.CaptureFixture) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     assert main(["models", "list"]) == 0
     listed = capsys.readouterr().out

@@ -59,7 +59,7 @@ def test_each_space_holds_the_defaults_and_yields_valid_configs(family: str) -> 
 
 
 def test_a_family_without_a_space_is_one_clear_error(capsys: pytest.CaptureFixture) -> None:
-    from flows.cli import main
+    from cli.main import main
 
     with pytest.raises(NoSearchSpace, match="popularity declares no search space"):
         search_space("popularity", FAMILIES["popularity"].config_type)
@@ -98,7 +98,7 @@ def test_a_rating_family_is_judged_by_validation_rmse(split_dir: Path) -> None:
 
 
 def _study_with_pruner(tmp_path: Path, maximize: bool) -> optuna.Study:
-    from flows.tune import open_study
+    from tasks.tune_study import open_study
 
     return open_study(tmp_path / "pruning.journal", "pruning", maximize, seed=0)
 
@@ -161,7 +161,7 @@ def test_a_search_resumes_from_its_journal_and_its_file_feeds_retrain(
 ) -> None:
     from mlflow import MlflowClient
 
-    from flows.cli import _parser
+    from cli.main import _parser
     from flows.retrain import RetrainConfig
     from recsys_models.ease import EASEConfig
     from tasks.tune_tracking import EXPERIMENT
@@ -200,7 +200,7 @@ def test_a_search_resumes_from_its_journal_and_its_file_feeds_retrain(
 
 
 def test_a_bad_family_configs_file_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from flows.cli import _parser
+    from cli.main import _parser
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(json.dumps({"ease": {"l2": 10.0, "lambda": 3}}))
@@ -216,12 +216,12 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(
     trials asked for, the finished ones kept as they were."""
     from prefect.settings import PREFECT_API_URL
 
-    from flows.tune import finished
+    from tasks.tune_study import finished
 
     env = os.environ | {"RECSYS_WORKSPACE": str(tmp_path / "ws"), "PREFECT_API_URL": str(PREFECT_API_URL.value())}
 
     def command(trials: int) -> list[str]:
-        return [sys.executable, "-m", "flows.cli", "--plain", "tune", "--family", "ease", "--dataset",
+        return [sys.executable, "-m", "cli.main", "--plain", "tune", "--family", "ease", "--dataset",
                 str(ratings_file), "--trials", str(trials), "--workers", "1", "--out", str(tmp_path / "tuned.yaml")]  # fmt: skip
 
     process = subprocess.Popen(command(200), cwd=REPO_ROOT, env=env, start_new_session=True,

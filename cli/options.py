@@ -1,4 +1,4 @@
-"""The command-line side of a run configuration (`flows/run_config.py`): `--config FILE`, which key each
+"""The command-line side of a run configuration (`cli/run_config.py`): `--config FILE`, which key each
 flag of retrain, backtest, score and tune sets, help that shows the models' defaults, and
 `recsys config show`.
 
@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from flows.run_config import CONFIG_TYPES, RunConfig, default_of, resolve
+from cli.run_config import CONFIG_TYPES, RunConfig, default_of, resolve
 from recsys_models.datasets.sources import describe_source
 from tasks.workspace import Workspace
 

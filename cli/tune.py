@@ -1,12 +1,12 @@
 """`recsys tune`: a resumable hyperparameter search of one family; its parameters come from a run
-configuration and flags as for retrain (`flows/config_cli.py`).
+configuration and flags as for retrain (`cli/options.py`).
 
 Imports of the flow, torch and the families wait until a command needs them (`recsys --help` stays fast)."""
 
 import argparse
 from typing import Any
 
-from flows import config_cli
+from cli import options
 from recsys_models.splitting import PROTOCOLS
 from reporting.formatting import format_interval
 from tasks.workspace import Workspace
@@ -18,19 +18,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     tune = commands.add_parser(
         "tune",
         help="search a family's hyperparameters on the validation tail (resumable); write the best config",
-        formatter_class=config_cli.ModelDefaultsFormatter,
+        formatter_class=options.ModelDefaultsFormatter,
         epilog="examples:\n  recsys tune --family ease --dataset ml-100k --trials 20\n"
         "  recsys tune --family ease --dataset ml-100k --trials 40     # continues the same study\n"
         "  recsys retrain --dataset ml-100k --families ease --family-configs workspace/tuning/ease.yaml",
     )
-    config_cli.add_config_argument(tune)
+    options.add_config_argument(tune)
     tune.add_argument("--family", help="the family to tune (it must declare a search space); required here or in --config")
     tune.add_argument("--dataset", help="as for retrain")
     tune.add_argument("--protocol", choices=PROTOCOLS, help="split protocol, as for retrain")
     tune.add_argument("--trials", type=int, help="finished trials of the study at the end")
     tune.add_argument("--timeout", type=float, help="seconds after which no new trial starts")
     tune.add_argument("--out", help="best-config file (default workspace/tuning/<family>.yaml)")
-    config_cli.add_family_configs_argument(
+    options.add_family_configs_argument(
         tune, "--base-config", "a family-configs file whose entry for the family is trial 0 and the fixed settings"
     )
     tune.add_argument("--seed", type=int, help="seed of the sampler and of every model")

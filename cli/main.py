@@ -2,25 +2,20 @@
 datasets and reports, open the UIs. Errors print as one line (`--debug` shows the traceback).
 
 The flow commands take their parameters from a run configuration (`--config FILE`) and flags
-(`flows/config_cli.py`); the whole is validated before anything is written (`flows/run_config.py`)."""
+(`cli/options.py`); the whole is validated before anything is written (`cli/run_config.py`)."""
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from pydantic import ValidationError
 
-from flows import config_cli, datasets_cli, tune_cli, ui_cli
-from flows.run_config import describe_errors
+from cli import datasets, options, tune, ui
+from cli.run_config import describe_errors
 from recsys_models.exceptions import RecsysError
-from recsys_models.splitting import (  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
-    PROTOCOLS,
-    iso_utc,
-)
+from recsys_models.splitting import PROTOCOLS  # temporal-global = P1/P2, temporal-user = P4, leave-one-out = P3
 from reporting.console import quiet_console
-from reporting.formatting import verdict as decision_verdict
-from reporting.tables import format_backtest_table, format_metrics_table, format_paired, format_warm_cold_table
+from reporting.summaries import backtest_lines, refresh_lines, run_summary_lines, score_lines
 from tasks.retention import DEFAULT_KEEP_RUNS
 from tasks.workspace import Workspace, check_writable, configure_environment
 
@@ -48,42 +43,42 @@ def _parser() -> argparse.ArgumentParser:
     retrain = commands.add_parser(
         "retrain",
         help="run the nightly retrain flow once, locally",
-        formatter_class=config_cli.ModelDefaultsFormatter,
+        formatter_class=options.ModelDefaultsFormatter,
         epilog="examples:\n  recsys retrain\n  recsys retrain --config examples/nightly.yaml --families popularity,ease\n"
         "  recsys retrain --dataset ml-100k --families popularity,biased_mf --protocol temporal-user\n"
         "  recsys retrain --dataset my_ratings.parquet --families popularity,ease",
     )
-    config_cli.add_config_argument(retrain)
+    options.add_config_argument(retrain)
     retrain.add_argument("--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
-    retrain.add_argument("--families", type=config_cli.family_list, help="comma-separated families (default: all but opt-in stacked)")
+    retrain.add_argument("--families", type=options.family_list, help="comma-separated families (default: all but opt-in stacked)")
     retrain.add_argument(
         "--protocol", choices=PROTOCOLS,
         help="split protocol: temporal-user (P4), temporal-global (P1/P2), leave-one-out (P3), held-out-users (P5); "
         "default: the dataset spec's `protocol`, else temporal-user",
     )  # fmt: skip
     retrain.add_argument("--seed", type=int, help="seed of every model")
-    config_cli.add_family_configs_argument(retrain)
+    options.add_family_configs_argument(retrain)
     _add_execution_arguments(retrain)
     backtest = commands.add_parser(
         "backtest",
         help="run the rolling backtest flow once, locally",
-        formatter_class=config_cli.ModelDefaultsFormatter,
+        formatter_class=options.ModelDefaultsFormatter,
         epilog="example: recsys backtest --dataset ml-100k --families popularity,bias --windows 4 --window-days 14",
     )
-    config_cli.add_config_argument(backtest)
+    options.add_config_argument(backtest)
     backtest.add_argument("--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
-    backtest.add_argument("--families", type=config_cli.family_list, help="comma-separated families (default: all but opt-in stacked)")
+    backtest.add_argument("--families", type=options.family_list, help="comma-separated families (default: all but opt-in stacked)")
     backtest.add_argument("--windows", type=int, help="number of successive test windows")
     backtest.add_argument("--window-days", type=float, help="length of each window in days")
     backtest.add_argument("--seed", type=int, help="seed of every model")
-    config_cli.add_family_configs_argument(backtest)
+    options.add_family_configs_argument(backtest)
     _add_execution_arguments(backtest)
     score = commands.add_parser(
         "score", help="write the champion's top-k for every known user to Parquet",
         epilog="example: recsys score --model recsys --alias champion --k 20",
-        formatter_class=config_cli.ModelDefaultsFormatter,
+        formatter_class=options.ModelDefaultsFormatter,
     )
-    config_cli.add_config_argument(score)
+    options.add_config_argument(score)
     score.add_argument("--model", help="registered model name")
     score.add_argument("--alias", help="alias of the version to use")
     score.add_argument("--k", type=int, help="recommendations per user")
@@ -92,11 +87,11 @@ def _parser() -> argparse.ArgumentParser:
         "refresh", help="bring each champion up to the newest data without a full retrain (warm start)",
         epilog="examples:\n  recsys refresh --dataset ml-100k\n  recsys refresh --dataset ml-100k --families sasrec "
         "--register-only",
-        formatter_class=config_cli.ModelDefaultsFormatter,
+        formatter_class=options.ModelDefaultsFormatter,
     )
-    config_cli.add_config_argument(refresh)
+    options.add_config_argument(refresh)
     refresh.add_argument("--dataset", help="the source, with its newer rows (as for retrain)")
-    refresh.add_argument("--families", type=config_cli.family_list,
+    refresh.add_argument("--families", type=options.family_list,
                          help="families whose champion to refresh (default: every family with one, and recsys)")  # fmt: skip
     refresh.add_argument("--warm-epochs", type=int, help="most epochs of each warm-started training loop")
     refresh.add_argument("--register-only", action="store_true", default=None,
@@ -121,10 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     gc.add_argument("--keep-runs", type=int, default=DEFAULT_KEEP_RUNS,
                     help=f"newest runs to keep (default {DEFAULT_KEEP_RUNS}, as after each nightly run)")  # fmt: skip
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
-    datasets_cli.add_parser(commands)
-    tune_cli.add_parser(commands)
-    config_cli.add_parser(commands)
-    ui_cli.add_parsers(commands)
+    datasets.add_parser(commands)
+    tune.add_parser(commands)
+    options.add_parser(commands)
+    ui.add_parsers(commands)
     return parser
 
 
@@ -143,70 +138,18 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
 
     with progress_view(live=False if args.plain else None):
         summary = run_flow(retrain, args.run.config, args.run.execution)
-    print(f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {summary['protocol']}")
-    validation = summary["validation"]
-    print(
-        f"rows: {validation['source_rows']} read = {validation['valid_rows']} valid"
-        f" + {validation['quarantined_rows']} quarantined + {validation['rejected_at_parse']} unparseable"
-    )
-    for table in ("items", "tags"):
-        if f"{table}_valid_rows" in validation:
-            counts = {part: validation.get(f"{table}_{part}_rows", 0) for part in ("source", "valid", "quarantine", "rejected")}
-            print(f"{table}: {counts['source']} read = {counts['valid']} valid + {counts['quarantine']} quarantined"
-                  f" + {counts['rejected']} unparseable")  # fmt: skip
-    for breach in validation.get("drift", {}).get("breaches", []):
-        print(f"WARNING {breach}")
-    split = summary["split"]
-    test = split["test"]
-    held_out = split.get("held_out")  # P5: whole users kept out of train, scored from their histories
-    histories = f" + {held_out['history_rows']} history rows of {held_out['users']} held-out users" if held_out else ""
-    print(
-        f"split: {split['train_rows']} train + {split['valid_rows']} valid + {test['test_rows']} test rows{histories};"
-        f" {test['cold_rows']} test rows cold (user or item not in train)\n"
-    )
-    print(format_metrics_table(summary["families"]))
-    print("(95% percentile-bootstrap intervals over users)")
-    print("\n" + format_warm_cold_table(summary["families"]))  # cold-item slice (reporting/warm_cold_table.py)
-    for line in format_paired(Path(summary["run_dir"]), list(summary["families"])):
-        print(line)
-    for family, reason in summary.get("skipped", {}).items():
-        print(f"skipped {family}: {reason}")
-    for family, error in summary["failed"].items():
-        print(f"FAILED {family}: {error}")
-    print("\npromotion:")
-    for entry in summary["families"].values():
-        registration = entry["registration"]
-        verdict = decision_verdict(registration)
-        print(f"  {registration['registered_model']} v{registration['version']} -> {verdict}: {registration['reason']}")
-    if summary.get("overall"):
-        overall = summary["overall"]
-        verdict = decision_verdict(overall)
-        print(f"  recsys v{overall['version']} -> {verdict}: {overall['reason']}")
-    print(f"\nsummary: {summary['run_dir']}/summary.json")
-    if summary.get("report"):
-        print(f"report:  {summary['report']}  -> `recsys report --open`")
-    print(f"MLflow store: {summary['mlflow'].get('tracking_uri')}  -> open with `make ui` (http://127.0.0.1:5000)")
-    print(f"Prefect home: {os.environ['PREFECT_HOME']}  -> `prefect server start --host 127.0.0.1` for its UI")
+    print("\n".join(run_summary_lines(summary)))
     return 1 if summary["failed"] else 0
 
 
 def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
-    import polars as pl
-
     from flows.backtest import backtest
     from flows.runners import run_flow
     from reporting.progress import progress_view
 
     with progress_view(live=False if args.plain else None):
         summary = run_flow(backtest, args.run.config, args.run.execution)
-    print(f"\nbacktest {summary['run_id']}  folder {summary['run_dir']}\n")
-    print(format_backtest_table(pl.read_parquet(summary["table"])))
-    print("(95% percentile-bootstrap intervals over users)")
-    print(f"\ntable: {summary['table']}  and  {summary['table_csv']}")
-    print(f"plot: {summary['plot'] or 'skipped (matplotlib is not installed)'}")
-    for key, error in summary["failed"].items():
-        print(f"FAILED {key}: {error}")
-    print(f"MLflow store: {summary['mlflow']['tracking_uri']}  (experiment recsys-backtest)")
+    print("\n".join(backtest_lines(summary)))
     return 1 if summary["failed"] else 0
 
 
@@ -217,10 +160,7 @@ def _score(args: argparse.Namespace, workspace: Workspace) -> int:
 
     config = args.run.config
     aliased_version(open_client(workspace), config.model_name, config.alias)  # before the flow: one line when missing
-    result = batch_score(config, histories=args.histories)
-    counts = result["counts"]
-    print(f"\n{counts['rows']} recommendations for {counts['users']} users from {config.model_name} v{result['model_version']}")
-    print(f"written to {result['output_dir']} ({counts['parts']} part files + manifest.json)")
+    print("\n".join(score_lines(batch_score(config, histories=args.histories), config.model_name)))
     return 0
 
 
@@ -233,13 +173,7 @@ def _refresh(args: argparse.Namespace, workspace: Workspace) -> int:
     client = open_client(workspace)  # before the flow: one line when there is nothing to refresh
     if not any(champion_version(client, name) for name in models_to_refresh(client, args.run.config.families)):
         raise RecsysError("nothing to refresh: no registered model named has a champion (run `recsys retrain` first)")
-    summary = refresh(args.run.config)
-    print(f"\nrefresh {summary['run_id']}  folder {summary['run_dir']}  data up to {iso_utc(summary['data_end'])}")
-    for outcome in summary["models"]:
-        version = f"v{outcome['champion']} -> v{outcome['version']}" if outcome["version"] else f"v{outcome['champion']}"
-        role = " champion" if outcome["promoted"] else (" registered" if outcome["version"] else "")
-        timing = f" {outcome['fit_seconds']:.0f} s" if outcome["version"] else ""
-        print(f"  {outcome['registered_model']:<26} {outcome['status']:<11} {version}{role}{timing}: {outcome['reason']}")
+    print("\n".join(refresh_lines(refresh(args.run.config))))
     return 0
 
 
@@ -279,15 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
         "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
-        "datasets": datasets_cli.run, "ui": ui_cli.run_ui, "report": ui_cli.run_report, "gc": _gc,
-        "tune": tune_cli.run, "config": config_cli.run, "refresh": _refresh,
+        "datasets": datasets.run, "ui": ui.run_ui, "report": ui.run_report, "gc": _gc,
+        "tune": tune.run, "config": options.run, "refresh": _refresh,
     }  # fmt: skip
     try:
         workspace = Workspace.from_env()
-        if args.command in config_cli.FLOW_COMMANDS:  # the whole configuration, before anything is written
-            args.run = config_cli.run_config_of(args)
+        if args.command in options.FLOW_COMMANDS:  # the whole configuration, before anything is written
+            args.run = options.run_config_of(args)
         configure_environment(workspace)
-        if args.command in config_cli.FLOW_COMMANDS:
+        if args.command in options.FLOW_COMMANDS:
             check_writable(workspace)
             if not args.debug:
                 quiet_console()
