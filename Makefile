@@ -36,6 +36,7 @@ run: install
 test: install
 	mkdir -p $(PREFECT_HOME)  # Prefect warns, and does not create parents, when it is missing
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .  # one formatting, no `fmt: skip`: run `ruff format .` before committing
 	$(BIN)/mypy  # the modules listed under [tool.mypy] in pyproject.toml
 	$(BIN)/python -m pytest
 

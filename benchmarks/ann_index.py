@@ -121,9 +121,15 @@ def main() -> None:
         exact_ids, _ = exact.search(queries, K)
         exact_qps = queries.shape[0] / (time.perf_counter() - started)
         del exact
-        entry = {"description": description, "n_items": int(items.shape[0]), "dimension": int(items.shape[1]),
-                 "n_queries": int(queries.shape[0]), "exact_throughput_qps": round(exact_qps, 1),
-                 "search_threads": args.threads, "build_threads": args.build_threads}  # fmt: skip
+        entry = {
+            "description": description,
+            "n_items": int(items.shape[0]),
+            "dimension": int(items.shape[1]),
+            "n_queries": int(queries.shape[0]),
+            "exact_throughput_qps": round(exact_qps, 1),
+            "search_threads": args.threads,
+            "build_threads": args.build_threads,
+        }
         for kind in args.kinds.split(","):
             config = AnnConfig(**(json.loads(args.config) | {"kind": kind}))
             entry[kind] = measure_kind(items, queries, exact_ids, config, args.threads, args.build_threads)

@@ -73,13 +73,21 @@ def main() -> None:
         warm = evaluate_model(model, parts.test, config)
         cold = evaluate_cold_items(model, parts.test, features, config).summary
         per_user[family] = warm.per_user
-        result = {"dataset": args.dataset, "protocol": args.protocol, "family": family,
-                  "config": configs.get(family, {}),
-                  "scored_on": "validation" if args.validation else "test", "fit_seconds": round(fit_seconds, 2),
-                  "warm_n_eval_users": warm.metrics["n_eval_users"]}  # fmt: skip
+        result = {
+            "dataset": args.dataset,
+            "protocol": args.protocol,
+            "family": family,
+            "config": configs.get(family, {}),
+            "scored_on": "validation" if args.validation else "test",
+            "fit_seconds": round(fit_seconds, 2),
+            "warm_n_eval_users": warm.metrics["n_eval_users"],
+        }
         result |= {f"warm_{name}": _with_interval(warm.metrics, name) for name in WARM}
-        result |= {"cold_scored": cold["cold_items_scored"], "cold_n_eval_users": cold["cold_items_n_eval_users"],
-                   "cold_n_candidate_items": cold["cold_items_n_candidate_items"]}  # fmt: skip
+        result |= {
+            "cold_scored": cold["cold_items_scored"],
+            "cold_n_eval_users": cold["cold_items_n_eval_users"],
+            "cold_n_candidate_items": cold["cold_items_n_candidate_items"],
+        }
         result |= {f"cold_{name}": _with_interval(cold, f"cold_items_{name}") for name in WARM}
         result |= {f"cold_random_{name}": round(cold[f"cold_items_random_{name}"], 4) for name in WARM}
         for attribute in ("weight", "threshold"):
@@ -87,8 +95,11 @@ def main() -> None:
                 result[f"fitted_{attribute}"] = getattr(model, attribute)
         if args.baseline in per_user and family != args.baseline:
             paired = compare_paired(warm.per_user, per_user[args.baseline], "ndcg_at_10", seed=args.seed)
-            result[f"warm_ndcg_at_10_minus_{args.baseline}"] = [round(paired.difference, 4), round(paired.ci_low, 4),
-                                                                 round(paired.ci_high, 4)]  # fmt: skip
+            result[f"warm_ndcg_at_10_minus_{args.baseline}"] = [
+                round(paired.difference, 4),
+                round(paired.ci_low, 4),
+                round(paired.ci_high, 4),
+            ]
         results[family] = result
         print(json.dumps(result), flush=True)
     if args.out is not None:

@@ -75,14 +75,22 @@ def synthetic(
     train_users = np.repeat(np.arange(n_users), train_per_user)
     train_items = rng.choice(n_items, size=train_users.size, p=popularity)
     train = Interactions(
-        user_idx=train_users, item_idx=train_items, rating=np.full(train_users.size, 4.0, dtype=np.float32),
-        timestamp=np.zeros(train_users.size, dtype=np.int64), users=vocab_users, items=vocab_items,
-    )  # fmt: skip
+        user_idx=train_users,
+        item_idx=train_items,
+        rating=np.full(train_users.size, 4.0, dtype=np.float32),
+        timestamp=np.zeros(train_users.size, dtype=np.int64),
+        users=vocab_users,
+        items=vocab_items,
+    )
     test_users = np.repeat(np.arange(n_users), test_per_user)
     test = pl.DataFrame(
-        {"user_id": test_users, "item_id": rng.choice(n_items, size=test_users.size, p=popularity),
-         "rating": np.full(test_users.size, 5.0), "timestamp": np.ones(test_users.size, dtype=np.int64)}
-    )  # fmt: skip
+        {
+            "user_id": test_users,
+            "item_id": rng.choice(n_items, size=test_users.size, p=popularity),
+            "rating": np.full(test_users.size, 5.0),
+            "timestamp": np.ones(test_users.size, dtype=np.int64),
+        }
+    )
     return train, test
 
 
@@ -158,15 +166,25 @@ def main() -> None:
     agree = all(np.allclose(values, vectorised[f"{name}_at_{k}"].to_numpy()) for name, values in loop_metrics.items())
     logger.info("per-user loop: %.1f s on %d users -> %.0f s extrapolated", loop_seconds, args.loop_users, extrapolated)
     report = {
-        "users": args.users, "items": args.items, "train_rows": len(train), "test_rows": test.height,
-        "cutoffs": list(cutoffs), "threads": args.threads, "batch_size": args.batch_size,
-        "evaluation_seconds": round(cost.seconds, 2), "peak_rss_mb": round(cost.peak_rss_mb),
-        "rss_before_mb": round(baseline_mb), "within_memory_limit": cost.peak_rss_mb <= MEMORY_LIMIT_MB,
-        "loop_users": args.loop_users, "loop_seconds": round(loop_seconds, 2),
-        "loop_seconds_extrapolated": round(extrapolated, 1), "speed_up": round(extrapolated / cost.seconds, 1),
+        "users": args.users,
+        "items": args.items,
+        "train_rows": len(train),
+        "test_rows": test.height,
+        "cutoffs": list(cutoffs),
+        "threads": args.threads,
+        "batch_size": args.batch_size,
+        "evaluation_seconds": round(cost.seconds, 2),
+        "peak_rss_mb": round(cost.peak_rss_mb),
+        "rss_before_mb": round(baseline_mb),
+        "within_memory_limit": cost.peak_rss_mb <= MEMORY_LIMIT_MB,
+        "loop_users": args.loop_users,
+        "loop_seconds": round(loop_seconds, 2),
+        "loop_seconds_extrapolated": round(extrapolated, 1),
+        "speed_up": round(extrapolated / cost.seconds, 1),
         "loop_matches_vectorised": agree,
-        f"ndcg_at_{k}": round(result.summary[f"ndcg_at_{k}"], 5), "n_eval_users": result.summary["n_eval_users"],
-    }  # fmt: skip
+        f"ndcg_at_{k}": round(result.summary[f"ndcg_at_{k}"], 5),
+        "n_eval_users": result.summary["n_eval_users"],
+    }
     line = json.dumps(report)
     print(line)
     if args.out is not None:

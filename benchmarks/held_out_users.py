@@ -74,7 +74,9 @@ def main() -> None:
     results: dict[str, Any] = {"dataset": args.dataset, "seed": args.seed, "threads": args.threads}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        validated = validate(ingest(args.dataset, root / "ingest", data_dir, root / "downloads", args.seed), root / "validate")
+        validated = validate(
+            ingest(args.dataset, root / "ingest", data_dir, root / "downloads", args.seed), root / "validate"
+        )
         feedback = Feedback()  # MovieLens semantics; the benchmark's datasets are the MovieLens ones
         has_items = (validated / "items.parquet").exists()
         wanted = args.families.split(",") if args.families else default_families()

@@ -30,9 +30,16 @@ def run_once(dataset: str, families: list[str], workers: int) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         env = os.environ | {"RECSYS_WORKSPACE": scratch, "PREFECT_HOME": str(Path(scratch) / "prefect")}
         command = [
-            str(Path(sys.executable).parent / "recsys"), "--plain", "retrain", "--dataset", dataset,
-            "--families", ",".join(families), "--workers", str(workers),
-        ]  # fmt: skip
+            str(Path(sys.executable).parent / "recsys"),
+            "--plain",
+            "retrain",
+            "--dataset",
+            dataset,
+            "--families",
+            ",".join(families),
+            "--workers",
+            str(workers),
+        ]
         load_before = os.getloadavg()[0]
         started = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -40,10 +47,14 @@ def run_once(dataset: str, families: list[str], workers: int) -> dict:
         wall = time.perf_counter() - started
         runs = sorted((Path(scratch) / "runs").glob("*"))
         summary = RunDir(runs[-1]).summary() if runs else {}
-        fits = {
-            path.parent.name: json.loads(path.read_text())["counts"].get("fit_seconds")
-            for path in sorted((runs[-1] / "train").glob("*/manifest.json"))
-        } if runs else {}  # fmt: skip
+        fits = (
+            {
+                path.parent.name: json.loads(path.read_text())["counts"].get("fit_seconds")
+                for path in sorted((runs[-1] / "train").glob("*/manifest.json"))
+            }
+            if runs
+            else {}
+        )
     return {
         "workers": workers,
         "returncode": process.returncode,

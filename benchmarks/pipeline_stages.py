@@ -37,9 +37,7 @@ def run(dataset: str, families: list[str], data_dir: Path | None, seed: int) -> 
             validated = validate(ingest_dir, root / "validate")
         with measure() as split_cost:
             split_dir = split(validated, root / "split")
-        rows["ingest"], rows["validate"], rows["split"] = (
-            vars(ingest_cost), vars(validate_cost), vars(split_cost)
-        )
+        rows["ingest"], rows["validate"], rows["split"] = (vars(ingest_cost), vars(validate_cost), vars(split_cost))
         for family in families:
             with measure() as fit_cost:
                 train_dir = train(split_dir, root / "train" / family, family, seed=seed)
@@ -48,7 +46,8 @@ def run(dataset: str, families: list[str], data_dir: Path | None, seed: int) -> 
             metrics = EvalDir(eval_dir).metrics()
             rows[f"train {family}"] = vars(fit_cost)
             rows[f"evaluate {family}"] = vars(eval_cost) | {
-                key: metrics[key] for key in ("rmse", "ndcg_at_10", "ndcg_at_10_stderr", "n_eval_users", "n_eval_rows")
+                key: metrics[key]
+                for key in ("rmse", "ndcg_at_10", "ndcg_at_10_stderr", "n_eval_users", "n_eval_rows")
                 if key in metrics
             }
     return rows

@@ -31,8 +31,21 @@ from recsys_models.registry import family_class, make_config
 from recsys_models.splitting import Split, SplitSettings, protocol_split
 
 PROTOCOL_NAMES = {"P2": "temporal-global", "P3": "leave-one-out", "P4": "temporal-user"}
-HEADLINE = ("rmse", "rmse_ci_low", "rmse_ci_high", "mae", "ndcg_at_10", "ndcg_at_10_stderr", "ndcg_at_10_ci_low",
-            "ndcg_at_10_ci_high", "hit_rate_at_10", "recall_at_10", "coverage_at_10", "n_eval_users", "n_eval_rows")
+HEADLINE = (
+    "rmse",
+    "rmse_ci_low",
+    "rmse_ci_high",
+    "mae",
+    "ndcg_at_10",
+    "ndcg_at_10_stderr",
+    "ndcg_at_10_ci_low",
+    "ndcg_at_10_ci_high",
+    "hit_rate_at_10",
+    "recall_at_10",
+    "coverage_at_10",
+    "n_eval_users",
+    "n_eval_rows",
+)
 
 
 def protocol_parts(ratings: pl.DataFrame, protocol: str) -> Split:
@@ -76,15 +89,22 @@ def main() -> None:
     model_class = family_class(args.family)
     model = model_class(make_config(args.family, json.loads(args.config)), TrainingOptions(seed=args.seed))
     started = time.perf_counter()
-    model.fit(Interactions.from_frame(parts.train, full.users, full.items),
-              Interactions.from_frame(parts.valid, full.users, full.items))  # fmt: skip
+    model.fit(
+        Interactions.from_frame(parts.train, full.users, full.items),
+        Interactions.from_frame(parts.valid, full.users, full.items),
+    )
     fit_seconds = time.perf_counter() - started
     name = PROTOCOL_NAMES[args.protocol]
     catalogue = pl.concat([parts.history, parts.test])["item_id"].n_unique() if name == "leave-one-out" else None
     metrics = evaluate_model(model, parts.test, protocol_evaluation_config(name), n_catalogue_items=catalogue).metrics
-    result = {"dataset": args.dataset, "protocol": args.protocol, "family": args.family,
-              "config": json.loads(args.config), "fit_seconds": round(fit_seconds, 2),
-              "scored_on": "validation" if args.validation else "test"}  # fmt: skip
+    result = {
+        "dataset": args.dataset,
+        "protocol": args.protocol,
+        "family": args.family,
+        "config": json.loads(args.config),
+        "fit_seconds": round(fit_seconds, 2),
+        "scored_on": "validation" if args.validation else "test",
+    }
     print(json.dumps(result | {key: round(metrics[key], 4) for key in HEADLINE if key in metrics}))
 
 

@@ -38,12 +38,20 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def fit_timed(
-    family: str, train: pl.DataFrame, valid: pl.DataFrame, warm: WarmStart | None = None, *, seed: int,
+    family: str,
+    train: pl.DataFrame,
+    valid: pl.DataFrame,
+    warm: WarmStart | None = None,
+    *,
+    seed: int,
     item_features: Any = None,
 ) -> tuple[Recommender, float]:
     """`family` with its defaults fitted on (train, valid), from `warm` when given; and the fit's wall seconds."""
     full = Interactions.from_frame(pl.concat([train, valid]))
-    data = (Interactions.from_frame(train, full.users, full.items), Interactions.from_frame(valid, full.users, full.items))
+    data = (
+        Interactions.from_frame(train, full.users, full.items),
+        Interactions.from_frame(valid, full.users, full.items),
+    )
     model = family_class(family)(make_config(family, {}), TrainingOptions(seed=seed))
     started = time.perf_counter()
     with starting_from(warm) if warm is not None else nullcontext():
@@ -65,33 +73,53 @@ def main() -> None:
     raw = load_source(args.dataset)
     parts = protocol_parts(contract_valid(raw), "P4")
     cut = int(np.quantile(parts.history["timestamp"].to_numpy(), 1.0 - args.newest))
-    older = {name: frame.filter(pl.col("timestamp") < cut) for name, frame in (("train", parts.train), ("valid", parts.valid))}
+    older = {
+        name: frame.filter(pl.col("timestamp") < cut)
+        for name, frame in (("train", parts.train), ("valid", parts.valid))
+    }
     evaluation = protocol_evaluation_config("temporal-user")
     tags = tags_until(raw.tags, int(parts.history["timestamp"].max())) if raw.tags is not None else None
     features = build_item_features(raw.items, tags) if raw.items is not None else None
-    results: dict[str, Any] = {"dataset": args.dataset, "protocol": "P4", "newest_share": args.newest,
-                               "warm_epochs": args.warm_epochs,
-                               "arrived_rows": parts.history.height - older["train"].height - older["valid"].height}  # fmt: skip
+    results: dict[str, Any] = {
+        "dataset": args.dataset,
+        "protocol": "P4",
+        "newest_share": args.newest,
+        "warm_epochs": args.warm_epochs,
+        "arrived_rows": parts.history.height - older["train"].height - older["valid"].height,
+    }
     for family in args.families.split(","):
         item_features = features if family_class(family).uses_item_features else None
         fit = partial(fit_timed, family, seed=args.seed, item_features=item_features)
         earlier, earlier_seconds = fit(older["train"], older["valid"])
         retrained, retrain_seconds = fit(parts.train, parts.valid)
         full_vocabularies = (retrained.users, retrained.items)
-        warm = WarmStart.between(earlier.trained_parameters() or {}, (earlier.users, earlier.items), full_vocabularies,
-                                 args.warm_epochs)  # fmt: skip
+        warm = WarmStart.between(
+            earlier.trained_parameters() or {}, (earlier.users, earlier.items), full_vocabularies, args.warm_epochs
+        )
         refreshed, refresh_seconds = fit(parts.train, parts.valid, warm)
-        scored = {name: evaluate_model(model, parts.test, evaluation) for name, model in
-                  (("earlier", earlier), ("retrain", retrained), ("refresh", refreshed))}  # fmt: skip
-        row: dict[str, Any] = {name: [round(e.metrics[key], 4) for key in ("ndcg_at_10", "ndcg_at_10_ci_low", "ndcg_at_10_ci_high")]
-                               for name, e in scored.items()}  # fmt: skip
+        scored = {
+            name: evaluate_model(model, parts.test, evaluation)
+            for name, model in (("earlier", earlier), ("retrain", retrained), ("refresh", refreshed))
+        }
+        row: dict[str, Any] = {
+            name: [round(e.metrics[key], 4) for key in ("ndcg_at_10", "ndcg_at_10_ci_low", "ndcg_at_10_ci_high")]
+            for name, e in scored.items()
+        }
         for other in ("retrain", "earlier"):
             paired = compare_paired(scored["refresh"].per_user, scored[other].per_user, "ndcg_at_10", seed=args.seed)
-            row[f"refresh_minus_{other}"] = [round(paired.difference, 4), round(paired.ci_low, 4), round(paired.ci_high, 4)]
-        row |= {"n_eval_users": scored["retrain"].metrics["n_eval_users"], "earlier_fit_seconds": round(earlier_seconds, 1),
-                "retrain_seconds": round(retrain_seconds, 1), "refresh_seconds": round(refresh_seconds, 1),
-                "speedup": round(retrain_seconds / max(refresh_seconds, 1e-9), 2),
-                "warm_started": earlier.trained_parameters() is not None}  # fmt: skip
+            row[f"refresh_minus_{other}"] = [
+                round(paired.difference, 4),
+                round(paired.ci_low, 4),
+                round(paired.ci_high, 4),
+            ]
+        row |= {
+            "n_eval_users": scored["retrain"].metrics["n_eval_users"],
+            "earlier_fit_seconds": round(earlier_seconds, 1),
+            "retrain_seconds": round(retrain_seconds, 1),
+            "refresh_seconds": round(refresh_seconds, 1),
+            "speedup": round(retrain_seconds / max(refresh_seconds, 1e-9), 2),
+            "warm_started": earlier.trained_parameters() is not None,
+        }
         results[family] = row
         print(family, json.dumps(row), flush=True)
     out = args.out or RESULTS / f"refresh_{args.dataset}.json"

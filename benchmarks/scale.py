@@ -104,9 +104,20 @@ def main() -> None:
     results = json.loads(path.read_text())["sizes"] if path.exists() else {}
     for size in (int(value) for value in args.sizes.split(",")):
         command = [
-            sys.executable, "-m", "benchmarks.scale", "--one", str(size), "--items", str(args.items),
-            "--families", args.families, "--family-configs", args.family_configs, "--seed", str(args.seed),
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "benchmarks.scale",
+            "--one",
+            str(size),
+            "--items",
+            str(args.items),
+            "--families",
+            args.families,
+            "--family-configs",
+            args.family_configs,
+            "--seed",
+            str(args.seed),
+        ]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             results[str(size)] = {"n_ratings": size, "error": done.stderr[-3000:], "returncode": done.returncode}

@@ -42,12 +42,20 @@ def run_one(data, family: str, loss: str | None, epochs: int, seed: int) -> dict
     model.score(np.arange(data.n_users))
     score_seconds = time.perf_counter() - started
     n_tokens = len(data) - int((np.bincount(data.user_idx, minlength=data.n_users) > 0).sum())
-    result = {"family": family, "loss": loss, "fit_seconds": round(fit_seconds, 2), "n_tokens": n_tokens,
-              "score_users_per_second": round(data.n_users / score_seconds)}  # fmt: skip
+    result = {
+        "family": family,
+        "loss": loss,
+        "fit_seconds": round(fit_seconds, 2),
+        "n_tokens": n_tokens,
+        "score_users_per_second": round(data.n_users / score_seconds),
+    }
     if model.history:
         epoch_seconds = float(np.median([record["epoch_seconds"] for record in model.history]))
-        result |= {"epochs": len(model.history), "epoch_seconds": round(epoch_seconds, 2),
-                   "tokens_per_second": round(n_tokens / epoch_seconds)}  # fmt: skip
+        result |= {
+            "epochs": len(model.history),
+            "epoch_seconds": round(epoch_seconds, 2),
+            "tokens_per_second": round(n_tokens / epoch_seconds),
+        }
     return result
 
 
@@ -81,14 +89,23 @@ def main() -> None:
         for family in args.families.split(","):
             losses = [None] if family == "markov" else args.losses.split(",")
             for loss in losses:
-                result = {"dataset": dataset, "n_ratings": len(data), "n_users": data.n_users,
-                          "n_items": data.n_items} | run_one(data, family, loss, args.epochs, args.seed)  # fmt: skip
+                result = {
+                    "dataset": dataset,
+                    "n_ratings": len(data),
+                    "n_users": data.n_users,
+                    "n_items": data.n_items,
+                } | run_one(data, family, loss, args.epochs, args.seed)
                 print(json.dumps(result), flush=True)
                 runs.append(result)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     runs = _merged(args.output, runs)
-    meta = {"device": device, "torch_threads": args.threads, "torch": torch.__version__, "machine": platform.machine(),
-            "cuda": torch.cuda.get_device_name() if device == "cuda" else None}  # fmt: skip
+    meta = {
+        "device": device,
+        "torch_threads": args.threads,
+        "torch": torch.__version__,
+        "machine": platform.machine(),
+        "cuda": torch.cuda.get_device_name() if device == "cuda" else None,
+    }
     args.output.write_text(json.dumps({"meta": meta, "runs": runs}, indent=2) + "\n")
 
 

@@ -1,6 +1,6 @@
 """Load time of the champion pyfunc and latency of a 100-user top-10 request (in-process predict).
 
-    RECSYS_WORKSPACE=workspace .venv/bin/python -m benchmarks.serving_latency --model recsys
+RECSYS_WORKSPACE=workspace .venv/bin/python -m benchmarks.serving_latency --model recsys
 """
 
 import argparse
@@ -34,11 +34,19 @@ def main() -> None:
         started = time.perf_counter()
         model.predict(request, params={"k": 10})
         latencies.append(time.perf_counter() - started)
-    print(json.dumps({
-        "model": args.model, "family": model.unwrap_python_model().model.family, "load_seconds": round(load_seconds, 2),
-        "users": len(users), "p50_ms": round(1000 * statistics.median(latencies), 1),
-        "max_ms": round(1000 * max(latencies), 1), "threads": os.cpu_count(),
-    }))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "family": model.unwrap_python_model().model.family,
+                "load_seconds": round(load_seconds, 2),
+                "users": len(users),
+                "p50_ms": round(1000 * statistics.median(latencies), 1),
+                "max_ms": round(1000 * max(latencies), 1),
+                "threads": os.cpu_count(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,13 @@ def test_candidate_recall(model: Stacked, test: pl.DataFrame, users: np.ndarray,
     relevant = relevant.filter(pl.col(USER_ID).is_in(users.tolist())).unique([USER_ID, ITEM_ID])
     index = model.users.index_of(users)
     candidates = model.candidates(index)
-    pairs = set(zip(model.users.ids[candidates.users[candidates.user_rows]].tolist(),
-                    model.items.ids[candidates.items].tolist(), strict=True))  # fmt: skip
+    pairs = set(
+        zip(
+            model.users.ids[candidates.users[candidates.user_rows]].tolist(),
+            model.items.ids[candidates.items].tolist(),
+            strict=True,
+        )
+    )
     hits = relevant.with_columns(
         pl.Series("hit", [(u, i) in pairs for u, i in zip(relevant[USER_ID], relevant[ITEM_ID], strict=True)])
     )
@@ -78,8 +83,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=None, help="results JSON to merge into")
-    parser.add_argument("--validation", action="store_true", help="choose settings without touching test: the "
-                        "protocol applied to the training part alone, scored on that inner test")
+    parser.add_argument(
+        "--validation",
+        action="store_true",
+        help="choose settings without touching test: the "
+        "protocol applied to the training part alone, scored on that inner test",
+    )
     parser.add_argument("--label", help="suffix of the results key (several configurations of one dataset)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,32 +121,45 @@ def main() -> None:
     for name, recommender in (*model.parts.items(), ("stacked", model)):
         scored = evaluate_model(recommender, parts.test, evaluation)
         per_user[name] = scored.per_user
-        result = {"dataset": args.dataset, "protocol": args.protocol, "family": name,
-                  "n_eval_users": scored.metrics["n_eval_users"]}  # fmt: skip
+        result = {
+            "dataset": args.dataset,
+            "protocol": args.protocol,
+            "family": name,
+            "n_eval_users": scored.metrics["n_eval_users"],
+        }
         result |= {name_: _with_interval(scored.metrics, name_) for name_ in ("ndcg_at_10", "hit_rate_at_10")}
         results[name] = result
     best = max(model.parts, key=lambda name: results[name]["ndcg_at_10"][0])
     for name in model.parts:
         paired = compare_paired(per_user["stacked"], per_user[name], "ndcg_at_10", seed=args.seed)
-        results[name]["stacked_minus_this"] = [round(paired.difference, 4), round(paired.ci_low, 4),
-                                               round(paired.ci_high, 4)]  # fmt: skip
+        results[name]["stacked_minus_this"] = [
+            round(paired.difference, 4),
+            round(paired.ci_low, 4),
+            round(paired.ci_high, 4),
+        ]
         results[name]["candidate_recall_valid"] = round(model.candidate_recall.get(name, float("nan")), 4)
     users = per_user["stacked"][USER_ID].to_numpy()
     results["stacked"] |= {
-        "config": values, "best_part": best, "fit_seconds": round(fit_seconds, 1),
+        "config": values,
+        "best_part": best,
+        "fit_seconds": round(fit_seconds, 1),
         "stacked_minus_best_part": results[best]["stacked_minus_this"],
         f"candidate_recall_at_{model.config.n_candidates}_test": round(
-            test_candidate_recall(model, parts.test, users, evaluation.relevance_threshold), 4),
+            test_candidate_recall(model, parts.test, users, evaluation.relevance_threshold), 4
+        ),
         f"candidate_recall_at_{model.config.n_candidates}_valid": round(model.candidate_recall["all"], 4),
         "serving_seconds_100_users": round(serving_latency(model), 3),
         "importances": {name: round(share, 4) for name, share in model.importances().items()},
-        "ranker_rounds": model.report()["ranker_rounds"], "ranker_base": model.report()["ranker_base"],
-    }  # fmt: skip
+        "ranker_rounds": model.report()["ranker_rounds"],
+        "ranker_base": model.report()["ranker_base"],
+    }
     for result in results.values():
         print(json.dumps(result), flush=True)
     if args.out is not None:
         stored = json.loads(args.out.read_text()) if args.out.exists() else {}
-        key = "/".join([args.dataset, args.protocol] + ["validation"] * args.validation + [args.label] * bool(args.label))
+        key = "/".join(
+            [args.dataset, args.protocol] + ["validation"] * args.validation + [args.label] * bool(args.label)
+        )
         stored[key] = results
         args.out.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
 

@@ -59,9 +59,15 @@ def main() -> None:
     name = PROTOCOL_NAMES[args.protocol]
     catalogue = pl.concat([parts.history, parts.test])["item_id"].n_unique() if name == "leave-one-out" else None
     evaluation = protocol_evaluation_config(name)
-    result = {"dataset": args.dataset, "protocol": args.protocol, "family": args.family,
-              "config": json.loads(args.config), "fit_seconds": round(fit_seconds, 2),
-              "epochs": len(model.history), "scored_on": "validation" if args.validation else "test"}  # fmt: skip
+    result = {
+        "dataset": args.dataset,
+        "protocol": args.protocol,
+        "family": args.family,
+        "config": json.loads(args.config),
+        "fit_seconds": round(fit_seconds, 2),
+        "epochs": len(model.history),
+        "scored_on": "validation" if args.validation else "test",
+    }
     for label, exact in (("ann", False), ("exact", True)):
         model.exact_search = exact
         started = time.perf_counter()

@@ -34,13 +34,17 @@ def main() -> None:
         items = validate_items(dataset.items).valid
     with measure() as ratings_cost:
         outcome = validate_ratings(ratings, items, dataset.scale)
-    print(json.dumps({
-        "rows": args.rows,
-        "quarantined": outcome.quarantine.height,
-        "items_seconds": round(items_cost.seconds, 2),
-        "ratings_seconds": round(ratings_cost.seconds, 2),
-        "peak_rss_mb": round(ratings_cost.peak_rss_mb),
-    }))
+    print(
+        json.dumps(
+            {
+                "rows": args.rows,
+                "quarantined": outcome.quarantine.height,
+                "items_seconds": round(items_cost.seconds, 2),
+                "ratings_seconds": round(ratings_cost.seconds, 2),
+                "peak_rss_mb": round(ratings_cost.peak_rss_mb),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

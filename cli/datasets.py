@@ -26,7 +26,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "validate", help="run ingestion and the data contracts on a file or named data set; exit 2 when it fails"
     )
     validate.add_argument(
-        "source", help="a dataset spec (.yaml), a ratings .csv/.tsv/.parquet file, or ml-latest-small, ml-100k, synthetic"
+        "source",
+        help="a dataset spec (.yaml), a ratings .csv/.tsv/.parquet file, or ml-latest-small, ml-100k, synthetic",
     )
 
 
@@ -72,7 +73,9 @@ def _validate(source: str, workspace: Workspace) -> int:
     for table, result in report.items():
         if isinstance(result, dict) and "expectations" in result:
             broken = [e["name"] for e in result["expectations"] if not e["success"] and not e.get("skipped")]
-            print(f"  {table:<8} {result['valid_rows']} valid, {result['quarantined_rows']} quarantined"
-                  + (f"  (broken: {', '.join(broken)})" if broken else ""))  # fmt: skip
+            print(
+                f"  {table:<8} {result['valid_rows']} valid, {result['quarantined_rows']} quarantined"
+                + (f"  (broken: {', '.join(broken)})" if broken else "")
+            )
     print(f"quarantined rows and the full report: {validate_dir}")
     return 0

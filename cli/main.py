@@ -32,9 +32,11 @@ EXAMPLES = """examples:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="recsys", description="Recommender training pipeline.", epilog=EXAMPLES,
+        prog="recsys",
+        description="Recommender training pipeline.",
+        epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # fmt: skip
+    )
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     parser.add_argument(
         "--plain", action="store_true", help="plain progress lines even on a terminal (the default in CI or a pipe)"
@@ -49,13 +51,18 @@ def _parser() -> argparse.ArgumentParser:
         "  recsys retrain --dataset my_ratings.parquet --families popularity,ease",
     )
     options.add_config_argument(retrain)
-    retrain.add_argument("--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
-    retrain.add_argument("--families", type=options.family_list, help="comma-separated families (default: all but opt-in stacked)")
     retrain.add_argument(
-        "--protocol", choices=PROTOCOLS,
+        "--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file"
+    )
+    retrain.add_argument(
+        "--families", type=options.family_list, help="comma-separated families (default: all but opt-in stacked)"
+    )
+    retrain.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
         help="split protocol: temporal-user (P4), temporal-global (P1/P2), leave-one-out (P3), held-out-users (P5); "
         "default: the dataset spec's `protocol`, else temporal-user",
-    )  # fmt: skip
+    )
     retrain.add_argument("--seed", type=int, help="seed of every model")
     options.add_family_configs_argument(retrain)
     _add_execution_arguments(retrain)
@@ -66,15 +73,20 @@ def _parser() -> argparse.ArgumentParser:
         epilog="example: recsys backtest --dataset ml-100k --families popularity,bias --windows 4 --window-days 14",
     )
     options.add_config_argument(backtest)
-    backtest.add_argument("--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file")
-    backtest.add_argument("--families", type=options.family_list, help="comma-separated families (default: all but opt-in stacked)")
+    backtest.add_argument(
+        "--dataset", help="ml-latest-small, ml-100k, synthetic, a dataset spec (.yaml) or a ratings file"
+    )
+    backtest.add_argument(
+        "--families", type=options.family_list, help="comma-separated families (default: all but opt-in stacked)"
+    )
     backtest.add_argument("--windows", type=int, help="number of successive test windows")
     backtest.add_argument("--window-days", type=float, help="length of each window in days")
     backtest.add_argument("--seed", type=int, help="seed of every model")
     options.add_family_configs_argument(backtest)
     _add_execution_arguments(backtest)
     score = commands.add_parser(
-        "score", help="write the champion's top-k for every known user to Parquet",
+        "score",
+        help="write the champion's top-k for every known user to Parquet",
         epilog="example: recsys score --model recsys --alias champion --k 20",
         formatter_class=options.ModelDefaultsFormatter,
     )
@@ -82,39 +94,62 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument("--model", help="registered model name")
     score.add_argument("--alias", help="alias of the version to use")
     score.add_argument("--k", type=int, help="recommendations per user")
-    score.add_argument("--histories", type=Path, metavar="FILE", help="Parquet of user_id, item_id, timestamp rows: score its users from them")
+    score.add_argument(
+        "--histories",
+        type=Path,
+        metavar="FILE",
+        help="Parquet of user_id, item_id, timestamp rows: score its users from them",
+    )
     refresh = commands.add_parser(
-        "refresh", help="bring each champion up to the newest data without a full retrain (warm start)",
+        "refresh",
+        help="bring each champion up to the newest data without a full retrain (warm start)",
         epilog="examples:\n  recsys refresh --dataset ml-100k\n  recsys refresh --dataset ml-100k --families sasrec "
         "--register-only",
         formatter_class=options.ModelDefaultsFormatter,
     )
     options.add_config_argument(refresh)
     refresh.add_argument("--dataset", help="the source, with its newer rows (as for retrain)")
-    refresh.add_argument("--families", type=options.family_list,
-                         help="families whose champion to refresh (default: every family with one, and recsys)")  # fmt: skip
+    refresh.add_argument(
+        "--families",
+        type=options.family_list,
+        help="families whose champion to refresh (default: every family with one, and recsys)",
+    )
     refresh.add_argument("--warm-epochs", type=int, help="most epochs of each warm-started training loop")
-    refresh.add_argument("--register-only", action="store_true", default=None,
-                         help="register the refreshed versions without making them champion")  # fmt: skip
+    refresh.add_argument(
+        "--register-only",
+        action="store_true",
+        default=None,
+        help="register the refreshed versions without making them champion",
+    )
     models = commands.add_parser(
-        "models", help="list registered models and aliases; promote or roll back by hand",
+        "models",
+        help="list registered models and aliases; promote or roll back by hand",
         epilog="examples: recsys models list | recsys models promote recsys-ease 3 | recsys models rollback recsys",
     )
     actions = models.add_subparsers(dest="action", required=True)
     actions.add_parser("list", help="registered models, aliases, and why the champion is champion")
-    promote = actions.add_parser("promote", help="make a version champion (the old one becomes previous_champion)",
-                                 epilog="example: recsys models promote recsys-ease 3")  # fmt: skip
+    promote = actions.add_parser(
+        "promote",
+        help="make a version champion (the old one becomes previous_champion)",
+        epilog="example: recsys models promote recsys-ease 3",
+    )
     promote.add_argument("name")
     promote.add_argument("version")
-    rollback = actions.add_parser("rollback", help="give champion back to previous_champion",
-                                  epilog="example: recsys models rollback recsys")  # fmt: skip
+    rollback = actions.add_parser(
+        "rollback", help="give champion back to previous_champion", epilog="example: recsys models rollback recsys"
+    )
     rollback.add_argument("name")
     gc = commands.add_parser(
-        "gc", help="remove old run folders and stale cache records (never what an alias or a kept run needs)",
+        "gc",
+        help="remove old run folders and stale cache records (never what an alias or a kept run needs)",
         epilog="examples: recsys gc --keep-runs 7 | recsys gc --keep-runs 3 --dry-run",
-    )  # fmt: skip
-    gc.add_argument("--keep-runs", type=int, default=DEFAULT_KEEP_RUNS,
-                    help=f"newest runs to keep (default {DEFAULT_KEEP_RUNS}, as after each nightly run)")  # fmt: skip
+    )
+    gc.add_argument(
+        "--keep-runs",
+        type=int,
+        default=DEFAULT_KEEP_RUNS,
+        help=f"newest runs to keep (default {DEFAULT_KEEP_RUNS}, as after each nightly run)",
+    )
     gc.add_argument("--dry-run", action="store_true", help="say what would be removed, remove nothing")
     datasets.add_parser(commands)
     tune.add_parser(commands)
@@ -126,7 +161,9 @@ def _parser() -> argparse.ArgumentParser:
 def _add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     """How the flow runs (flows/runners.py): task runner, parallel tasks, cache."""
     parser.add_argument("--runner", choices=["local", "dask"], help="task runner")
-    parser.add_argument("--dask-address", help="Dask scheduler address; without it --runner dask starts a local cluster")
+    parser.add_argument(
+        "--dask-address", help="Dask scheduler address; without it --runner dask starts a local cluster"
+    )
     parser.add_argument("--workers", type=int, help="tasks at once: threads, or local Dask worker processes")
     parser.add_argument("--no-cache", action="store_const", const=True, help="recompute every stage, reusing nothing")
 
@@ -212,10 +249,18 @@ def _gc(args: argparse.Namespace, workspace: Workspace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     handlers = {
-        "retrain": _retrain, "backtest": _backtest, "score": _score, "models": _models,
-        "datasets": datasets.run, "ui": ui.run_ui, "report": ui.run_report, "gc": _gc,
-        "tune": tune.run, "config": options.run, "refresh": _refresh,
-    }  # fmt: skip
+        "retrain": _retrain,
+        "backtest": _backtest,
+        "score": _score,
+        "models": _models,
+        "datasets": datasets.run,
+        "ui": ui.run_ui,
+        "report": ui.run_report,
+        "gc": _gc,
+        "tune": tune.run,
+        "config": options.run,
+        "refresh": _refresh,
+    }
     try:
         workspace = Workspace.from_env()
         if args.command in options.FLOW_COMMANDS:  # the whole configuration, before anything is written
@@ -233,8 +278,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         code = 2 if isinstance(error, RecsysError | ValueError) else 1
-        print(f"recsys {args.command}: {type(error).__name__}: {_first_line(error)} (--debug shows the traceback)",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"recsys {args.command}: {type(error).__name__}: {_first_line(error)} (--debug shows the traceback)",
+            file=sys.stderr,
+        )
         return code
 
 

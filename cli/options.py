@@ -16,14 +16,26 @@ from tasks.workspace import Workspace
 
 # CLI option (argparse dest) -> the key of the run file it sets
 FLAGS: dict[str, tuple[str, ...]] = {
-    "dataset": ("dataset",), "families": ("families",), "protocol": ("protocol",), "seed": ("seed",),
-    "windows": ("n_windows",), "window_days": ("window_days",),
-    "model": ("model_name",), "alias": ("alias",), "k": ("k",),
-    "family": ("family",), "trials": ("trials",), "timeout": ("timeout",), "out": ("out",),
-    "runner": ("execution", "runner"), "workers": ("execution", "workers"),
-    "dask_address": ("execution", "dask_address"), "no_cache": ("execution", "refresh_cache"),
-    "warm_epochs": ("warm_epochs",), "register_only": ("register_only",),
-}  # fmt: skip
+    "dataset": ("dataset",),
+    "families": ("families",),
+    "protocol": ("protocol",),
+    "seed": ("seed",),
+    "windows": ("n_windows",),
+    "window_days": ("window_days",),
+    "model": ("model_name",),
+    "alias": ("alias",),
+    "k": ("k",),
+    "family": ("family",),
+    "trials": ("trials",),
+    "timeout": ("timeout",),
+    "out": ("out",),
+    "runner": ("execution", "runner"),
+    "workers": ("execution", "workers"),
+    "dask_address": ("execution", "dask_address"),
+    "no_cache": ("execution", "refresh_cache"),
+    "warm_epochs": ("warm_epochs",),
+    "register_only": ("register_only",),
+}
 FLOW_COMMANDS = tuple(CONFIG_TYPES)
 
 
@@ -59,12 +71,18 @@ def family_configs_argument(value: str) -> dict[str, dict[str, Any]]:
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
     """`--config FILE`: the run file whose values the flags given override."""
-    parser.add_argument("--config", type=Path, default=None, metavar="FILE",
-                        help="run configuration (YAML; README: Configure a run); flags given override its values")  # fmt: skip
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="run configuration (YAML; README: Configure a run); flags given override its values",
+    )
 
 
 def add_family_configs_argument(
-    parser: argparse.ArgumentParser, flag: str = "--family-configs",
+    parser: argparse.ArgumentParser,
+    flag: str = "--family-configs",
     description: str = "YAML/JSON file of family -> config, e.g. what `recsys tune` wrote; "
     "merged key by key over the run file's family_configs",
 ) -> None:
@@ -98,14 +116,22 @@ def run_config_of(args: argparse.Namespace) -> RunConfig:
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     config = commands.add_parser(
-        "config", help="print the effective run configuration (every default filled in)",
+        "config",
+        help="print the effective run configuration (every default filled in)",
         epilog="examples: recsys config show | recsys config show --config examples/nightly.yaml --command retrain",
-    )  # fmt: skip
+    )
     actions = config.add_subparsers(dest="action", required=True)
-    show = actions.add_parser("show", help="the configuration a command would run with, as YAML (a valid --config file)")
+    show = actions.add_parser(
+        "show", help="the configuration a command would run with, as YAML (a valid --config file)"
+    )
     show.add_argument("--config", type=Path, default=None, metavar="FILE", help="a run configuration to fill in")
-    show.add_argument("--command", dest="for_command", default="retrain", choices=FLOW_COMMANDS,
-                      help="whose configuration (default retrain)")  # fmt: skip
+    show.add_argument(
+        "--command",
+        dest="for_command",
+        default="retrain",
+        choices=FLOW_COMMANDS,
+        help="whose configuration (default retrain)",
+    )
 
 
 def run(args: argparse.Namespace, workspace: Workspace) -> int:

@@ -43,9 +43,12 @@ from recsys_models.exceptions import RecsysError
 from recsys_models.registry import FAMILIES, make_config
 
 CONFIG_TYPES: dict[str, type[BaseModel]] = {
-    "retrain": RetrainConfig, "backtest": BacktestConfig, "score": ScoreConfig, "tune": TuneConfig,
+    "retrain": RetrainConfig,
+    "backtest": BacktestConfig,
+    "score": ScoreConfig,
+    "tune": TuneConfig,
     "refresh": RefreshConfig,
-}  # fmt: skip
+}
 EXECUTION = "execution"
 WITHOUT_EXECUTION = {"score", "refresh"}  # batch scoring and refresh run no task runner
 FAMILY_CONFIGS = "family_configs"  # retrain and backtest: family -> config
@@ -122,7 +125,9 @@ def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any
 
 
 def resolve(
-    command: str, path: Path | None = None, family_configs: Mapping[str, dict[str, Any]] | None = None,
+    command: str,
+    path: Path | None = None,
+    family_configs: Mapping[str, dict[str, Any]] | None = None,
     flags: Mapping[str, Any] | None = None,
 ) -> RunConfig:
     """The effective configuration of `command`: the models' defaults, the run file at `path`, the

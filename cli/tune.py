@@ -24,7 +24,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "  recsys retrain --dataset ml-100k --families ease --family-configs workspace/tuning/ease.yaml",
     )
     options.add_config_argument(tune)
-    tune.add_argument("--family", help="the family to tune (it must declare a search space); required here or in --config")
+    tune.add_argument(
+        "--family", help="the family to tune (it must declare a search space); required here or in --config"
+    )
     tune.add_argument("--dataset", help="as for retrain")
     tune.add_argument("--protocol", choices=PROTOCOLS, help="split protocol, as for retrain")
     tune.add_argument("--trials", type=int, help="finished trials of the study at the end")
@@ -57,8 +59,10 @@ def run(args: argparse.Namespace, workspace: Workspace) -> int:
 def format_summary(summary: dict[str, Any]) -> str:
     """The search for people: each trial, the base against the best, the best's test figures."""
     objective = summary["objective"]
-    header = (f"\nstudy {summary['study']} ({summary['journal']}): {len(summary['trials'])} trials, "
-              f"{len(summary['ran_now'])} run now; objective {objective} on the validation tail")  # fmt: skip
+    header = (
+        f"\nstudy {summary['study']} ({summary['journal']}): {len(summary['trials'])} trials, "
+        f"{len(summary['ran_now'])} run now; objective {objective} on the validation tail"
+    )
     lines = [header]
     for trial in summary["trials"]:
         value = f"{trial['value']:.4f}" if trial["value"] is not None else trial["state"].lower()
@@ -70,7 +74,9 @@ def format_summary(summary: dict[str, Any]) -> str:
     test = summary["test_metrics"]
     shown = "  ".join(f"{name} {format_interval(test, name)}" for name in TEST_COLUMNS if name in test)
     lines.append(f"best on the test part (once, 95% intervals over users): {shown}")
-    lines.append(f"best config: {summary['out']}  -> recsys retrain --dataset {summary['source']} "
-                 f"--families {summary['family']} --family-configs {summary['out']}")  # fmt: skip
+    lines.append(
+        f"best config: {summary['out']}  -> recsys retrain --dataset {summary['source']} "
+        f"--families {summary['family']} --family-configs {summary['out']}"
+    )
     lines.append(f"MLflow: experiment recsys-tune, run {summary['mlflow']['run_id']}")
     return "\n".join(lines)

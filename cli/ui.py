@@ -116,35 +116,62 @@ def prefect_server_env(port: int) -> dict[str, str]:
     """Settings that make a Prefect server on `port` serve a UI calling that port: `--port` alone
     leaves the UI's API URL at PREFECT_API_URL, else PREFECT_SERVER_API_PORT (4200)."""
     api = f"http://127.0.0.1:{port}/api"
-    return {"PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_SERVER_UI_API_URL": api, "PREFECT_API_URL": api}  # fmt: skip
+    return {
+        "PREFECT_SERVER_API_HOST": "127.0.0.1",
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_UI_API_URL": api,
+        "PREFECT_API_URL": api,
+    }
 
 
 def run_ui(args: argparse.Namespace, workspace: Workspace) -> int:
     workspace.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
     env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     command = [
-        sys.executable, "-m", "mlflow", "server",
-        "--backend-store-uri", workspace.tracking_uri(),
-        "--default-artifact-root", workspace.mlflow_artifacts.as_uri(),
-        "--host", "127.0.0.1", "--port", str(args.port), "--workers", "1",
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        workspace.tracking_uri(),
+        "--default-artifact-root",
+        workspace.mlflow_artifacts.as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(args.port),
+        "--workers",
+        "1",
+    ]
     processes: list[subprocess.Popen] = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))  # stop the servers on SIGTERM too
     try:
         if args.prefect:
-            prefect_command = [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                               "--port", str(args.prefect_port)]  # fmt: skip
+            prefect_command = [
+                sys.executable,
+                "-m",
+                "prefect",
+                "server",
+                "start",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(args.prefect_port),
+            ]
             processes.append(subprocess.Popen(prefect_command, env=env | prefect_server_env(args.prefect_port)))
-            print(f"Prefect UI on http://127.0.0.1:{args.prefect_port} (runs see it with "
-                  f"PREFECT_API_URL=http://127.0.0.1:{args.prefect_port}/api)")  # fmt: skip
+            print(
+                f"Prefect UI on http://127.0.0.1:{args.prefect_port} (runs see it with "
+                f"PREFECT_API_URL=http://127.0.0.1:{args.prefect_port}/api)"
+            )
         elif url := prefect_ui_url():
             print(f"Prefect UI on {url} (the server PREFECT_API_URL points at)")
         else:
             print("Prefect UI: no server running (`recsys ui --prefect` starts one)")
         processes.append(subprocess.Popen(command, env=env))
-        print(f"MLflow UI on http://127.0.0.1:{args.port}: Models lists each family's versions and aliases"
-              " (Ctrl-C stops it)")  # fmt: skip
+        print(
+            f"MLflow UI on http://127.0.0.1:{args.port}: Models lists each family's versions and aliases"
+            " (Ctrl-C stops it)"
+        )
         return processes[-1].wait()
     finally:
         _stop(processes)

@@ -49,6 +49,10 @@ def validate_tags(tags: pl.DataFrame, valid_items: pl.DataFrame, now: datetime |
         "timestamp_max": int(now.timestamp()),
         "known_item_ids": valid_items.get_column(columns.ITEM_ID).drop_nulls().unique(),
     }
-    report_parameters = {"timestamp_min": EARLIEST_TIMESTAMP, "timestamp_max": parameters["timestamp_max"],
-                         "now": now.astimezone(UTC).isoformat(), "known_items": len(parameters["known_item_ids"])}
+    report_parameters = {
+        "timestamp_min": EARLIEST_TIMESTAMP,
+        "timestamp_max": parameters["timestamp_max"],
+        "now": now.astimezone(UTC).isoformat(),
+        "known_items": len(parameters["known_item_ids"]),
+    }
     return validate_table(TAGS, tags, parameters, report_parameters)

@@ -51,7 +51,9 @@ def _build_site(tables: list[tuple[TableContract, Table, dict[str, Any]]], proje
     )
     for contract, frame, parameters in tables:
         spec = load_suite(contract.suite_file)
-        expectations = tuple(e for e in spec.expectations if e.engine == GX_ENGINE and e.parameters <= parameters.keys())
+        expectations = tuple(
+            e for e in spec.expectations if e.engine == GX_ENGINE and e.parameters <= parameters.keys()
+        )
         suite = context.suites.add(build_gx_suite(spec.name, expectations))
         batch_definition = (
             context.data_sources.add_pandas(name=contract.table)

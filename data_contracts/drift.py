@@ -76,10 +76,16 @@ def check_drift(
     limits = [
         ("new_user_share", figures["new_user_share"] > bounds.max_new_user_share, bounds.max_new_user_share),
         ("new_item_share", figures["new_item_share"] > bounds.max_new_item_share, bounds.max_new_item_share),
-        ("rating_mean_shift", figures["rating_mean_shift"] > bounds.max_rating_mean_shift, bounds.max_rating_mean_shift),
+        (
+            "rating_mean_shift",
+            figures["rating_mean_shift"] > bounds.max_rating_mean_shift,
+            bounds.max_rating_mean_shift,
+        ),
         ("rating_distance", figures["rating_distance"] > bounds.max_rating_distance, bounds.max_rating_distance),
     ]
-    breaches = [f"ratings drift: {name} is {figures[name]:.3f}, above {limit:.3f}" for name, broke, limit in limits if broke]
+    breaches = [
+        f"ratings drift: {name} is {figures[name]:.3f}, above {limit:.3f}" for name, broke, limit in limits if broke
+    ]
     if not bounds.min_volume_change <= figures["volume_change"] <= bounds.max_volume_change:
         breaches.append(
             f"ratings drift: row count changed by {figures['volume_change']:+.1%} "

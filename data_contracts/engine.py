@@ -205,7 +205,9 @@ _POLARS_CHECKS: dict[str, Callable[..., pl.Expr]] = {  # an expression, True whe
     "expect_column_values_to_be_well_formed_text": _malformed_text,
     "expect_column_values_to_be_well_formed_lists": _malformed_list,
 }
-_WHOLE_TABLE_CHECKS: dict[str, Callable[..., np.ndarray]] = {  # the whole table (lazily) in, the positions of the offending rows out
+_WHOLE_TABLE_CHECKS: dict[
+    str, Callable[..., np.ndarray]
+] = {  # the whole table (lazily) in, the positions of the offending rows out
     "expect_compound_columns_to_be_unique": _repeated_key,
     "expect_rows_to_be_unique": _repeated_row,
 }
@@ -306,7 +308,9 @@ def _assemble(
         ]
         or [empty]
     )
-    failures = pairs.sort(_ROW_INDEX, "_rank").group_by(_ROW_INDEX, maintain_order=True).agg(pl.col(FAILED_EXPECTATIONS))
+    failures = (
+        pairs.sort(_ROW_INDEX, "_rank").group_by(_ROW_INDEX, maintain_order=True).agg(pl.col(FAILED_EXPECTATIONS))
+    )
     indexed = frame.with_row_index(_ROW_INDEX).with_columns(pl.col(_ROW_INDEX).cast(pl.Int64))
     valid = indexed.join(failures, on=_ROW_INDEX, how="anti", maintain_order="left").drop(_ROW_INDEX)
     quarantine = indexed.join(failures, on=_ROW_INDEX, how="inner", maintain_order="right").drop(_ROW_INDEX)
@@ -379,8 +383,11 @@ def validate_batches(
             raise RuntimeError(f"contract split lost rows: {valid.height} + {quarantine.height} != {batch.height}")
         for name, positions in flagged.items():
             counts[name] += len(positions)
-        rows = {"input": rows["input"] + batch.height, "valid": rows["valid"] + valid.height,
-                "quarantined": rows["quarantined"] + quarantine.height}  # fmt: skip
+        rows = {
+            "input": rows["input"] + batch.height,
+            "valid": rows["valid"] + valid.height,
+            "quarantined": rows["quarantined"] + quarantine.height,
+        }
         sink(valid, quarantine)
     row_entries = [
         {
@@ -408,7 +415,11 @@ def validate_batches(
     }
     logger.info(
         "%s contract: %d rows, %d valid, %d quarantined in %.2f s",
-        contract.table, rows["input"], rows["valid"], rows["quarantined"], report["seconds"],
+        contract.table,
+        rows["input"],
+        rows["valid"],
+        rows["quarantined"],
+        report["seconds"],
     )
     return report
 

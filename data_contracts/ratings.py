@@ -31,7 +31,12 @@ from recsys_models import columns
 from recsys_models.datasets.types import RatingScale
 
 __all__ = [
-    "FAILED_EXPECTATIONS", "RATINGS", "ContractViolation", "ValidationOutcome", "validate_ratings", "validate_ratings_file",
+    "FAILED_EXPECTATIONS",
+    "RATINGS",
+    "ContractViolation",
+    "ValidationOutcome",
+    "validate_ratings",
+    "validate_ratings_file",
 ]
 
 # Names of the row-level expectations in suites/ratings.json, as they appear in reports and
@@ -128,7 +133,9 @@ def _run_time_parameters(
     now = checked_now(now)
     if items is not None and (problems := table_problems(_ITEM_IDS, items)):
         raise ContractViolation(problems)
-    bounds = (scale.minimum, scale.maximum, scale.step) if scale is not None else (SMALLEST_WEIGHT, sys.float_info.max, None)
+    bounds = (
+        (scale.minimum, scale.maximum, scale.step) if scale is not None else (SMALLEST_WEIGHT, sys.float_info.max, None)
+    )
     parameters: dict[str, Any] = {
         "rating_min": float(bounds[0]),
         "rating_max": float(bounds[1]),
@@ -141,9 +148,14 @@ def _run_time_parameters(
         parameters["known_item_ids"] = items.get_column(columns.ITEM_ID).drop_nulls().unique()
     if known_events is not None:
         parameters["known_events"] = pl.Series("event", sorted(known_events), dtype=pl.String)
-    report_parameters = {
-        key: value for key, value in parameters.items() if key not in ("known_item_ids", "known_events")
-    } | {"known_events": sorted(known_events) if known_events is not None else None} | {"now": now.astimezone(UTC).isoformat(), "known_items": len(parameters["known_item_ids"]) if items is not None else None}
+    report_parameters = (
+        {key: value for key, value in parameters.items() if key not in ("known_item_ids", "known_events")}
+        | {"known_events": sorted(known_events) if known_events is not None else None}
+        | {
+            "now": now.astimezone(UTC).isoformat(),
+            "known_items": len(parameters["known_item_ids"]) if items is not None else None,
+        }
+    )
     return parameters, report_parameters
 
 

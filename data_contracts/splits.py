@@ -57,4 +57,10 @@ def check_split(
             )
     if problems:
         raise ContractViolation(problems)
-    return {"protocol": protocol, "shared_pairs": shared_pairs, "shared_pairs_allowed": repeats_allowed, "test_leakage": test_leak, "valid_leakage": valid_leak}
+    return {
+        "protocol": protocol,
+        "shared_pairs": shared_pairs,
+        "shared_pairs_allowed": repeats_allowed,
+        "test_leakage": test_leak,
+        "valid_leakage": valid_leak,
+    }

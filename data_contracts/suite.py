@@ -63,9 +63,7 @@ class RowExpectation:
     def resolved_kwargs(self, parameters: dict[str, Any]) -> dict[str, Any]:
         """The kwargs with every `{"$PARAMETER": name}` replaced by `parameters[name]`."""
         return {
-            key: parameters[value[_PARAMETER_KEY]]
-            if isinstance(value, dict) and _PARAMETER_KEY in value
-            else value
+            key: parameters[value[_PARAMETER_KEY]] if isinstance(value, dict) and _PARAMETER_KEY in value else value
             for key, value in self.kwargs.items()
         }
 
@@ -118,7 +116,9 @@ def parse_suite(document: dict[str, Any]) -> SuiteSpec:
     expectations = [_parse_expectation(raw, GX_ENGINE, name) for raw in document.get("expectations") or []]
     expectations += [_parse_expectation(raw, POLARS_ENGINE, name) for raw in meta.get("polars_expectations") or []]
     notes = document.get("notes") or ""
-    return SuiteSpec(name=name, notes=notes if isinstance(notes, str) else "\n".join(notes), expectations=tuple(expectations))
+    return SuiteSpec(
+        name=name, notes=notes if isinstance(notes, str) else "\n".join(notes), expectations=tuple(expectations)
+    )
 
 
 def load_suite(file_name: str) -> SuiteSpec:
@@ -153,7 +153,9 @@ def build_gx_suite(name: str, expectations: tuple[RowExpectation, ...]) -> Any:
         try:
             get_expectation_impl(expectation.type)
         except ExpectationNotFoundError as error:
-            raise ValueError(f"suite {name!r}: Great Expectations has no expectation type {expectation.type!r}") from error
+            raise ValueError(
+                f"suite {name!r}: Great Expectations has no expectation type {expectation.type!r}"
+            ) from error
         try:
             built = gx.ExpectationSuite(name=name, expectations=[expectation.to_gx_dict()]).expectations
         except Exception as error:  # pydantic rejects bad kwargs with its own error types

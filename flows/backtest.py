@@ -53,9 +53,15 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
     run = RunDir(run_dir)
     # the same contracts as retrain; no drift check against an earlier run: a backtest replays history
     validated_dir = ingest_and_validate(
-        config.dataset, run, workspace, seed=config.seed, max_quarantine_share=config.max_quarantine_share,
-        drift=DriftBounds(), reference=None, refresh=execution.refresh_cache,
-    )  # fmt: skip
+        config.dataset,
+        run,
+        workspace,
+        seed=config.seed,
+        max_quarantine_share=config.max_quarantine_share,
+        drift=DriftBounds(),
+        reference=None,
+        refresh=execution.refresh_cache,
+    )
     window_dirs = rolling_split(
         validated_dir, run.split, config.n_windows, config.window_days, config.valid_fraction, source.feedback
     )
@@ -75,9 +81,14 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
             continue
         for family in families:
             trained = train.submit(
-                window_dir, run.train(family, window_dir.name), family,
-                config.family_configs.get(family), config.seed, validated_dir, threads,
-            )  # fmt: skip
+                window_dir,
+                run.train(family, window_dir.name),
+                family,
+                config.family_configs.get(family),
+                config.seed,
+                validated_dir,
+                threads,
+            )
             evaluated = evaluate.submit(
                 window_dir, trained, run.evaluate(family, window_dir.name), family, config.k, validated_dir
             )
@@ -93,9 +104,12 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
     notes = warn_of_few_users(entries, logger)
     report_dir = backtest_report_task(entries, run_dir / "backtest", config.k)
     summary = build_backtest_summary(run, run_id, config.model_dump(mode="json"), families, entries, report_dir, notes)
-    params = {key: summary["config"][key] for key in ("dataset", "n_windows", "window_days", "valid_fraction", "seed", "k")}
-    parent_run_id = log_backtest(workspace, run_id, params, config.selected_families(), run_dir, report_dir, entries, config.k)
+    params = {
+        key: summary["config"][key] for key in ("dataset", "n_windows", "window_days", "valid_fraction", "seed", "k")
+    }
+    parent_run_id = log_backtest(
+        workspace, run_id, params, config.selected_families(), run_dir, report_dir, entries, config.k
+    )
     summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
     atomic_write_json(run.summary_file, summary)
     return summary
-

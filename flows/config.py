@@ -41,9 +41,11 @@ class PipelineRunConfig(BaseModel):
     seed: int = Field(default=42, ge=0, description="Seed of every model.")
     k: PositiveInt = Field(default=10, description="Headline cut-off of the ranking metrics.")
     max_quarantine_share: float = Field(
-        default=DEFAULT_MAX_QUARANTINE_SHARE, ge=0.0, le=1.0,
+        default=DEFAULT_MAX_QUARANTINE_SHARE,
+        ge=0.0,
+        le=1.0,
         description="Share of bad rows in a table above which the source counts as broken and the run fails.",
-    )  # fmt: skip
+    )
     family_configs: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Hyperparameters per family, validated by the family's config."
     )
@@ -62,7 +64,9 @@ class PipelineRunConfig(BaseModel):
 
     def applicable_families(self, source: SourceIdentity) -> tuple[list[str], dict[str, str]]:
         """The selected families that apply to the source, and why each other one is skipped."""
-        reasons = {family: skip_reason(family, source.feedback, source.has_items) for family in self.selected_families()}
+        reasons = {
+            family: skip_reason(family, source.feedback, source.has_items) for family in self.selected_families()
+        }
         skipped = {family: reason for family, reason in reasons.items() if reason is not None}
         return [family for family in reasons if family not in skipped], skipped
 
@@ -104,7 +108,8 @@ class RefreshConfig(BaseModel):
 
     dataset: str = Field(default="ml-latest-small", description="As for retrain: the source, now with its newer rows.")
     families: list[str] | None = Field(
-        default=None, description="Families whose champion to refresh; None: every family with a champion, and `recsys`."
+        default=None,
+        description="Families whose champion to refresh; None: every family with a champion, and `recsys`.",
     )
     warm_epochs: PositiveInt = Field(
         default=WARM_EPOCHS, description="Most epochs of each warm-started training loop (torch families)."
@@ -143,7 +148,9 @@ class TuneConfig(BaseModel):
     dataset: str = Field(default="ml-latest-small", description="As for retrain: a named data set, a spec or a file.")
     protocol: ProtocolName | None = Field(default=None, description="Split protocol, as for retrain.")
     train_fraction: float = Field(default=0.8, gt=0.0, lt=1.0, description="temporal-global: share before the cut-off.")
-    trials: PositiveInt = Field(default=20, description="Finished trials the study holds at the end (earlier runs' count).")
+    trials: PositiveInt = Field(
+        default=20, description="Finished trials the study holds at the end (earlier runs' count)."
+    )
     timeout: PositiveFloat | None = Field(default=None, description="Seconds after which no new trial starts.")
     seed: int = Field(default=42, ge=0, description="Seed of the sampler and of every model.")
     k: PositiveInt = Field(default=10, description="Cut-off of the best configuration's test metrics.")

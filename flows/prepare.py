@@ -12,9 +12,16 @@ from tasks.workspace import Workspace, data_dir_from_env, link_stage
 
 
 def ingest_and_validate(
-    dataset: str, run: RunDir, workspace: Workspace, *, seed: int, max_quarantine_share: float,
-    drift: DriftBounds, reference: Path | None, refresh: bool,
-) -> Path:  # fmt: skip
+    dataset: str,
+    run: RunDir,
+    workspace: Workspace,
+    *,
+    seed: int,
+    max_quarantine_share: float,
+    drift: DriftBounds,
+    reference: Path | None,
+    refresh: bool,
+) -> Path:
     """The validate folder of `run`; drift is judged against `reference` (an earlier validate folder)."""
     ingest, validate = (cached(stage, workspace.cache, refresh) for stage in (ingest_task, validate_task))
     ingest_dir = share(
@@ -24,13 +31,27 @@ def ingest_and_validate(
 
 
 def prepare_split(
-    dataset: str, run: RunDir, workspace: Workspace, settings: SplitSettings, *, seed: int,
-    max_quarantine_share: float, drift: DriftBounds, reference: Path | None, refresh: bool,
-) -> tuple[Path, Path]:  # fmt: skip
+    dataset: str,
+    run: RunDir,
+    workspace: Workspace,
+    settings: SplitSettings,
+    *,
+    seed: int,
+    max_quarantine_share: float,
+    drift: DriftBounds,
+    reference: Path | None,
+    refresh: bool,
+) -> tuple[Path, Path]:
     """The validate folder and the split folder of `run`."""
     validated_dir = ingest_and_validate(
-        dataset, run, workspace, seed=seed, max_quarantine_share=max_quarantine_share, drift=drift,
-        reference=reference, refresh=refresh,
-    )  # fmt: skip
+        dataset,
+        run,
+        workspace,
+        seed=seed,
+        max_quarantine_share=max_quarantine_share,
+        drift=drift,
+        reference=reference,
+        refresh=refresh,
+    )
     split = cached(split_task, workspace.cache, refresh)
     return validated_dir, share(link_stage(split(validated_dir, run.split, settings), run.split))

@@ -42,25 +42,53 @@ def refresh(config: RefreshConfig = RefreshConfig()) -> dict[str, Any]:
     defaults = RetrainConfig()
     settings = split_settings(source, None, train_fraction=defaults.train_fraction, seed=defaults.seed)
     validated, split_dir = prepare_split(
-        config.dataset, run, workspace, settings, seed=defaults.seed,
-        max_quarantine_share=config.max_quarantine_share, drift=DriftBounds(), reference=None, refresh=False,
-    )  # fmt: skip
+        config.dataset,
+        run,
+        workspace,
+        settings,
+        seed=defaults.seed,
+        max_quarantine_share=config.max_quarantine_share,
+        drift=DriftBounds(),
+        reference=None,
+        refresh=False,
+    )
     serve_dir = serve_split(split_dir, run.serve_split)
-    tags = {"dataset": source.name, "protocol": settings.protocol, "code_version": code_version(),
-            "data_hash": read_manifest(run.validate)["outputs"]["ratings.parquet"]["sha256"],
-            "pipeline_run_id": run_id, DATA_END_TAG: str(data_end(serve_dir))}  # fmt: skip
+    tags = {
+        "dataset": source.name,
+        "protocol": settings.protocol,
+        "code_version": code_version(),
+        "data_hash": read_manifest(run.validate)["outputs"]["ratings.parquet"]["sha256"],
+        "pipeline_run_id": run_id,
+        DATA_END_TAG: str(data_end(serve_dir)),
+    }
     experiment_id = ensure_experiment(client, workspace.mlflow_artifacts)
     parameters = {"kind": "refresh", "warm_epochs": config.warm_epochs, "register_only": config.register_only}
     parent = start_parent_run(client, experiment_id, f"refresh {run_id}", parameters, tags)
     lock = workspace.mlflow_db.parent / "promotion.lock"
     outcomes = []
     for name in names:
-        outcome = refresh_champion(client, experiment_id, parent, name, serve_dir, validated, run.serve(name),
-                                   tags, config.warm_epochs, config.register_only, lock)  # fmt: skip
+        outcome = refresh_champion(
+            client,
+            experiment_id,
+            parent,
+            name,
+            serve_dir,
+            validated,
+            run.serve(name),
+            tags,
+            config.warm_epochs,
+            config.register_only,
+            lock,
+        )
         logger.info("%s: %s (%s)", name, outcome.status, outcome.reason)
         outcomes.append(outcome.as_dict())
     client.set_terminated(parent, "FINISHED")
-    summary = {"run_id": run_id, "run_dir": str(run.path), "dataset": source.name, "data_end": int(tags[DATA_END_TAG]),
-               "models": outcomes}  # fmt: skip
+    summary = {
+        "run_id": run_id,
+        "run_dir": str(run.path),
+        "dataset": source.name,
+        "data_end": int(tags[DATA_END_TAG]),
+        "models": outcomes,
+    }
     atomic_write_json(run.summary_file, summary)
     return summary

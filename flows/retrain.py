@@ -45,9 +45,13 @@ def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Exec
 
 
 def run_stages(
-    config: RetrainConfig, execution: Execution, source: SourceIdentity, workspace: Workspace, run_id: str,
+    config: RetrainConfig,
+    execution: Execution,
+    source: SourceIdentity,
+    workspace: Workspace,
+    run_id: str,
     run_dir: Path,
-) -> Any:  # fmt: skip
+) -> Any:
     """The stages of one run, in order (see `retrain`)."""
     logger = get_run_logger()
     started = time.time()
@@ -58,18 +62,28 @@ def run_stages(
     )
     settings = split_settings(source, config.protocol, train_fraction=config.train_fraction, seed=config.seed)
     validated_dir, split_dir = prepare_split(
-        config.dataset, run, workspace, settings, seed=config.seed, max_quarantine_share=config.max_quarantine_share,
-        drift=config.drift, reference=last_successful_validation(workspace, source.name, before=run_id),
+        config.dataset,
+        run,
+        workspace,
+        settings,
+        seed=config.seed,
+        max_quarantine_share=config.max_quarantine_share,
+        drift=config.drift,
+        reference=last_successful_validation(workspace, source.name, before=run_id),
         refresh=execution.refresh_cache,
-    )  # fmt: skip
+    )
 
     families, skipped = config.applicable_families(source)
     for family, reason in skipped.items():
         logger.info("skipping %s: %s", family, reason)
     if not families:
-        raise ValueError(f"no selected family applies to {source.name}: " + "; ".join(f"{f} {r}" for f, r in skipped.items()))
+        raise ValueError(
+            f"no selected family applies to {source.name}: " + "; ".join(f"{f} {r}" for f, r in skipped.items())
+        )
     threads = divide_threads(execution)
-    logger.info("training %s, %d at a time, torch threads per task: %s", ", ".join(families), execution.workers, threads)
+    logger.info(
+        "training %s, %d at a time, torch threads per task: %s", ", ".join(families), execution.workers, threads
+    )
 
     def fit(data_dir: Path, out_dir: Path, family: str, name: str) -> Any:
         task = train.with_options(task_run_name=f"{name}-{family}")
@@ -89,11 +103,18 @@ def run_stages(
     succeeded = [family for family in families if family not in failures]
 
     parent_run_id, registered, overall = register(
-        workspace, run_id, run_dir, succeeded, dataset_name=source.name, protocol=settings.protocol,
-        params={"dataset": config.dataset, "seed": config.seed, "k": config.k}, gate=config.gate,
-    )  # fmt: skip
-    summary = build_summary(run, run_id, config.model_dump(mode="json"), source, settings.protocol, registered,
-                            failures, skipped)  # fmt: skip
+        workspace,
+        run_id,
+        run_dir,
+        succeeded,
+        dataset_name=source.name,
+        protocol=settings.protocol,
+        params={"dataset": config.dataset, "seed": config.seed, "k": config.k},
+        gate=config.gate,
+    )
+    summary = build_summary(
+        run, run_id, config.model_dump(mode="json"), source, settings.protocol, registered, failures, skipped
+    )
     summary["overall"] = overall
     summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
     report = publish_run_report(run_dir, summary, workspace.tracking_uri())  # HTML + plots in run_dir/report/

@@ -29,26 +29,14 @@ from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import describe_source
 from recsys_models.io import atomic_write_json
 from recsys_models.registry import family_class, skip_reason
-from recsys_models.tuning import describe_space, search_space, starting_point
-from stages.layout import EvalDir, RunDir
+from recsys_models.tuning import search_space, starting_point
+from stages.layout import RunDir
 from stages.split import split_settings
 from stages.tune import objective_of
-from tasks.stage_store import local
-from tasks.stage_tasks import cached, evaluate_task, train_task
-from tasks.tune_study import (
-    base_value,
-    describe_trial,
-    file_name,
-    finished,
-    importances,
-    open_study,
-    resume,
-    search,
-    study_name,
-)
-from tasks.tune_tasks import trial_task
+from tasks.tune_study import describe_search, file_name, finished, open_study, resume, search, study_name
+from tasks.tune_tasks import judge_on_test, trial_task
 from tasks.tune_tracking import log_search
-from tasks.workspace import Workspace, file_lock, last_successful_validation, link_stage, new_run_id
+from tasks.workspace import Workspace, file_lock, last_successful_validation, new_run_id
 
 
 @flow(name="tune", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
@@ -68,10 +56,16 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     settings = split_settings(source, config.protocol, train_fraction=config.train_fraction, seed=config.seed)
     run = RunDir(run_dir)
     validated_dir, split_dir = prepare_split(
-        config.dataset, run, workspace, settings, seed=config.seed, max_quarantine_share=config.max_quarantine_share,
-        drift=DriftBounds(), reference=last_successful_validation(workspace, source.name, before=run_id),
+        config.dataset,
+        run,
+        workspace,
+        settings,
+        seed=config.seed,
+        max_quarantine_share=config.max_quarantine_share,
+        drift=DriftBounds(),
+        reference=last_successful_validation(workspace, source.name, before=run_id),
         refresh=execution.refresh_cache,
-    )  # fmt: skip
+    )
 
     objective = objective_of(model_class)
     maximize = objective != "valid_rmse"
@@ -81,8 +75,17 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
 
     def submit(trial: Trial, params: dict[str, Any]) -> PrefectFuture:
         trial_config = config.base_config | params
-        return trial_task.submit(split_dir, config.family, trial_config, config.seed, trial.number, validated_dir,
-                                 threads, trial=trial, objective=objective)  # fmt: skip
+        return trial_task.submit(
+            split_dir,
+            config.family,
+            trial_config,
+            config.seed,
+            trial.number,
+            validated_dir,
+            threads,
+            trial=trial,
+            objective=objective,
+        )
 
     with file_lock(journal.with_suffix(".lock")):  # one search of a study at a time: its RUNNING trials are stale
         study = open_study(journal, name, maximize, config.seed)
@@ -92,37 +95,39 @@ def tune(config: TuneConfig, execution: Execution = Execution()) -> dict[str, An
     completed = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     if not completed:
         raise RuntimeError(f"no trial of {name} finished: see the failed trials' errors in {journal}")
-    best = study.best_trial
-    best_config = config.base_config | best.params
+    best_config = config.base_config | study.best_trial.params
 
-    test_metrics = judge_on_test(config, best_config, workspace, run, split_dir, validated_dir, threads,
-                                 execution.refresh_cache)  # fmt: skip
+    test_metrics = judge_on_test(
+        config.family,
+        best_config,
+        config.seed,
+        config.k,
+        workspace,
+        run,
+        split_dir,
+        validated_dir,
+        threads,
+        execution.refresh_cache,
+    )
     out = Path(config.out) if config.out else workspace.root / "tuning" / f"{config.family}.yaml"
     write_family_config(out, config.family, best_config)
     summary = {
-        "run_id": run_id, "run_dir": str(run_dir), "family": config.family, "source": config.dataset,
-        "dataset": source.name, "protocol": settings.protocol, "study": name, "journal": str(journal), "objective": objective,
-        "maximize": maximize, "space": describe_space(space), "base_config": config.base_config,
-        "trials": [describe_trial(trial) for trial in finished(study)], "ran_now": ran,
-        "base_value": base_value(study, starting_point(base, space)), "best": describe_trial(best), "best_config": best_config,
-        "test_metrics": test_metrics, "out": str(out), "importances": importances(study, space, config.seed),
-    }  # fmt: skip
+        "run_id": run_id,
+        "run_dir": str(run_dir),
+        "family": config.family,
+        "source": config.dataset,
+        "dataset": source.name,
+        "protocol": settings.protocol,
+        "study": name,
+        "journal": str(journal),
+        "objective": objective,
+        "maximize": maximize,
+        "base_config": config.base_config,
+        "best_config": best_config,
+        "test_metrics": test_metrics,
+        "out": str(out),
+        **describe_search(study, space, starting_point(base, space), config.seed, ran),
+    }
     summary["mlflow"] = log_search(workspace, summary, run_dir)
     atomic_write_json(run.summary_file, summary)
     return summary
-
-
-def judge_on_test(
-    config: TuneConfig, best_config: dict[str, Any], workspace: Workspace, run: RunDir, split_dir: Path,
-    validated_dir: Path, threads: int | None, refresh: bool,
-) -> dict[str, Any]:  # fmt: skip
-    """The test part, once: the best recipe trained as retrain trains it, then the evaluate stage's metrics."""
-    train, evaluate = (cached(stage, workspace.cache, refresh) for stage in (train_task, evaluate_task))
-    train_dir, eval_dir = run.train(config.family), run.evaluate(config.family)
-    trained = link_stage(
-        local(train(split_dir, train_dir, config.family, best_config, config.seed, validated_dir, threads)), train_dir
-    )
-    evaluated = link_stage(
-        local(evaluate(split_dir, trained, eval_dir, config.family, config.k, validated_dir)), eval_dir
-    )
-    return EvalDir(evaluated).metrics()

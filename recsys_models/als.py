@@ -55,8 +55,10 @@ class ALSConfig(BaseModel):
     """Hyperparameters of implicit ALS; defaults from the validation search in the module docstring."""
 
     search_space: ClassVar[SearchSpace] = {
-        "n_factors": IntRange(16, 256, log=True), "regularization": FloatRange(0.1, 500.0, log=True),
-        "alpha": FloatRange(0.05, 50.0, log=True), "iterations": IntRange(5, 30),
+        "n_factors": IntRange(16, 256, log=True),
+        "regularization": FloatRange(0.1, 500.0, log=True),
+        "alpha": FloatRange(0.05, 50.0, log=True),
+        "iterations": IntRange(5, 30),
     }
 
     model_config = ConfigDict(frozen=True, extra="forbid")

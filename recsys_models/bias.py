@@ -40,7 +40,9 @@ class BiasConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     search_space: ClassVar[SearchSpace] = {
-        "item_damping": FloatRange(0.0, 50.0), "user_damping": FloatRange(0.0, 100.0), "n_passes": IntRange(1, 5),
+        "item_damping": FloatRange(0.0, 50.0),
+        "user_damping": FloatRange(0.0, 100.0),
+        "n_passes": IntRange(1, 5),
     }
 
     item_damping: NonNegativeFloat = Field(

@@ -45,7 +45,10 @@ SPARSE_PRODUCT_ENTRIES = 1 << 24  # sum of squared activities per chunk of the l
 class EASEConfig(BaseModel):
     """Hyperparameters of EASE; defaults from the validation search in the module docstring."""
 
-    search_space: ClassVar[SearchSpace] = {"l2": FloatRange(10.0, 1e5, log=True), "values": Choice(("binary", "rating"))}
+    search_space: ClassVar[SearchSpace] = {
+        "l2": FloatRange(10.0, 1e5, log=True),
+        "values": Choice(("binary", "rating")),
+    }
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -116,7 +116,10 @@ def _minimise(
     """The user vectors of `rows` minimising the fold-in objective, by L-BFGS from `start`."""
     vectors = start.clone().requires_grad_(True)
     optimizer = torch.optim.LBFGS(
-        [vectors], max_iter=MAX_ITERATIONS, tolerance_grad=TOLERANCE, tolerance_change=TOLERANCE * 1e-2,
+        [vectors],
+        max_iter=MAX_ITERATIONS,
+        tolerance_grad=TOLERANCE,
+        tolerance_change=TOLERANCE * 1e-2,
         line_search_fn="strong_wolfe",
     )
 

@@ -111,9 +111,11 @@ def map_histories(
     # History.__post_init__ made items, weights and timestamps 1-d arrays (np.asarray: no copy)
     weights = np.concatenate(
         [np.zeros(0, np.float32)]
-        + [np.asarray(h.weights) if h.weights is not None else np.full(len(h.items), default_weight, np.float32)
-           for h in histories]
-    )  # fmt: skip
+        + [
+            np.asarray(h.weights) if h.weights is not None else np.full(len(h.items), default_weight, np.float32)
+            for h in histories
+        ]
+    )
     timestamps = np.concatenate(  # without timestamps, the positions: the order given
         [np.zeros(0, np.int64)]
         + [np.asarray(h.timestamps) if h.timestamps is not None else np.arange(len(h.items)) for h in histories]

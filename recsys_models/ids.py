@@ -37,8 +37,10 @@ def encode_texts(texts: pl.Series) -> pl.Series:
     texts = texts.cast(pl.String).str.strip_chars()
     integer = texts.str.contains(_CANONICAL_INTEGER)
     distinct = texts.filter(~integer.fill_null(True)).unique()
-    lookup = pl.DataFrame({RAW: distinct, CODE: [text_code(text) for text in distinct.to_list()]},
-                          schema={RAW: pl.String(), CODE: pl.Int64()})  # fmt: skip
+    lookup = pl.DataFrame(
+        {RAW: distinct, CODE: [text_code(text) for text in distinct.to_list()]},
+        schema={RAW: pl.String(), CODE: pl.Int64()},
+    )
     frame = pl.DataFrame({RAW: texts}).join(lookup, on=RAW, how="left", maintain_order="left")
     as_integer = pl.col(RAW).cast(pl.Int64, strict=False)
     return frame.select(pl.when(integer).then(as_integer).otherwise(pl.col(CODE)).alias(texts.name)).to_series()
@@ -67,9 +69,9 @@ def decode_column(frame: pl.DataFrame, column: str, table: pl.DataFrame | None, 
     if texts.is_empty():
         return frame
     joined = frame.join(texts, on=column, how="left", maintain_order="left")
-    return joined.with_columns(
-        pl.coalesce(pl.col("__raw__"), pl.col(column).cast(pl.String)).alias(column)
-    ).drop("__raw__")
+    return joined.with_columns(pl.coalesce(pl.col("__raw__"), pl.col(column).cast(pl.String)).alias(column)).drop(
+        "__raw__"
+    )
 
 
 def encode_values(values: list | np.ndarray | pl.Series) -> np.ndarray:

@@ -33,9 +33,7 @@ def recommend_raw(model: Recommender, user_ids: np.ndarray, k: int = 10, exclude
     users = np.concatenate([np.repeat(user_ids[known], width), np.repeat(user_ids[~known], width)])
     cold = np.concatenate([np.zeros(known.sum() * width, bool), np.ones(n_cold * width, bool)])
     ranks = np.tile(np.arange(1, width + 1, dtype=np.int64), users.size // width if width else 0)
-    frame = pl.DataFrame(
-        {USER_ID: users, ITEM_ID: model.items.ids[items], SCORE: scores, RANK: ranks, COLD_USER: cold}
-    )
+    frame = pl.DataFrame({USER_ID: users, ITEM_ID: model.items.ids[items], SCORE: scores, RANK: ranks, COLD_USER: cold})
     return frame.sort(USER_ID, RANK)
 
 

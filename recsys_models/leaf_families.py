@@ -31,8 +31,29 @@ from recsys_models.vae import MultDAE, MultVAE
 
 LEAF_FAMILIES: dict[str, type[Recommender]] = {
     cls.family: cls
-    for cls in (Popularity, BiasedMF, Bias, ItemKNN, UserKNN, MF, BPRMF, ALS, EASE, GMF, MLP, NeuMF, MultVAE,
-                MultDAE, GRU4Rec, SASRec, Markov, TwoTower, ContentTFIDF, HybridFeatures, Repeat)  # fmt: skip
+    for cls in (
+        Popularity,
+        BiasedMF,
+        Bias,
+        ItemKNN,
+        UserKNN,
+        MF,
+        BPRMF,
+        ALS,
+        EASE,
+        GMF,
+        MLP,
+        NeuMF,
+        MultVAE,
+        MultDAE,
+        GRU4Rec,
+        SASRec,
+        Markov,
+        TwoTower,
+        ContentTFIDF,
+        HybridFeatures,
+        Repeat,
+    )
 }
 
 

@@ -54,8 +54,9 @@ def multinomial_loss(logits: torch.Tensor, counts: torch.Tensor) -> torch.Tensor
     and the loss of a row is -sum_i counts_i log p_i (the multinomial coefficient is constant).
     """
     if logits.shape != counts.shape or logits.ndim != 2:
-        raise ValueError(f"logits and counts must be equal (batch, n) shapes; got {tuple(logits.shape)}, "
-                         f"{tuple(counts.shape)}")  # fmt: skip
+        raise ValueError(
+            f"logits and counts must be equal (batch, n) shapes; got {tuple(logits.shape)}, {tuple(counts.shape)}"
+        )
     return -(F.log_softmax(logits, dim=1) * counts).sum(1).mean()
 
 

@@ -174,7 +174,9 @@ def _write_per_user_split(
     with tempfile.TemporaryDirectory(dir=scratch, prefix=".split-") as folder:
         unordered = {name: Path(folder) / f"{name}.parquet" for name in part_names(settings.protocol)}
         with ExitStack() as parts:
-            append = {name: parts.enter_context(atomic_parquet_writer(path, schema)) for name, path in unordered.items()}
+            append = {
+                name: parts.enter_context(atomic_parquet_writer(path, schema)) for name, path in unordered.items()
+            }
             for first, last in user_ranges(ratings, batch_rows):
                 rows = ratings.filter(pl.col(USER_ID).is_between(first, last)).collect()
                 split = protocol_split(rows, settings, held_out)
@@ -187,10 +189,11 @@ def _write_per_user_split(
         for name, path in unordered.items():
             with open_part(name, schema) as write:
                 for start, end in ranges:
-                    write(_rows_between(pl.scan_parquet(path), timestamps[start], timestamps[end - 1]).sort(GLOBAL_ORDER))
+                    write(
+                        _rows_between(pl.scan_parquet(path), timestamps[start], timestamps[end - 1]).sort(GLOBAL_ORDER)
+                    )
     return details
 
 
 def _rows_between(ratings: pl.LazyFrame, first: int, last: int) -> pl.DataFrame:
     return ratings.filter(pl.col(TIMESTAMP).is_between(int(first), int(last))).collect()
-

@@ -43,8 +43,13 @@ SECONDS_PER_DAY = 86_400
 # The check each protocol must pass: global splits judge every test row against all training
 # data; per-user splits (which mix time across users by design) against that user's own history.
 LeakageScope = Literal["global", "user"]
-LEAKAGE_SCOPE: dict[str, LeakageScope] = {"temporal-global": "global", ROLLING: "global", "temporal-user": "user", "leave-one-out": "user",
-                 HELD_OUT_USERS: "user"}  # fmt: skip
+LEAKAGE_SCOPE: dict[str, LeakageScope] = {
+    "temporal-global": "global",
+    ROLLING: "global",
+    "temporal-user": "user",
+    "leave-one-out": "user",
+    HELD_OUT_USERS: "user",
+}
 COLD_RULE = (
     "cold rows (user or item absent from train + valid) stay in test.parquet and are counted; "
     "rating metrics skip them; ranking skips cold users (counted) and keeps relevant items absent "
@@ -76,7 +81,11 @@ class Split:
     def parts(self) -> dict[str, pl.DataFrame]:
         """Train, valid (empty when not cut), test and (P5) test_history, by name, as `split_report`
         and the split contract take them."""
-        parts = {"train": self.train, "valid": self.train.clear() if self.valid is None else self.valid, "test": self.test}
+        parts = {
+            "train": self.train,
+            "valid": self.train.clear() if self.valid is None else self.valid,
+            "test": self.test,
+        }
         return parts | ({} if self.test_history is None else {TEST_HISTORY: self.test_history})
 
     @property
@@ -121,8 +130,11 @@ class SplitSettings(BaseModel):
             "leave-one-out": set(),
             HELD_OUT_USERS: {"seed"},
         }[self.protocol]
-        stray = sorted(name for name in ("train_fraction", "cutoff", "test_fraction", "test_count", "seed")
-                       if getattr(self, name) is not None and name not in own)  # fmt: skip
+        stray = sorted(
+            name
+            for name in ("train_fraction", "cutoff", "test_fraction", "test_count", "seed")
+            if getattr(self, name) is not None and name not in own
+        )
         if stray:
             raise ValueError(f"{', '.join(stray)} do not apply to protocol {self.protocol!r}")
         if self.train_fraction is not None and self.cutoff is not None:
@@ -240,8 +252,12 @@ def held_out_users_split(ratings: pl.DataFrame, seed: int = 0, held_out: np.ndar
     in_history = pl.col(_POSITION) < (pl.col(_USER_LENGTH) * HISTORY_SHARE).floor()
     rest, test = _partition(ranked, is_held_out & ~in_history)
     train, test_history = _partition(_rank_within_users(rest), is_held_out)
-    details = {"seed": seed, "held_out_users": int(test_history[USER_ID].n_unique()), "held_out_share": HELD_OUT_SHARE,
-               "history_share": HISTORY_SHARE}  # fmt: skip
+    details = {
+        "seed": seed,
+        "held_out_users": int(test_history[USER_ID].n_unique()),
+        "held_out_share": HELD_OUT_SHARE,
+        "history_share": HISTORY_SHARE,
+    }
     return Split(protocol=HELD_OUT_USERS, train=train, test=test, details=details, test_history=test_history)
 
 
@@ -309,9 +325,11 @@ def with_validation(split: Split, valid_fraction: float = 0.1) -> Split:
     elif split.protocol == "temporal-user":
         count = details.get("test_count")
         inner = temporal_user_split(
-            split.train, test_fraction=None if count else valid_fraction, test_count=count,
+            split.train,
+            test_fraction=None if count else valid_fraction,
+            test_count=count,
             min_ratings=details["min_ratings"],
-        )  # fmt: skip
+        )
     elif split.protocol == HELD_OUT_USERS:
         inner = temporal_user_split(split.train, test_fraction=valid_fraction, min_ratings=_MIN_HELD_OUT_LENGTH)
     elif split.protocol == "leave-one-out":
@@ -363,9 +381,11 @@ def cold_start_counts(train: Frame, test: Frame) -> dict[str, int]:
     train_users = _collect(train.lazy().select(pl.col(USER_ID).unique()))[USER_ID].implode()
     train_items = _collect(train.lazy().select(pl.col(ITEM_ID).unique()))[ITEM_ID].implode()
     flagged = test.lazy().select(
-        USER_ID, ITEM_ID, (~pl.col(USER_ID).is_in(train_users)).alias("_cold_user"),
+        USER_ID,
+        ITEM_ID,
+        (~pl.col(USER_ID).is_in(train_users)).alias("_cold_user"),
         (~pl.col(ITEM_ID).is_in(train_items)).alias("_cold_item"),
-    )  # fmt: skip
+    )
     counts = _collect(
         flagged.select(
             pl.len().alias("test_rows"),
@@ -429,8 +449,13 @@ def split_report(
     ).row(0, named=True)
     held_out = {}
     if TEST_HISTORY in parts:
-        held_out = {"held_out": _collect(parts[TEST_HISTORY].lazy().select(
-            pl.col(USER_ID).n_unique().alias("users"), pl.len().alias("history_rows"))).row(0, named=True)}  # fmt: skip
+        held_out = {
+            "held_out": _collect(
+                parts[TEST_HISTORY]
+                .lazy()
+                .select(pl.col(USER_ID).n_unique().alias("users"), pl.len().alias("history_rows"))
+            ).row(0, named=True)
+        }
     return held_out | {
         "train_rows": int(_collect(train.select(pl.len())).item()),
         "valid_rows": checks["valid_vs_train"]["test_rows"],

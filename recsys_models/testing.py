@@ -34,10 +34,17 @@ FAST_CONFIGS: dict[str, dict] = {
     "gru4rec": {"epochs": 2, "dim": 8, "hidden_size": 8, "max_length": 8, "batch_size": 32},
     "sasrec": {"epochs": 2, "dim": 8, "max_length": 8, "batch_size": 32},
     "two_tower": {"epochs": 3, "dimension": 8, "batch_size": 256},
-    "two_tower_rerank": {"retriever": {"epochs": 3, "dimension": 8, "batch_size": 256}, "ranker_config": {"l2": 10.0},
-                         "n_candidates": 20},
-    "stacked": {"parts": {"ease": {"l2": 10.0}, "item_knn": {}, "popularity": {}}, "n_candidates": 10,
-                "relevance_threshold": None, "ranker": {"n_estimators": 20, "min_data_in_leaf": 5}},
+    "two_tower_rerank": {
+        "retriever": {"epochs": 3, "dimension": 8, "batch_size": 256},
+        "ranker_config": {"l2": 10.0},
+        "n_candidates": 20,
+    },
+    "stacked": {
+        "parts": {"ease": {"l2": 10.0}, "item_knn": {}, "popularity": {}},
+        "n_candidates": 10,
+        "relevance_threshold": None,
+        "ranker": {"n_estimators": 20, "min_data_in_leaf": 5},
+    },
 }
 
 
@@ -78,10 +85,14 @@ def synthetic_item_features(items: IdVocabulary) -> ItemFeatures:
     ids = items.ids
     genres = [["Action", "Comedy", "Drama", "Horror", "Romance"][i % 5 : i % 5 + 1 + i % 2] for i in range(ids.size)]
     frame = pl.DataFrame(
-        {"item_id": ids, "title": [f"{'star' if i % 3 else 'love'} story {i}" for i in range(ids.size)],
-         "year": [1970 + 10 * (i % 4) for i in range(ids.size)], "genres": genres},
+        {
+            "item_id": ids,
+            "title": [f"{'star' if i % 3 else 'love'} story {i}" for i in range(ids.size)],
+            "year": [1970 + 10 * (i % 4) for i in range(ids.size)],
+            "genres": genres,
+        },
         schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
-    )  # fmt: skip
+    )
     return build_item_features(frame)
 
 

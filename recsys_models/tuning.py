@@ -56,7 +56,9 @@ def search_space(family: str, config_type: type[BaseModel]) -> SearchSpace:
     """The space `config_type` declares, checked against its fields and its defaults."""
     space: SearchSpace | None = getattr(config_type, "search_space", None)
     if not space:
-        raise NoSearchSpace(f"{family} declares no search space (search_space on {config_type.__name__}): nothing to tune")
+        raise NoSearchSpace(
+            f"{family} declares no search space (search_space on {config_type.__name__}): nothing to tune"
+        )
     unknown = sorted(set(space) - set(config_type.model_fields))
     if unknown:
         raise ValueError(f"{config_type.__name__}.search_space names unknown fields: {', '.join(unknown)}")

@@ -68,9 +68,13 @@ def fitted_rmse(model: Recommender, valid: Interactions) -> float:
 
 
 def fitted_ndcg(
-    model: Recommender, train: Interactions, valid: Interactions, exclude_seen: bool = True,
-    max_users: int = 1000, seed: int = 0,
-) -> float:  # fmt: skip
+    model: Recommender,
+    train: Interactions,
+    valid: Interactions,
+    exclude_seen: bool = True,
+    max_users: int = 1000,
+    seed: int = 0,
+) -> float:
     """`validation_ndcg` of a fitted model's `score` on its validation users, at most `max_users`
     of them (a seeded sample: the figure is a divergence check, not a measurement); candidates
     exclude the training items where the source excludes seen items."""

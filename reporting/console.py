@@ -60,4 +60,6 @@ def quiet_registration() -> AbstractContextManager[object]:
     blocks inside `log_model` do not switch it back on); its warnings still show."""
     from mlflow.utils.autologging_utils.logging_and_warnings import MlflowEventsAndWarningsBehaviorGlobally
 
-    return MlflowEventsAndWarningsBehaviorGlobally(disable_event_logs=True, disable_warnings=False, reroute_warnings=False)
+    return MlflowEventsAndWarningsBehaviorGlobally(
+        disable_event_logs=True, disable_warnings=False, reroute_warnings=False
+    )

@@ -81,8 +81,9 @@ def plot_metric_comparison(
         low = np.array([metrics[family].get(f"{name}_ci_low", np.nan) for family in families], dtype=float)
         high = np.array([metrics[family].get(f"{name}_ci_high", np.nan) for family in families], dtype=float)
         errors = np.nan_to_num(np.vstack([values - low, high - values]), nan=0.0).clip(min=0.0)
-        axis.barh(positions, np.nan_to_num(values), xerr=errors, color=[_colour(family) for family in families],
-                  capsize=3)  # fmt: skip
+        axis.barh(
+            positions, np.nan_to_num(values), xerr=errors, color=[_colour(family) for family in families], capsize=3
+        )
         for position, family in zip(positions, families, strict=True):
             if name in metrics[family] and not _is_number(metrics[family][name]):
                 axis.text(0, position, " no users evaluated", va="center", fontsize=7, color="grey")
@@ -115,8 +116,9 @@ def plot_recall_curves(metrics: Mapping[str, Mapping[str, Any]], path: Path, met
     if not drawn:
         return None
     axis.set_xscale("log")
-    axis.set_xticks(sorted({int(key.rsplit("_", 1)[1]) for e in metrics.values() for key in e
-                            if _is_cutoff_key(key, metric)}))  # fmt: skip
+    axis.set_xticks(
+        sorted({int(key.rsplit("_", 1)[1]) for e in metrics.values() for key in e if _is_cutoff_key(key, metric)})
+    )
     axis.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
     axis.get_xaxis().set_minor_formatter(matplotlib.ticker.NullFormatter())
     axis.set_xlabel("k (list length)")
@@ -127,8 +129,9 @@ def plot_recall_curves(metrics: Mapping[str, Mapping[str, Any]], path: Path, met
     return save_figure(figure, path)
 
 
-def popularity_deciles(item_counts: Mapping[int, int], recommended: Mapping[str, Sequence[int]], bins: int = 10
-                       ) -> dict[str, np.ndarray]:  # fmt: skip
+def popularity_deciles(
+    item_counts: Mapping[int, int], recommended: Mapping[str, Sequence[int]], bins: int = 10
+) -> dict[str, np.ndarray]:
     """Share of each family's recommendations (and of the training interactions) falling in each
     popularity bin of the catalogue: bin 0 holds the most popular `1/bins` of the items. The
     catalogue itself is `1/bins` per bin by construction."""

@@ -118,13 +118,15 @@ class ProgressBoard:
                 eta = row.eta_seconds() if row.status == "training" else None
                 table.add_row(
                     family,
-                    Text(row.status, style="green" if row.status == "evaluated" else
-                         "red" if "failed" in row.status else "yellow"),
+                    Text(
+                        row.status,
+                        style="green" if row.status == "evaluated" else "red" if "failed" in row.status else "yellow",
+                    ),
                     f"{row.phase} {row.epoch}/{row.max_epochs}" if row.max_epochs else "-",
                     f"{loss:.4g}" if loss is not None else "-",
                     f"{valid[0].removeprefix('valid_')} {valid[1]:.4g}" if valid else "-",
                     _duration(eta),
-                )  # fmt: skip
+                )
             return Group(stages, table)
 
 

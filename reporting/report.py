@@ -108,12 +108,20 @@ def _overview(summary: Mapping[str, Any]) -> str:
 
 
 def _data_summary(counts: Mapping[str, Any]) -> str:
-    rows = [("ratings read", counts["source_rows"]), ("valid", counts["valid_rows"]),
-            ("quarantined", counts["quarantined_rows"]), ("unparseable", counts["rejected_at_parse"])]  # fmt: skip
+    rows = [
+        ("ratings read", counts["source_rows"]),
+        ("valid", counts["valid_rows"]),
+        ("quarantined", counts["quarantined_rows"]),
+        ("unparseable", counts["rejected_at_parse"]),
+    ]
     for table in ("items", "tags"):
         if f"{table}_valid_rows" in counts:
-            rows.append((f"{table} valid / quarantined", f"{counts[f'{table}_valid_rows']} / "
-                         f"{counts[f'{table}_quarantine_rows']}"))  # fmt: skip
+            rows.append(
+                (
+                    f"{table} valid / quarantined",
+                    f"{counts[f'{table}_valid_rows']} / {counts[f'{table}_quarantine_rows']}",
+                )
+            )
     accounted = counts["valid_rows"] + counts["quarantined_rows"] + counts["rejected_at_parse"]
     check = "ok" if accounted == counts["source_rows"] else "bad"
     note = f"<p class='{check}'>row accounting: read = valid + quarantined + unparseable ({accounted})</p>"
@@ -136,15 +144,21 @@ def _contracts(report: Mapping[str, Any]) -> str:
             status = "<span class='warn'>passed, bad rows quarantined</span>"
         else:
             status = "<span class='ok'>passed</span>"
-        summary = (f"{_e(table)}: {status}, {result['valid_rows']} of {result['input_rows']} rows valid, "
-                   f"{result['quarantined_rows']} quarantined ({len(result['expectations'])} expectations, "
-                   f"{len(broken)} broken)")  # fmt: skip
+        summary = (
+            f"{_e(table)}: {status}, {result['valid_rows']} of {result['input_rows']} rows valid, "
+            f"{result['quarantined_rows']} quarantined ({len(result['expectations'])} expectations, "
+            f"{len(broken)} broken)"
+        )
         rows = [
-            (expectation["name"], expectation["policy"],
-             _status(expectation["success"], expectation.get("skipped", False)),
-             expectation.get("unexpected_count", 0), expectation.get("reason", ""))
+            (
+                expectation["name"],
+                expectation["policy"],
+                _status(expectation["success"], expectation.get("skipped", False)),
+                expectation.get("unexpected_count", 0),
+                expectation.get("reason", ""),
+            )
             for expectation in result["expectations"]
-        ]  # fmt: skip
+        ]
         table_html = _table(["expectation", "policy", "result", "bad rows", "why it exists"], rows, raw_columns={2})
         parts.append(f"<details{' open' if broken else ''}><summary>{summary}</summary>{table_html}</details>")
     return "".join(parts)
@@ -152,8 +166,12 @@ def _contracts(report: Mapping[str, Any]) -> str:
 
 def _split(counts: Mapping[str, Any]) -> str:
     test = counts["test"]
-    rows = [("train", counts["train_rows"]), ("valid (tail of train, early stopping)", counts["valid_rows"]),
-            ("test", test["test_rows"]), ("test rows cold (user or item not in train)", test["cold_rows"])]  # fmt: skip
+    rows = [
+        ("train", counts["train_rows"]),
+        ("valid (tail of train, early stopping)", counts["valid_rows"]),
+        ("test", test["test_rows"]),
+        ("test rows cold (user or item not in train)", test["cold_rows"]),
+    ]
     if "held_out" in counts:  # P5: held-out users, scored from these histories, never trained on
         rows.append((f"histories of {counts['held_out']['users']} held-out users", counts["held_out"]["history_rows"]))
     rows += [(name.replace("_", " "), counts[name]) for name in ("train_users", "train_items") if name in counts]
@@ -169,9 +187,16 @@ def _family_table(families: Mapping[str, Any], failed: Mapping[str, str]) -> str
     rows = []
     for family in ranked:
         metrics = families[family]["metrics"]
-        rows.append([family, *(format_interval(metrics, name) for name in TABLE_METRICS),
-                     format_interval(metrics, "coverage_at_10"), metrics.get("n_eval_users", "-"),
-                     format_interval(metrics, "rmse"), metrics.get("n_eval_rows", "-") if "rmse" in metrics else "-"])  # fmt: skip
+        rows.append(
+            [
+                family,
+                *(format_interval(metrics, name) for name in TABLE_METRICS),
+                format_interval(metrics, "coverage_at_10"),
+                metrics.get("n_eval_users", "-"),
+                format_interval(metrics, "rmse"),
+                metrics.get("n_eval_rows", "-") if "rmse" in metrics else "-",
+            ]
+        )
     rows += [[family, "failed", reason[:200], *([""] * (len(headers) - 3))] for family, reason in failed.items()]
     note = "<p class='note'>value [95% percentile-bootstrap interval over users]; sorted by ndcg_at_10</p>"
     return f"<div class='wide'>{_table(headers, rows)}</div>" + note
@@ -187,16 +212,24 @@ def _promotion(summary: Mapping[str, Any]) -> str:
     if overall:
         verdict = decision_verdict(overall)
         best = _best_family(summary)
-        rows.append((overall["registered_model"], overall["version"], verdict,
-                     f"this run's best family by {_gate_metric(summary)}: {best}; {overall['reason']}"))  # fmt: skip
-    note = ("<p class='note'>A new version becomes champion only if it passes the quality bounds (enough users, "
-            "above the run's popularity baseline) and, against the current champion on the same users: a "
-            "<b>refresh</b> (same family and configuration) is not worse beyond the non-inferiority margin; a "
-            "<b>switch</b> (another family or configuration) is better beyond noise with a minimum detectable "
-            "effect within the margin. Each reason quotes the paired interval and that effect. Promote or roll "
-            "back by hand with "
-            "<code>recsys models promote NAME VERSION</code> / <code>recsys models rollback NAME</code> or in the "
-            "MLflow UI (Models, the version, Aliases).</p>")  # fmt: skip
+        rows.append(
+            (
+                overall["registered_model"],
+                overall["version"],
+                verdict,
+                f"this run's best family by {_gate_metric(summary)}: {best}; {overall['reason']}",
+            )
+        )
+    note = (
+        "<p class='note'>A new version becomes champion only if it passes the quality bounds (enough users, "
+        "above the run's popularity baseline) and, against the current champion on the same users: a "
+        "<b>refresh</b> (same family and configuration) is not worse beyond the non-inferiority margin; a "
+        "<b>switch</b> (another family or configuration) is better beyond noise with a minimum detectable "
+        "effect within the margin. Each reason quotes the paired interval and that effect. Promote or roll "
+        "back by hand with "
+        "<code>recsys models promote NAME VERSION</code> / <code>recsys models rollback NAME</code> or in the "
+        "MLflow UI (Models, the version, Aliases).</p>"
+    )
     return _table(["registered model", "version", "became", "why"], rows) + note
 
 
@@ -220,18 +253,23 @@ def _learned_rankers(run_dir: Path, families: Iterable[str], top: int = 15) -> s
     recall@N on the ranker's tail and its `top` features by share of split gain."""
     parts = []
     for family in families:
-        paths = [RunDir(run_dir).serve(family) / "model" / RANKER_REPORT,
-                 RunDir(run_dir).train(family) / "model" / RANKER_REPORT]  # fmt: skip
+        paths = [
+            RunDir(run_dir).serve(family) / "model" / RANKER_REPORT,
+            RunDir(run_dir).train(family) / "model" / RANKER_REPORT,
+        ]
         report = next((_read_json(path, {}) for path in paths if path.exists()), None)
         if not report:
             continue
         recall = [(key, f"{value:.4f}") for key, value in report.items() if key.startswith("candidate_recall_at_")]
-        importance = [(name, f"{share:.3f}") for name, share in list(report.get("feature_importance", {}).items())[:top]]
+        importance = [
+            (name, f"{share:.3f}") for name, share in list(report.get("feature_importance", {}).items())[:top]
+        ]
         parts.append(
             f"<h3>{_e(family)}</h3><p class='note'>{_e(report.get('ranker_rounds'))} boosting rounds from "
             f"{_e(report.get('ranker_base') or 'a constant')}; candidate recall is measured on the ranker's "
             "training tail: a weak candidate stage caps what the ranker can reach.</p>"
-            + _table(["candidate recall", "value"], recall) + _table(["feature", "share of split gain"], importance)
+            + _table(["candidate recall", "value"], recall)
+            + _table(["feature", "share of split gain"], importance)
         )
     return "".join(parts)
 
@@ -260,8 +298,9 @@ def _status(success: bool, skipped: bool) -> str:
     return "<span class='ok'>ok</span>" if success else "<span class='bad'>broken</span>"
 
 
-def _table(headers: list[str], rows: Iterable[Iterable[Any]], header: bool = True,
-           raw_columns: set[int] | None = None) -> str:  # fmt: skip
+def _table(
+    headers: list[str], rows: Iterable[Iterable[Any]], header: bool = True, raw_columns: set[int] | None = None
+) -> str:
     """An HTML table; cells are escaped except in `raw_columns` (already HTML); numbers right-aligned."""
     head = "<tr>" + "".join(f"<th>{_e(name)}</th>" for name in headers) + "</tr>" if header else ""
     body = []

@@ -44,7 +44,10 @@ def validation_lines(validation: dict[str, Any]) -> list[str]:
     ]
     for table in ("items", "tags"):
         if f"{table}_valid_rows" in validation:
-            counts = {part: validation.get(f"{table}_{part}_rows", 0) for part in ("source", "valid", "quarantine", "rejected")}
+            counts = {
+                part: validation.get(f"{table}_{part}_rows", 0)
+                for part in ("source", "valid", "quarantine", "rejected")
+            }
             lines.append(
                 f"{table}: {counts['source']} read = {counts['valid']} valid + {counts['quarantine']} quarantined"
                 f" + {counts['rejected']} unparseable"
@@ -93,10 +96,14 @@ def refresh_lines(summary: dict[str, Any]) -> list[str]:
     """A refresh: per registered model, what happened (refreshed, up to date, ...), versions and time."""
     lines = [f"\nrefresh {summary['run_id']}  folder {summary['run_dir']}  data up to {iso_utc(summary['data_end'])}"]
     for outcome in summary["models"]:
-        version = f"v{outcome['champion']} -> v{outcome['version']}" if outcome["version"] else f"v{outcome['champion']}"
+        version = (
+            f"v{outcome['champion']} -> v{outcome['version']}" if outcome["version"] else f"v{outcome['champion']}"
+        )
         role = " champion" if outcome["promoted"] else (" registered" if outcome["version"] else "")
         timing = f" {outcome['fit_seconds']:.0f} s" if outcome["version"] else ""
-        lines.append(f"  {outcome['registered_model']:<26} {outcome['status']:<11} {version}{role}{timing}: {outcome['reason']}")
+        lines.append(
+            f"  {outcome['registered_model']:<26} {outcome['status']:<11} {version}{role}{timing}: {outcome['reason']}"
+        )
     return lines
 
 

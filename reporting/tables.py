@@ -31,8 +31,9 @@ def format_metrics_table(families: dict[str, Any], max_width: int | None = None)
     shown = list(RANKING_COLUMNS)
     while len(shown) > 2 and width + 23 * len(shown) + 28 > max_width:
         shown.pop()
-    lines = [f"{'family':<{width}}" + "".join(f"{name:>23}" for name in shown)
-             + f"{'coverage_at_10':>16}{'eval users':>12}"]  # fmt: skip
+    lines = [
+        f"{'family':<{width}}" + "".join(f"{name:>23}" for name in shown) + f"{'coverage_at_10':>16}{'eval users':>12}"
+    ]
     for family, entry in families.items():
         metrics = entry["metrics"]
         cells = "".join(f"{format_interval(metrics, name):>23}" for name in shown)

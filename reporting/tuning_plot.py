@@ -10,9 +10,13 @@ from reporting.plots import save_figure
 
 
 def plot_search(
-    values: Sequence[tuple[int, float]], objective: str, maximize: bool, path: Path,
-    pruned: Sequence[tuple[int, float]] = (), importances: Mapping[str, float] | None = None,
-) -> Path | None:  # fmt: skip
+    values: Sequence[tuple[int, float]],
+    objective: str,
+    maximize: bool,
+    path: Path,
+    pruned: Sequence[tuple[int, float]] = (),
+    importances: Mapping[str, float] | None = None,
+) -> Path | None:
     """`values`: (trial number, value) of the completed trials, in order; trial 0 (the base
     configuration) is marked. `pruned`: (trial number, last reported value) of the pruned ones.
     `importances`: parameter -> share of the objective's variance (fANOVA), drawn beside. None when

@@ -19,10 +19,17 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
     (candidates: the cold items only), its users, and whether the family can score cold items.
     `families` maps a family to {"metrics": its metrics.json}; families without the slice show `-`."""
     width = max([12] + [len(name) + 2 for name in families])
-    header = (f"{'family':<{width}}" + "".join(f"{name:>24}" for name in WARM) + f"{'users':>7}  |"
-              + "".join(f"{name.removeprefix('cold_items_'):>24}" for name in COLD) + f"{'users':>7}  cold items")
-    lines = [f"{'':<{width}}{'warm (ordinary test)':^{24 * len(WARM) + 7}}  |{'cold-item slice':^{24 * len(COLD) + 7}}",
-             header]  # fmt: skip
+    header = (
+        f"{'family':<{width}}"
+        + "".join(f"{name:>24}" for name in WARM)
+        + f"{'users':>7}  |"
+        + "".join(f"{name.removeprefix('cold_items_'):>24}" for name in COLD)
+        + f"{'users':>7}  cold items"
+    )
+    lines = [
+        f"{'':<{width}}{'warm (ordinary test)':^{24 * len(WARM) + 7}}  |{'cold-item slice':^{24 * len(COLD) + 7}}",
+        header,
+    ]
     cannot = [family for family, entry in families.items() if entry["metrics"].get("cold_items_scored") == 0]
     for family, entry in families.items():
         metrics = entry["metrics"]
@@ -32,16 +39,20 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
         cold = "".join(f"{format_interval(metrics, name):>24}" for name in COLD)
         scored = metrics.get("cold_items_scored")
         status = "-" if scored is None else "scored from features"
-        lines.append(f"{family:<{width}}{warm}{metrics.get('n_eval_users', '-'):>7}  |{cold}"
-                     f"{metrics.get('cold_items_n_eval_users', '-'):>7}  {status}")  # fmt: skip
+        lines.append(
+            f"{family:<{width}}{warm}{metrics.get('n_eval_users', '-'):>7}  |{cold}"
+            f"{metrics.get('cold_items_n_eval_users', '-'):>7}  {status}"
+        )
     sliced = [entry["metrics"] for entry in families.values() if "cold_items_random_ndcg_at_10" in entry["metrics"]]
     if sliced:  # the slice is the same for every family of a run
         metrics = sliced[0]
         random = "".join(f"{metrics[f'cold_items_random_{name}']:>24.4f}" for name in WARM)
-        lines += [f"{'(random)':<{width}}{'':>{24 * len(WARM) + 7}}  |{random}"
-                  f"{metrics['cold_items_n_eval_users']:>7}  expected value of a random order",
-                  f"cold-item slice: {metrics['cold_items_n_candidate_items']} candidate items absent from train, "
-                  "with features; relevant = each user's relevant test rows on them (as on the warm test)"]  # fmt: skip
+        lines += [
+            f"{'(random)':<{width}}{'':>{24 * len(WARM) + 7}}  |{random}"
+            f"{metrics['cold_items_n_eval_users']:>7}  expected value of a random order",
+            f"cold-item slice: {metrics['cold_items_n_candidate_items']} candidate items absent from train, "
+            "with features; relevant = each user's relevant test rows on them (as on the warm test)",
+        ]
     if cannot:
         lines.append(f"cannot score cold items (zeros on the slice; warm figures above): {', '.join(cannot)}")
     return "\n".join(lines)

@@ -56,8 +56,11 @@ class RecommenderPyfunc(PythonModel):
         if "user_id" not in model_input.columns:
             raise ValueError(f"input needs a 'user_id' column; got {list(model_input.columns)}")
         users = _coded_ids(model_input, "user_id")
-        given = [id_table(pl.Series(model_input[c].astype(str)), role) for c, role in (("user_id", "user"),
-                 ("item_id", "item")) if c in model_input.columns]  # fmt: skip
+        given = [
+            id_table(pl.Series(model_input[c].astype(str)), role)
+            for c, role in (("user_id", "user"), ("item_id", "item"))
+            if c in model_input.columns
+        ]
         texts = pl.concat([*given, *([self.id_texts] if self.id_texts is not None else [])]).unique()
         if "item_id" in model_input.columns:
             result = score_raw_pairs(self.model, users, _coded_ids(model_input, "item_id"))

@@ -34,9 +34,13 @@ BACKTEST_TABLE = "metrics_over_time"
 
 
 def evaluate(
-    split_dir: Path, train_dir: Path, out_dir: Path, k: int = 10, items_dir: Path | None = None,
+    split_dir: Path,
+    train_dir: Path,
+    out_dir: Path,
+    k: int = 10,
+    items_dir: Path | None = None,
     overrides: dict[str, Any] | None = None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Write `metrics.json`, `recommendations.parquet` (raw ids, the scored top-max(cutoffs)),
     `per_user.parquet` (ranking) and `per_user_rating.parquet` (rating errors per user).
 
@@ -68,8 +72,16 @@ def evaluate(
         evaluation = evaluate_model(model, test, config, features, catalogue, histories)
         catalogue_features = load_item_features(items_dir, *load_training_data(split_dir)) if has_items else None
         cold_items = evaluate_cold_items(model, test, catalogue_features, config)
-        metrics = {"family": model.family, "protocol": protocol, "feedback": feedback.kind,
-                   "exclude_seen": feedback.exclude_seen} | evaluation.metrics | cold_items.summary  # fmt: skip
+        metrics = (
+            {
+                "family": model.family,
+                "protocol": protocol,
+                "feedback": feedback.kind,
+                "exclude_seen": feedback.exclude_seen,
+            }
+            | evaluation.metrics
+            | cold_items.summary
+        )
         record.write_table("per_user_cold_items", cold_items.per_user)
         id_texts = _id_table(items_dir)
         recommendations = decode_column(evaluation.recommendations, USER_ID, id_texts, "user")
@@ -125,8 +137,10 @@ def backtest_report(entries: list[dict[str, Any]], out_dir: Path, k: int = 10) -
 
 def metrics_over_time(entries: list[dict[str, Any]], k: int = 10) -> pl.DataFrame:
     """One row per (window, family): cut-off, sizes, evaluated counts, headline metrics and intervals."""
-    headline = ["rmse", "mae"] + [f"{name}_at_{k}" for name in ("ndcg", "recall", "precision", "hit_rate", "map",
-                                                                  "mrr", "coverage", "gini", "novelty")]  # fmt: skip
+    headline = ["rmse", "mae"] + [
+        f"{name}_at_{k}"
+        for name in ("ndcg", "recall", "precision", "hit_rate", "map", "mrr", "coverage", "gini", "novelty")
+    ]
     rows = []
     for entry in entries:
         split = read_manifest(entry["split_dir"])
@@ -147,10 +161,17 @@ def metrics_over_time(entries: list[dict[str, Any]], k: int = 10) -> pl.DataFram
                 value = metrics.get(name + suffix)
                 row[name + suffix] = float(value) if value is not None else None
         rows.append(row)
-    schema = {"window": pl.Int64, "cutoff": pl.String, "window_end": pl.String, "family": pl.String,
-              "status": pl.String, "train_rows": pl.Int64, "test_rows": pl.Int64, "n_eval_users": pl.Int64,
-              "n_eval_rows": pl.Int64} | {name + suffix: pl.Float64 for name in headline
-                                          for suffix in ("", "_ci_low", "_ci_high")}  # fmt: skip
+    schema = {
+        "window": pl.Int64,
+        "cutoff": pl.String,
+        "window_end": pl.String,
+        "family": pl.String,
+        "status": pl.String,
+        "train_rows": pl.Int64,
+        "test_rows": pl.Int64,
+        "n_eval_users": pl.Int64,
+        "n_eval_rows": pl.Int64,
+    } | {name + suffix: pl.Float64 for name in headline for suffix in ("", "_ci_low", "_ci_high")}
     return pl.DataFrame(rows, schema=schema, orient="row").sort("window", "family")
 
 
@@ -197,4 +218,3 @@ def _atomic_write_text(path: Path, text: str) -> None:
         temp.write(text)
     os.chmod(temp.name, 0o644)
     os.replace(temp.name, path)
-

@@ -9,13 +9,27 @@ COLD_START = (
     "recommended the most popular training items (`cold_user = true` in the output). Items first "
     "seen after training cannot be recommended until the next retrain."
 )
-CARD_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at_10", "map_at_10",
-                "mrr_at_10", "coverage_at_10")
+CARD_METRICS = (
+    "rmse",
+    "mae",
+    "ndcg_at_10",
+    "recall_at_10",
+    "precision_at_10",
+    "hit_rate_at_10",
+    "map_at_10",
+    "mrr_at_10",
+    "coverage_at_10",
+)
 
 
 def render_model_card(
-    family: str, metrics: dict[str, Any], train_manifest: dict[str, Any], split_manifest: dict[str, Any],
-    tags: dict[str, str], evaluated_manifest: dict[str, Any] | None = None, model_dir: Path | None = None,
+    family: str,
+    metrics: dict[str, Any],
+    train_manifest: dict[str, Any],
+    split_manifest: dict[str, Any],
+    tags: dict[str, str],
+    evaluated_manifest: dict[str, Any] | None = None,
+    model_dir: Path | None = None,
 ) -> str:
     """The card's Markdown text. `train_manifest` is the registered model's fit; `evaluated_manifest`,
     when the registered model is a refit on every row, the fit that the metrics judged; `model_dir`, the
@@ -68,9 +82,12 @@ def render_model_card(
 
 def _fits(counts: dict[str, Any], served: dict[str, Any], evaluated: dict[str, Any] | None) -> list[str]:
     """The card's lines on what was fitted: the evaluated recipe and, when it differs, the served refit."""
+
     def described(manifest: dict[str, Any]) -> str:
-        return (f"{manifest['counts']['users']} users, {manifest['counts']['items']} items, "
-                f"fit in {manifest['counts']['fit_seconds']:.1f} s")  # fmt: skip
+        return (
+            f"{manifest['counts']['users']} users, {manifest['counts']['items']} items, "
+            f"fit in {manifest['counts']['fit_seconds']:.1f} s"
+        )
 
     split_rows = f"{counts.get('train_rows', '?')} rows + {counts.get('valid_rows', '?')} validation rows"
     if evaluated is None:

@@ -16,7 +16,11 @@ RECOMMENDATION_COLUMNS = (USER_ID, ITEM_ID, SCORE, RANK)
 
 
 def write_recommendations(
-    predict: Predict, user_ids: np.ndarray, k: int, out_dir: Path, batch_size: int = 5_000,
+    predict: Predict,
+    user_ids: np.ndarray,
+    k: int,
+    out_dir: Path,
+    batch_size: int = 5_000,
     parameters: dict[str, Any] | None = None,
 ) -> Path:
     """Call `predict` (a pyfunc's) on batches of users; write `part-NNNNN.parquet` files (one per
@@ -35,7 +39,12 @@ def scoring_parameters(k: int, batch_size: int, parameters: dict[str, Any] | Non
 
 
 def write_parts(
-    predict: Predict, requests: pd.DataFrame, k: int, record: StageRecord, batch_size: int, columns: Sequence[str],
+    predict: Predict,
+    requests: pd.DataFrame,
+    k: int,
+    record: StageRecord,
+    batch_size: int,
+    columns: Sequence[str],
     missing_hint: str = "",
 ) -> int:
     """`predict` on `batch_size` rows of `requests` at a time, each answer's `columns` written as the

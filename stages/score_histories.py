@@ -14,8 +14,10 @@ from stages.score import RECOMMENDATION_COLUMNS, Predict, scoring_parameters, wr
 
 HISTORY = "history"
 OUTPUT_COLUMNS = (*RECOMMENDATION_COLUMNS, COLD_USER, UNKNOWN_ITEMS)
-IGNORED_HISTORIES = (": the model ignored the histories, it was registered before history scoring (its signature "
-                     "lacks `history`); score with a version registered since")  # fmt: skip
+IGNORED_HISTORIES = (
+    ": the model ignored the histories, it was registered before history scoring (its signature "
+    "lacks `history`); score with a version registered since"
+)
 
 
 def user_histories(interactions: pl.DataFrame) -> pl.DataFrame:
@@ -30,7 +32,11 @@ def user_histories(interactions: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_history_recommendations(
-    predict: Predict, interactions: pl.DataFrame, k: int, out_dir: Path, batch_size: int = 5_000,
+    predict: Predict,
+    interactions: pl.DataFrame,
+    k: int,
+    out_dir: Path,
+    batch_size: int = 5_000,
     parameters: dict[str, Any] | None = None,
 ) -> Path:
     """Call `predict` (a pyfunc's) on batches of users with their histories (`user_histories`);

@@ -36,7 +36,9 @@ from stages.validate import INTERACTIONS
 logger = logging.getLogger(__name__)
 
 
-def split_settings(source: SourceIdentity, protocol: ProtocolName | None, *, train_fraction: float, seed: int) -> SplitSettings:
+def split_settings(
+    source: SourceIdentity, protocol: ProtocolName | None, *, train_fraction: float, seed: int
+) -> SplitSettings:
     """A run's split settings: its protocol (else the source's) with the protocol's defaults
     (PROTOCOLS.md), `train_fraction` for P1/P2, the run's seed for P5's draw of held-out users, and
     the source's feedback semantics (its dataset spec), which the later stages read from the split."""
@@ -48,7 +50,9 @@ def split_settings(source: SourceIdentity, protocol: ProtocolName | None, *, tra
     return SplitSettings(protocol=protocol, feedback=source.feedback)
 
 
-def split(validated_dir: Path, out_dir: Path, settings: SplitSettings | None = None, batch_rows: int = BATCH_ROWS) -> Path:
+def split(
+    validated_dir: Path, out_dir: Path, settings: SplitSettings | None = None, batch_rows: int = BATCH_ROWS
+) -> Path:
     """Write the train, valid and test parts of `settings.protocol` (default: P1/P2, 80% train).
 
     The validated ratings are read as a scan, `batch_rows` rows at a time (`recsys_models.split_writer`).
@@ -78,8 +82,13 @@ def rolling_split(
     `feedback` (the source's, default MovieLens-like) is recorded for the evaluation of each window.
     """
     feedback = feedback or Feedback()
-    parameters = {"protocol": ROLLING, "n_windows": n_windows, "window_days": window_days,
-                  "valid_fraction": valid_fraction, "feedback": feedback.model_dump(mode="json")}  # fmt: skip
+    parameters = {
+        "protocol": ROLLING,
+        "n_windows": n_windows,
+        "window_days": window_days,
+        "valid_fraction": valid_fraction,
+        "feedback": feedback.model_dump(mode="json"),
+    }
     source = _interactions(validated_dir)
     with stage("split", out_dir, parameters) as record:
         record.record_inputs([source])
@@ -94,7 +103,7 @@ def rolling_split(
 
         windows = write_rolling_windows(
             pl.scan_parquet(source), n_windows, window_days, valid_fraction, window_stage, batch_rows
-        )  # fmt: skip
+        )
         for window in windows:
             if window["test_rows"] == 0:
                 logger.warning("backtest window %s holds no test rows", window["cutoff"])
@@ -137,13 +146,17 @@ def check_evaluable(parts: dict[str, pl.LazyFrame], protocol: str, feedback: Fee
     users = relevant.select(USER_ID).unique()
     if users.select(pl.len()).collect().item() == 0:
         n_test = test.select(pl.len()).collect().item()
-        raise ContractViolation([
-            f"no user can be evaluated: none of the {n_test} test interactions is relevant under "
-            f"{feedback.relevance_rule} (set `relevant` in the dataset spec)"
-        ])  # fmt: skip
+        raise ContractViolation(
+            [
+                f"no user can be evaluated: none of the {n_test} test interactions is relevant under "
+                f"{feedback.relevance_rule} (set `relevant` in the dataset spec)"
+            ]
+        )
     history = judged_against(parts).select(USER_ID)
     if users.join(history.unique(), on=USER_ID, how="semi").select(pl.len()).collect().item() == 0:
-        raise ContractViolation(["no user can be evaluated: no user with a relevant test interaction has any training interaction"])
+        raise ContractViolation(
+            ["no user can be evaluated: no user with a relevant test interaction has any training interaction"]
+        )
 
 
 SERVE = "serve"  # the manifest parameter that marks a serve split
@@ -162,6 +175,9 @@ def serve_split(split_dir: Path, out_dir: Path) -> Path:
         record.write_table("train", pl.concat(served).collect(engine="streaming"))
         record.write_table("valid", pl.read_parquet(paths["valid"]))
         record.write_table("test", pl.read_parquet(paths["test"]).clear())
-        record.counts = {"train_rows": record.outputs["train.parquet"]["rows"],
-                         "valid_rows": record.outputs["valid.parquet"]["rows"], "test_rows": 0}  # fmt: skip
+        record.counts = {
+            "train_rows": record.outputs["train.parquet"]["rows"],
+            "valid_rows": record.outputs["valid.parquet"]["rows"],
+            "test_rows": 0,
+        }
     return out_dir

@@ -48,7 +48,9 @@ class WarmStartSpec:
         parameters = earlier.trained_parameters()
         if parameters is None:
             return None
-        return WarmStart.between(parameters, (earlier.users, earlier.items), (train.users, train.items), self.max_epochs)
+        return WarmStart.between(
+            parameters, (earlier.users, earlier.items), (train.users, train.items), self.max_epochs
+        )
 
 
 def load_training_data(split_dir: Path) -> tuple[Interactions, Interactions]:
@@ -181,6 +183,8 @@ def train(
         # what serving needs beside the model: whether seen items are answers, the text of coded ids
         atomic_write_json(out_dir / MODEL_DIR / SERVING_FILE, {"exclude_seen": split_feedback(split_dir).exclude_seen})
         if items_dir is not None and (items_dir / f"{ID_TABLE}.parquet").exists():
-            atomic_write_parquet(pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"), out_dir / MODEL_DIR / f"{ID_TABLE}.parquet")
+            atomic_write_parquet(
+                pl.read_parquet(items_dir / f"{ID_TABLE}.parquet"), out_dir / MODEL_DIR / f"{ID_TABLE}.parquet"
+            )
         record.write_json("history", model.history)
     return out_dir

@@ -62,8 +62,11 @@ def validate(
     """
     ingested = read_manifest(ingest_dir)
     source = ingested["parameters"]
-    parameters = {"max_quarantine_share": max_quarantine_share, "scale": source["scale"],
-                  "feedback": source["feedback"]}  # fmt: skip
+    parameters = {
+        "max_quarantine_share": max_quarantine_share,
+        "scale": source["scale"],
+        "feedback": source["feedback"],
+    }
     with stage("validate", out_dir, parameters) as record:
         record.record_inputs(sorted(ingest_dir.glob("*.parquet")))
         outcomes: dict[str, ValidationOutcome] = {}

@@ -36,9 +36,14 @@ def warn_of_few_users(entries: list[dict[str, Any]], logger: Any, minimum: int =
 
 
 def build_backtest_summary(
-    run: RunDir, run_id: str, config: dict[str, Any], families: list[str], entries: list[dict[str, Any]],
-    report_dir: Path, notes: list[str],
-) -> dict[str, Any]:  # fmt: skip
+    run: RunDir,
+    run_id: str,
+    config: dict[str, Any],
+    families: list[str],
+    entries: list[dict[str, Any]],
+    report_dir: Path,
+    notes: list[str],
+) -> dict[str, Any]:
     """Where the metric-over-time table and plot are, the families scored on at least one window (with
     how many), each failed window and family with its error, and the few-user notes."""
     return {

@@ -20,9 +20,15 @@ EXPERIMENT = "recsys-backtest"
 
 
 def log_backtest(
-    workspace: Workspace, run_id: str, params: dict[str, Any], families: list[str], run_dir: Path, report_dir: Path,
-    entries: list[dict[str, Any]], k: int,
-) -> str:  # fmt: skip
+    workspace: Workspace,
+    run_id: str,
+    params: dict[str, Any],
+    families: list[str],
+    run_dir: Path,
+    report_dir: Path,
+    entries: list[dict[str, Any]],
+    k: int,
+) -> str:
     """Log the backtest whose `entries` (window, family, eval_dir) the report in `report_dir` tabled;
     `params` are the parent run's parameters (`dataset` among them). Returns the parent run id."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -40,8 +46,16 @@ def log_backtest(
         client.log_artifact(parent, str(path), artifact_path="backtest")
     client.log_artifact(parent, str(RunDir(run_dir).split / MANIFEST), artifact_path="split")
     now = int(time.time() * 1000)
-    headline = {"n_eval_users", "n_eval_rows", "rmse", "mae", f"ndcg_at_{k}", f"recall_at_{k}", f"hit_rate_at_{k}",
-                f"coverage_at_{k}"}  # fmt: skip
+    headline = {
+        "n_eval_users",
+        "n_eval_rows",
+        "rmse",
+        "mae",
+        f"ndcg_at_{k}",
+        f"recall_at_{k}",
+        f"hit_rate_at_{k}",
+        f"coverage_at_{k}",
+    }
     parent_metrics = []
     for family in families:
         child = client.create_run(

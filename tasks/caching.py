@@ -115,9 +115,7 @@ class StageContent(CachePolicy):
 
     exclude: tuple[str, ...] = field(default=("out_dir", "torch_threads"))
 
-    def compute_key(
-        self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any
-    ) -> str:
+    def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any], **kwargs: Any) -> str:
         digest = hashlib.sha256(source_code_fingerprint().encode())
         digest.update(f"stage_store={os.environ.get(STORE_ENV, '')};".encode())  # a hit was published there
         for name in sorted(inputs):

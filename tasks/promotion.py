@@ -164,7 +164,9 @@ def score_champion(name: str, version: str, split_dir: Path, out_dir: Path, item
             _check_fittable(family, config)
             load_model(saved)
         with champion_failures(version, Path(scratch), "scored"):
-            trained = train(split_dir, Path(scratch) / "train", family, config, seed, items_dir)  # scratch: only its figures are kept
+            trained = train(
+                split_dir, Path(scratch) / "train", family, config, seed, items_dir
+            )  # scratch: only its figures are kept
             return evaluate(split_dir, trained, out_dir / "evaluate", items_dir=items_dir)
 
 
@@ -177,7 +179,12 @@ def _check_fittable(family: str, config: dict[str, Any]) -> None:
 
 
 def score_on_newer_rows(
-    name: str, version: str, candidate_train_dir: Path, split_dir: Path, out_dir: Path, data_end: int,
+    name: str,
+    version: str,
+    candidate_train_dir: Path,
+    split_dir: Path,
+    out_dir: Path,
+    data_end: int,
     items_dir: Path | None = None,
 ) -> tuple[Path, Path]:
     """The fallback when the champion's recipe cannot be re-fitted fairly: the served champion and the
@@ -201,9 +208,14 @@ def score_on_newer_rows(
 
 
 def decide(
-    candidate: dict[str, Any], candidate_per_user: pl.DataFrame, champion_per_user: pl.DataFrame | None,
-    gate: PromotionGate, kind: str = "switch", baseline_per_user: pl.DataFrame | None = None,
-    champion: dict[str, Any] | None = None, without_champion: str | None = None,
+    candidate: dict[str, Any],
+    candidate_per_user: pl.DataFrame,
+    champion_per_user: pl.DataFrame | None,
+    gate: PromotionGate,
+    kind: str = "switch",
+    baseline_per_user: pl.DataFrame | None = None,
+    champion: dict[str, Any] | None = None,
+    without_champion: str | None = None,
     compared_per_user: pl.DataFrame | None = None,
 ) -> tuple[bool, str, dict[str, Any] | None]:
     """The gate's decision from the candidate's metrics and per-user values, the champion's (scored
@@ -213,14 +225,25 @@ def decide(
     when those are not its own evaluation's."""
     value, users = candidate.get(gate.metric), candidate.get("n_eval_users", 0)
     if value is None or users < gate.min_users or not value > gate.min_value:
-        return False, f"below the minimum quality: {gate.metric}={value} on {users} users (needs > {gate.min_value} on >= {gate.min_users})", None
+        return (
+            False,
+            f"below the minimum quality: {gate.metric}={value} on {users} users (needs > {gate.min_value} on >= {gate.min_users})",
+            None,
+        )
     if baseline_per_user is not None:
         floor = compare_paired(candidate_per_user, baseline_per_user, gate.metric)
         if not (floor.n_users and floor.ci_low > 0):
-            return False, (f"not above the popularity baseline of this run beyond noise: {gate.metric} "
-                           f"{_described(floor)}"), asdict(floor)  # fmt: skip
+            return (
+                False,
+                (f"not above the popularity baseline of this run beyond noise: {gate.metric} {_described(floor)}"),
+                asdict(floor),
+            )
     if champion_per_user is None:
-        return True, f"{without_champion or 'first version to pass the gate'} ({gate.metric}={value:.4f} on {users} users)", None
+        return (
+            True,
+            f"{without_champion or 'first version to pass the gate'} ({gate.metric}={value:.4f} on {users} users)",
+            None,
+        )
     comparison = compare_paired(
         compared_per_user if compared_per_user is not None else candidate_per_user, champion_per_user, gate.metric
     )
@@ -229,7 +252,8 @@ def decide(
     figures = asdict(comparison) | {"kind": kind, "margin": margin, "underpowered": underpowered}
     summary = f"{gate.metric} {comparison.mean_a:.4f} vs champion {comparison.mean_b:.4f}, {_described(comparison)}"
     power = f"; minimum detectable effect {comparison.minimum_detectable_effect:.4f} vs margin {margin:.4f}" + (
-        " (underpowered)" if underpowered else "")  # fmt: skip
+        " (underpowered)" if underpowered else ""
+    )
     guardrail = _guardrail_breach(candidate, champion or {}, gate)
     if guardrail is not None:
         return False, f"{kind}: {guardrail}; {summary}{power}", figures
@@ -245,8 +269,10 @@ def decide(
 
 
 def _described(comparison: Any) -> str:
-    return (f"difference {comparison.difference:+.4f} [{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}] on "
-            f"{comparison.n_users} shared users")  # fmt: skip
+    return (
+        f"difference {comparison.difference:+.4f} [{comparison.ci_low:+.4f}, {comparison.ci_high:+.4f}] on "
+        f"{comparison.n_users} shared users"
+    )
 
 
 GUARDRAILS = ("coverage_at_10", "avg_popularity_at_10")
@@ -259,8 +285,10 @@ def _guardrail_breach(candidate: dict[str, Any], champion: dict[str, Any], gate:
         return f"guardrail: coverage@10 falls from {old_coverage:.4f} to {coverage:.4f} (bound -{gate.max_coverage_drop:.0%})"
     popularity, old_popularity = candidate.get(GUARDRAILS[1]), champion.get(GUARDRAILS[1])
     if popularity is not None and old_popularity and popularity > old_popularity * (1 + gate.max_popularity_rise):
-        return (f"guardrail: mean recommended popularity rises from {old_popularity:.1f} to {popularity:.1f} "
-                f"(bound +{gate.max_popularity_rise:.0%})")  # fmt: skip
+        return (
+            f"guardrail: mean recommended popularity rises from {old_popularity:.1f} to {popularity:.1f} "
+            f"(bound +{gate.max_popularity_rise:.0%})"
+        )
     return None
 
 
@@ -270,7 +298,7 @@ RECIPE_TAG = "recipe"  # family + configuration (tasks/tracking.py): the same re
 
 
 def change_kind(client: MlflowClient, name: str, version: str, champion: str) -> str:
-    """"refresh" when both versions carry the same recipe tag, else "switch" (unknown counts as switch)."""
+    """ "refresh" when both versions carry the same recipe tag, else "switch" (unknown counts as switch)."""
     recipes = [client.get_model_version(name, v).tags.get(RECIPE_TAG) for v in (version, champion)]
     return "refresh" if recipes[0] is not None and recipes[0] == recipes[1] else "switch"
 
@@ -289,8 +317,16 @@ def context_mismatch(client: MlflowClient, name: str, version: str, champion: st
 
 
 def promote(
-    client: MlflowClient, name: str, version: str, eval_dir: Path, split_dir: Path, work_dir: Path,
-    gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None, items_dir: Path | None = None,
+    client: MlflowClient,
+    name: str,
+    version: str,
+    eval_dir: Path,
+    split_dir: Path,
+    work_dir: Path,
+    gate: PromotionGate,
+    lock_file: Path,
+    baseline_dir: Path | None = None,
+    items_dir: Path | None = None,
     candidate_train_dir: Path | None = None,
 ) -> Decision:
     """Mark `version` challenger, judge it against the champion, move aliases, record the reason.
@@ -308,15 +344,30 @@ def promote(
         challenged = before if before is not None and before != version else None  # a champion to beat
         mismatch = context_mismatch(client, name, version, challenged) if challenged is not None else None
         if challenged is not None and mismatch is None:
-            judged = judge_champion(client, name, version, challenged, split_dir, work_dir / f"{name}-v{before}",
-                                    items_dir, candidate_train_dir)  # fmt: skip
+            judged = judge_champion(
+                client,
+                name,
+                version,
+                challenged,
+                split_dir,
+                work_dir / f"{name}-v{before}",
+                items_dir,
+                candidate_train_dir,
+            )
         if mismatch is not None:
             promoted, reason, comparison = False, mismatch, None
         else:
             promoted, reason, comparison = decide(
-                candidate, candidate_per_user, judged.champion_per_user, gate, judged.kind, baseline,
-                judged.champion, judged.without_champion, judged.candidate_per_user,
-            )  # fmt: skip
+                candidate,
+                candidate_per_user,
+                judged.champion_per_user,
+                gate,
+                judged.kind,
+                baseline,
+                judged.champion,
+                judged.without_champion,
+                judged.candidate_per_user,
+            )
             if judged.basis:
                 reason += f" ({judged.basis})"
         if promoted:
@@ -325,9 +376,11 @@ def promote(
             client.set_registered_model_alias(name, CHAMPION, version)
     tags = {"promotion_decision": "promoted" if promoted else "kept_champion", "promotion_reason": reason}
     if comparison is not None:
-        tags |= {"promotion_kind": str(comparison.get("kind", "baseline")),
-                 "minimum_detectable_effect": f"{comparison['minimum_detectable_effect']:.4f}",
-                 "underpowered": str(comparison.get("underpowered", ""))}  # fmt: skip
+        tags |= {
+            "promotion_kind": str(comparison.get("kind", "baseline")),
+            "minimum_detectable_effect": f"{comparison['minimum_detectable_effect']:.4f}",
+            "underpowered": str(comparison.get("underpowered", "")),
+        }
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     logger.info("%s v%s: %s", name, version, reason)
@@ -349,8 +402,14 @@ class Judged:
 
 
 def judge_champion(
-    client: MlflowClient, name: str, version: str, champion: str, split_dir: Path, work_dir: Path,
-    items_dir: Path | None, candidate_train_dir: Path | None,
+    client: MlflowClient,
+    name: str,
+    version: str,
+    champion: str,
+    split_dir: Path,
+    work_dir: Path,
+    items_dir: Path | None,
+    candidate_train_dir: Path | None,
 ) -> Judged:
     """The fair comparison with the champion (README, "Promotion"): no side is ever judged on a row it
     was trained on. The same recipe and code: the champion's recipe on this split is the candidate
@@ -364,23 +423,33 @@ def judge_champion(
     if kind == "refresh" and same_code:
         return Judged(kind, without_champion="refresh: the same recipe and code on this run's data")
     try:
-        return _scored_with_champion(name, version, champion, kind, tags, split_dir, work_dir, items_dir,
-                                     candidate_train_dir)  # fmt: skip
+        return _scored_with_champion(
+            name, version, champion, kind, tags, split_dir, work_dir, items_dir, candidate_train_dir
+        )
     except ChampionUnloadable as error:
         logger.warning("%s: %s; judging v%s without it", name, error, version)
         return Judged(kind, without_champion=f"{kind}: no comparable champion", basis=str(error))
 
 
 def _scored_with_champion(
-    name: str, version: str, champion: str, kind: str, tags: dict[str, dict[str, str]], split_dir: Path,
-    work_dir: Path, items_dir: Path | None, candidate_train_dir: Path | None,
+    name: str,
+    version: str,
+    champion: str,
+    kind: str,
+    tags: dict[str, dict[str, str]],
+    split_dir: Path,
+    work_dir: Path,
+    items_dir: Path | None,
+    candidate_train_dir: Path | None,
 ) -> Judged:
     """`judge_champion` past a refresh with the same code (`tags` by version): the champion's recipe
     re-fit, else both judged on the newer rows, else nothing fair to compare. Raises `ChampionUnloadable`."""
     try:
         if kind == "refresh":
-            raise RecipeUnavailable(f"the code changed ({tags[champion].get('code_version')} -> "
-                                    f"{tags[version].get('code_version')}): the old recipe cannot be re-run")  # fmt: skip
+            raise RecipeUnavailable(
+                f"the code changed ({tags[champion].get('code_version')} -> "
+                f"{tags[version].get('code_version')}): the old recipe cannot be re-run"
+            )
         champion_dir = score_champion(name, champion, split_dir, work_dir, items_dir=items_dir)
         basis = "the champion's recipe re-fit on this run's split"
         candidate_per_user = None
@@ -401,8 +470,14 @@ GLOBAL_MODEL = "recsys"
 
 
 def promote_global(
-    client: MlflowClient, candidates: dict[str, tuple[str, str, Path, Path]], split_dir: Path, work_dir: Path,
-    gate: PromotionGate, lock_file: Path, baseline_dir: Path | None = None, unchanged: set[str] | None = None,
+    client: MlflowClient,
+    candidates: dict[str, tuple[str, str, Path, Path]],
+    split_dir: Path,
+    work_dir: Path,
+    gate: PromotionGate,
+    lock_file: Path,
+    baseline_dir: Path | None = None,
+    unchanged: set[str] | None = None,
     items_dir: Path | None = None,
 ) -> Decision | None:
     """Register this run's best family (by the gating metric) as a version of `recsys` and gate it.
@@ -413,8 +488,7 @@ def promote_global(
     best is one of them and `recsys` already holds its version, nothing is registered either.
     """
     figures = {
-        family: EvalDir(eval_dir).metrics().get(gate.metric)
-        for family, (_, _, eval_dir, _) in candidates.items()
+        family: EvalDir(eval_dir).metrics().get(gate.metric) for family, (_, _, eval_dir, _) in candidates.items()
     }
     scored = {family: value for family, value in figures.items() if value is not None and value == value}
     if not scored:
@@ -425,15 +499,31 @@ def promote_global(
         for existing in client.search_model_versions(f"name='{GLOBAL_MODEL}'"):
             if existing.tags.get("family_version") == f"{name}/{version}":
                 reason = f"unchanged: v{existing.version} already serves {name}/{version}"
-                return Decision(GLOBAL_MODEL, str(existing.version), False, reason, champion_version(client, GLOBAL_MODEL))
+                return Decision(
+                    GLOBAL_MODEL, str(existing.version), False, reason, champion_version(client, GLOBAL_MODEL)
+                )
     source = client.get_model_version(name, version).source
     with quiet_registration():
         global_version = str(with_retries(mlflow.register_model, source, GLOBAL_MODEL).version)
     family_tags = client.get_model_version(name, version).tags
-    tags = {key: family_tags[key] for key in (*COMPARABLE_TAGS, RECIPE_TAG, "code_version", DATA_END_TAG)
-            if key in family_tags}  # fmt: skip
+    tags = {
+        key: family_tags[key]
+        for key in (*COMPARABLE_TAGS, RECIPE_TAG, "code_version", DATA_END_TAG)
+        if key in family_tags
+    }
     for key, value in (tags | {"family": best, "family_version": f"{name}/{version}"}).items():
         client.set_model_version_tag(GLOBAL_MODEL, global_version, key, value)
     baseline = baseline_dir if best != BASELINE_FAMILY else None
-    return promote(client, GLOBAL_MODEL, global_version, eval_dir, split_dir, work_dir, gate, lock_file, baseline,
-                   items_dir, evaluated_dir)  # fmt: skip
+    return promote(
+        client,
+        GLOBAL_MODEL,
+        global_version,
+        eval_dir,
+        split_dir,
+        work_dir,
+        gate,
+        lock_file,
+        baseline,
+        items_dir,
+        evaluated_dir,
+    )

@@ -13,10 +13,12 @@ class PromotionGate(BaseModel):
     min_value: float = Field(default=0.0, description="The challenger's gating metric must exceed this.")
     min_users: NonNegativeInt = Field(default=10, description="Fewest evaluated users to judge a model on.")
     non_inferiority_margin: float = Field(
-        default=0.01, ge=0.0, lt=1.0,
+        default=0.01,
+        ge=0.0,
+        lt=1.0,
         description="Refresh: promoted unless worse beyond this share of the champion's value; also the "
         "effect a switch must have the power to detect.",
-    )  # fmt: skip
+    )
     beat_baseline: bool = Field(default=True, description="Ranking families must beat the run's popularity.")
     max_coverage_drop: float = Field(default=0.25, ge=0.0, description="Guardrail: coverage may fall by this share.")
     max_popularity_rise: float = Field(

@@ -28,8 +28,9 @@ class TrialPruned(Exception):
 class PlateauMedianPruner(BasePruner):
     """Prune when Optuna's median rule does and the trial's last `plateau` epochs brought no new best."""
 
-    def __init__(self, startup_trials: int = STARTUP_TRIALS, warmup_epochs: int = WARMUP_EPOCHS,
-                 plateau: int = PLATEAU_EPOCHS) -> None:  # fmt: skip
+    def __init__(
+        self, startup_trials: int = STARTUP_TRIALS, warmup_epochs: int = WARMUP_EPOCHS, plateau: int = PLATEAU_EPOCHS
+    ) -> None:
         self._median = MedianPruner(n_startup_trials=startup_trials, n_warmup_steps=warmup_epochs)
         self._plateau = plateau
 

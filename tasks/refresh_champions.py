@@ -49,16 +49,29 @@ class RefreshOutcome:
 def models_to_refresh(client: MlflowClient, families: list[str] | None) -> list[str]:
     """The registered models whose champion is refreshed: `recsys-<family>` of the families named
     (default: every family's), and the global `recsys` when no family is named."""
-    names = [registered_model_name(family) for family in families] if families else sorted(
-        model.name for model in client.search_registered_models() if model.name.startswith(f"{GLOBAL_MODEL}-")
-    )  # fmt: skip
+    names = (
+        [registered_model_name(family) for family in families]
+        if families
+        else sorted(
+            model.name for model in client.search_registered_models() if model.name.startswith(f"{GLOBAL_MODEL}-")
+        )
+    )
     return names + ([GLOBAL_MODEL] if not families else [])
 
 
 def refresh_champion(
-    client: MlflowClient, experiment_id: str, parent: str, name: str, serve_dir: Path, items_dir: Path,
-    out_dir: Path, tags: dict[str, str], max_epochs: int, register_only: bool, lock_file: Path,
-) -> RefreshOutcome:  # fmt: skip
+    client: MlflowClient,
+    experiment_id: str,
+    parent: str,
+    name: str,
+    serve_dir: Path,
+    items_dir: Path,
+    out_dir: Path,
+    tags: dict[str, str],
+    max_epochs: int,
+    register_only: bool,
+    lock_file: Path,
+) -> RefreshOutcome:
     """Refresh `name`'s champion on the run's serve split (`serve_dir`: every row), logged as a child
     run of `parent`; `tags` are the run's identity tags (dataset, data_hash, data_end, ...)."""
     champion = champion_version(client, name)
@@ -78,27 +91,49 @@ def refresh_champion(
         meta = json.loads((saved / MODEL_FILE).read_text())
         start = WarmStartSpec(saved, f"{name} v{champion}", max_epochs)
         started = time.perf_counter()
-        trained = train(serve_dir, out_dir, meta["family"], meta["config"], meta["options"]["seed"], items_dir,
-                        warm_start=start)  # fmt: skip
+        trained = train(
+            serve_dir, out_dir, meta["family"], meta["config"], meta["options"]["seed"], items_dir, warm_start=start
+        )
         seconds = time.perf_counter() - started
     counts = read_manifest(trained)["counts"]
     how = f"warm-started from v{champion}, at most {max_epochs} epochs a loop" if counts["warm_started"] else "refit"
-    reason = (f"refresh of v{champion} with {arrived} rows that arrived after its data ended ({how}); "
-              "not evaluated: the nightly retrain judges the recipe")  # fmt: skip
-    child = client.create_run(experiment_id, run_name=f"refresh {name}",
-                              tags={"mlflow.parentRunId": parent, "family": meta["family"], **tags}).info.run_id  # fmt: skip
+    reason = (
+        f"refresh of v{champion} with {arrived} rows that arrived after its data ended ({how}); "
+        "not evaluated: the nightly retrain judges the recipe"
+    )
+    child = client.create_run(
+        experiment_id, run_name=f"refresh {name}", tags={"mlflow.parentRunId": parent, "family": meta["family"], **tags}
+    ).info.run_id
     client.log_metric(child, "fit_seconds", seconds)
     client.log_metric(child, "arrived_rows", arrived)
-    version = log_pyfunc_version(client, child, name, trained, tags | {
-        REFRESHED_FROM_TAG: champion, "promotion_kind": "refresh", "promotion_reason": reason,
-        "promotion_decision": "registered" if register_only else "promoted",
-    })  # fmt: skip
+    version = log_pyfunc_version(
+        client,
+        child,
+        name,
+        trained,
+        tags
+        | {
+            REFRESHED_FROM_TAG: champion,
+            "promotion_kind": "refresh",
+            "promotion_reason": reason,
+            "promotion_decision": "registered" if register_only else "promoted",
+        },
+    )
     client.set_terminated(child, "FINISHED")
     if not register_only:
         set_champion(client, name, version, lock_file)
         client.set_model_version_tag(name, version, "promotion_reason", reason)
-    return RefreshOutcome(name, champion, "refreshed", reason, version, not register_only, arrived,
-                          round(seconds, 1), counts["warm_started"])  # fmt: skip
+    return RefreshOutcome(
+        name,
+        champion,
+        "refreshed",
+        reason,
+        version,
+        not register_only,
+        arrived,
+        round(seconds, 1),
+        counts["warm_started"],
+    )
 
 
 def _rows_after(split_dir: Path, moment: int) -> int:

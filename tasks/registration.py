@@ -31,8 +31,15 @@ from tasks.workspace import Workspace
 
 
 def register(
-    workspace: Workspace, run_id: str, run_dir: Path, families: list[str], *, dataset_name: str, protocol: str,
-    params: dict[str, Any], gate: PromotionGate,
+    workspace: Workspace,
+    run_id: str,
+    run_dir: Path,
+    families: list[str],
+    *,
+    dataset_name: str,
+    protocol: str,
+    params: dict[str, Any],
+    gate: PromotionGate,
 ) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
     """Log the run to MLflow (`params`: the parent run's parameters), register each family's model and
     run the promotion `gate` on it, then the global pick `recsys`.
@@ -63,8 +70,14 @@ def register(
 
 
 def log_and_gate(
-    client: RetryingClient, experiment_id: str, parent: str, workspace: Workspace, gate: PromotionGate,
-    run: RunDir, families: list[str], tags: dict[str, str],
+    client: RetryingClient,
+    experiment_id: str,
+    parent: str,
+    workspace: Workspace,
+    gate: PromotionGate,
+    run: RunDir,
+    families: list[str],
+    tags: dict[str, str],
 ) -> tuple[dict[str, dict[str, Any]], Any]:
     """Under the parent run: the run's data figures, then each family's version and decision, then `recsys`'s."""
     counts = read_manifest(run.validate)["counts"]
@@ -90,13 +103,23 @@ def log_and_gate(
             registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
             candidates[family] = (name, existing, eval_dir, run.train(family))
             continue
-        entry = log_family(client, experiment_id, parent, family, run.split, train_dir, eval_dir, tags,
-                           evaluated_dir=run.train(family))  # fmt: skip
+        entry = log_family(
+            client, experiment_id, parent, family, run.split, train_dir, eval_dir, tags, evaluated_dir=run.train(family)
+        )
         floor = baseline if family != BASELINE_FAMILY and not family_class(family).needs_ratings else None
         decision = promote(
-            client, entry["registered_model"], entry["version"], eval_dir, run.split, run.promotion, gate,
-            lock, floor, run.validate, run.train(family),
-        )  # fmt: skip
+            client,
+            entry["registered_model"],
+            entry["version"],
+            eval_dir,
+            run.split,
+            run.promotion,
+            gate,
+            lock,
+            floor,
+            run.validate,
+            run.train(family),
+        )
         registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
         candidates[family] = (entry["registered_model"], entry["version"], eval_dir, run.train(family))
     overall = promote_global(

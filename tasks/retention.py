@@ -52,8 +52,10 @@ class Collected:
     freed_bytes: int = 0
 
     def describe(self) -> str:
-        return (f"kept {len(self.kept_runs)} run(s), removed {len(self.removed_runs)} run(s) and "
-                f"{self.removed_cache_records} cache record(s), freed {self.freed_bytes / 2**20:.1f} MiB")  # fmt: skip
+        return (
+            f"kept {len(self.kept_runs)} run(s), removed {len(self.removed_runs)} run(s) and "
+            f"{self.removed_cache_records} cache record(s), freed {self.freed_bytes / 2**20:.1f} MiB"
+        )
 
 
 def store_once(roots: list[Path], min_bytes: int = LINK_FROM_BYTES, written_since: float = 0.0) -> int:
@@ -175,7 +177,9 @@ def collect_garbage(workspace: Workspace, keep_runs: int, dry_run: bool = False)
         raise ValueError(f"keep_runs must be at least 1, got {keep_runs}")
     runs = sorted(p for p in workspace.runs.iterdir() if p.is_dir()) if workspace.runs.exists() else []
     keep = {run.name for run in runs[-keep_runs:]}
-    keep |= newest_finished_run_per_dataset(runs) | (runs_with_aliases(workspace.tracking_uri()) & {r.name for r in runs})
+    keep |= newest_finished_run_per_dataset(runs) | (
+        runs_with_aliases(workspace.tracking_uri()) & {r.name for r in runs}
+    )
     needed = set().union(*(linked_folders(run) for run in runs if run.name in keep))
     collected = Collected(kept_runs=sorted(keep))
     for run in runs:
@@ -235,5 +239,8 @@ def clean_after_killed_runs(workspace: Workspace) -> None:
     marked = mark_interrupted_runs(workspace.tracking_uri(), workspace) if has_store else []
     freed = remove_stale_temporaries([workspace.runs, workspace.cache])
     if marked or freed:
-        logger.warning("cleaned up after killed runs: %d MLflow run(s) marked KILLED, %.1f MiB of temporary files removed",
-                       len(marked), freed / 2**20)  # fmt: skip
+        logger.warning(
+            "cleaned up after killed runs: %d MLflow run(s) marked KILLED, %.1f MiB of temporary files removed",
+            len(marked),
+            freed / 2**20,
+        )

@@ -27,8 +27,19 @@ Result = TypeVar("Result")
 
 BACKOFF_SECONDS = (1.0, 3.0, 9.0)  # waits before the second, third and fourth attempt
 TRANSIENT_MLFLOW_CODES = frozenset({"TEMPORARILY_UNAVAILABLE", "REQUEST_LIMIT_EXCEEDED", "SERVICE_UNDER_MAINTENANCE"})
-TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EBUSY, errno.EINTR, errno.EIO, errno.ETIMEDOUT, errno.ESTALE,
-                              errno.ENETDOWN, errno.ENETUNREACH, errno.EHOSTUNREACH})  # fmt: skip
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.EAGAIN,
+        errno.EBUSY,
+        errno.EINTR,
+        errno.EIO,
+        errno.ETIMEDOUT,
+        errno.ESTALE,
+        errno.ENETDOWN,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+    }
+)
 sleep = time.sleep  # tests replace it
 
 

@@ -13,9 +13,15 @@ PARTLY_FAILED = "Partly failed"
 
 
 def build_summary(
-    run: RunDir, run_id: str, config: dict[str, Any], source: SourceIdentity, protocol: str,
-    registered: dict[str, Any], failures: dict[str, str], skipped: dict[str, str],
-) -> dict[str, Any]:  # fmt: skip
+    run: RunDir,
+    run_id: str,
+    config: dict[str, Any],
+    source: SourceIdentity,
+    protocol: str,
+    registered: dict[str, Any],
+    failures: dict[str, str],
+    skipped: dict[str, str],
+) -> dict[str, Any]:
     """What a person wants at the end of a run: counts, each family's metrics and registration, where things are."""
     families = {
         family: {"metrics": run.evaluation(family).metrics(), "registration": entry}

@@ -38,9 +38,13 @@ def _is_io_error(task: Any, task_run: Any, state: Any) -> bool:
 
 
 @task(
-    name="ingest", retries=3, retry_delay_seconds=[2, 5, 15], retry_condition_fn=_is_io_error,
-    cache_policy=INGEST_CACHE, persist_result=True,
-)  # fmt: skip
+    name="ingest",
+    retries=3,
+    retry_delay_seconds=[2, 5, 15],
+    retry_condition_fn=_is_io_error,
+    cache_policy=INGEST_CACHE,
+    persist_result=True,
+)
 def ingest_task(source: str, out_dir: Path, data_dir: Path | None, cache_dir: Path, seed: int) -> Path:
     return share(ingest(source, out_dir, data_dir, cache_dir, seed))
 
@@ -64,10 +68,16 @@ def serve_split_task(split_dir: Path, out_dir: Path) -> Path:
 
 @task(name="rolling-split", **CACHED)
 def rolling_split_task(
-    validated_dir: Path, out_dir: Path, n_windows: int, window_days: float, valid_fraction: float,
+    validated_dir: Path,
+    out_dir: Path,
+    n_windows: int,
+    window_days: float,
+    valid_fraction: float,
     feedback: Feedback | None = None,
-) -> list[Path]:  # fmt: skip
-    window_dirs = rolling_split(local(validated_dir), out_dir, n_windows, window_days, valid_fraction, feedback=feedback)
+) -> list[Path]:
+    window_dirs = rolling_split(
+        local(validated_dir), out_dir, n_windows, window_days, valid_fraction, feedback=feedback
+    )
     share(out_dir)  # the windows' folders with it
     return window_dirs
 
@@ -100,7 +110,9 @@ def backtest_report_task(entries: list[dict[str, Any]], out_dir: Path, k: int = 
     return backtest_report(entries, out_dir, k)
 
 
-def cached(stage_task: Task, cache_dir: Path, refresh: bool = False) -> Any:  # Any: Task's call overloads defeat checkers
+def cached(
+    stage_task: Task, cache_dir: Path, refresh: bool = False
+) -> Any:  # Any: Task's call overloads defeat checkers
     """`stage_task` with its results and cache records in `cache_dir` (a folder every worker
     reads); `refresh` recomputes and overwrites the cached result instead of reusing it."""
     return stage_task.with_options(result_storage=cache_dir, refresh_cache=refresh)

@@ -35,7 +35,18 @@ EXPERIMENT = "recsys-retrain"
 PYFUNC_FILE = Path(__file__).resolve().parents[1] / "serving" / "pyfunc_model.py"
 MAX_BATCH_METRICS = 1000  # MLflow's limit per log_batch call
 VERSION_TAG_METRICS = ("rmse", "mae", "ndcg_at_10", "recall_at_10", "n_eval_users", "n_eval_rows")
-SERVING_REQUIREMENTS = ("torch", "numpy", "scipy", "polars", "pyarrow", "pandas", "pydantic", "mlflow", "faiss-cpu", "lightgbm")
+SERVING_REQUIREMENTS = (
+    "torch",
+    "numpy",
+    "scipy",
+    "polars",
+    "pyarrow",
+    "pandas",
+    "pydantic",
+    "mlflow",
+    "faiss-cpu",
+    "lightgbm",
+)
 
 
 def registered_model_name(family: str) -> str:
@@ -47,7 +58,11 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=Path(__file__).parent, capture_output=True, text=True, check=True, timeout=5,
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=5,
         ).stdout.strip()
         return commit or metadata.version("recsys-pipeline")
     except (OSError, subprocess.SubprocessError):
@@ -105,10 +120,16 @@ def _signature(id_texts: pl.DataFrame | None) -> ModelSignature:
     roles = set(id_texts[ROLE].to_list()) if id_texts is not None else set()
     user, item = ("string" if role in roles else "long" for role in ("user", "item"))
     return ModelSignature(
-        inputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id", required=False),
-                       ColSpec(Array(DataType[item]), "history", required=False)]),  # fmt: skip
-        outputs=Schema([ColSpec(user, "user_id"), ColSpec(item, "item_id"), ColSpec("float", "score"),
-                        ColSpec("long", "rank")]),  # fmt: skip
+        inputs=Schema(
+            [
+                ColSpec(user, "user_id"),
+                ColSpec(item, "item_id", required=False),
+                ColSpec(Array(DataType[item]), "history", required=False),
+            ]
+        ),
+        outputs=Schema(
+            [ColSpec(user, "user_id"), ColSpec(item, "item_id"), ColSpec("float", "score"), ColSpec("long", "rank")]
+        ),
         params=ParamSchema([ParamSpec("k", "long", 10)]),
     )
 

@@ -42,8 +42,10 @@ def study_name(family: str, split_dir: Path, base: BaseModel, space: SearchSpace
     outputs = read_manifest(split_dir)["outputs"]
     identity = {
         "data": [outputs[f"{part}.parquet"]["sha256"] for part in ("train", "valid")],
-        "base": base.model_dump(mode="json"), "space": describe_space(space), "seed": seed,
-    }  # fmt: skip
+        "base": base.model_dump(mode="json"),
+        "space": describe_space(space),
+        "seed": seed,
+    }
     return f"{family}-{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]}"
 
 
@@ -87,9 +89,13 @@ def finished(study: optuna.Study) -> list[FrozenTrial]:
 
 
 def search(
-    study: optuna.Study, space: SearchSpace, submit: Callable[[Trial, dict[str, Any]], PrefectFuture],
-    trials: int, timeout: float | None, workers: int,
-) -> list[int]:  # fmt: skip
+    study: optuna.Study,
+    space: SearchSpace,
+    submit: Callable[[Trial, dict[str, Any]], PrefectFuture],
+    trials: int,
+    timeout: float | None,
+    workers: int,
+) -> list[int]:
     """Ask, run and tell until the study holds `trials` finished trials or `timeout` seconds passed
     (running trials then finish), at most `workers` at once; returns the numbers of the trials run."""
     deadline = time.monotonic() + timeout if timeout else math.inf
@@ -122,8 +128,9 @@ def tell(study: optuna.Study, trial: Trial, future: PrefectFuture) -> None:
     trial.set_user_attr("epochs", result.epochs)
     if result.pruned:
         study.tell(trial, state=TrialState.PRUNED)  # Optuna keeps its last reported figure
-        get_run_logger().info("trial %d: pruned after epoch %d at %.4f %s", trial.number, result.epochs,
-                              result.value, trial.params)  # fmt: skip
+        get_run_logger().info(
+            "trial %d: pruned after epoch %d at %.4f %s", trial.number, result.epochs, result.value, trial.params
+        )
         return
     study.tell(trial, result.value)
     get_run_logger().info("trial %d: %.4f %s", trial.number, result.value, trial.params)
@@ -131,8 +138,13 @@ def tell(study: optuna.Study, trial: Trial, future: PrefectFuture) -> None:
 
 def describe_trial(trial: FrozenTrial) -> dict[str, Any]:
     """A trial as the summary holds it."""
-    return {"number": trial.number, "state": trial.state.name, "value": trial.value, "params": trial.params,
-            "user_attrs": trial.user_attrs}  # fmt: skip
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "value": trial.value,
+        "params": trial.params,
+        "user_attrs": trial.user_attrs,
+    }
 
 
 def base_value(study: optuna.Study, base_params: dict[str, Any]) -> float | None:
@@ -148,3 +160,18 @@ def importances(study: optuna.Study, space: SearchSpace, seed: int) -> dict[str,
         return None
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=seed)
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+
+
+def describe_search(
+    study: optuna.Study, space: SearchSpace, base_params: dict[str, Any], seed: int, ran: list[int]
+) -> dict[str, Any]:
+    """What the summary says of a search: its space, every finished trial, those run now, the base
+    configuration's value, the best trial and the parameters' importances."""
+    return {
+        "space": describe_space(space),
+        "trials": [describe_trial(trial) for trial in finished(study)],
+        "ran_now": ran,
+        "base_value": base_value(study, base_params),
+        "best": describe_trial(study.best_trial),
+        "importances": importances(study, space, seed),
+    }

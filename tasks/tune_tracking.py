@@ -25,26 +25,43 @@ def log_search(workspace: Workspace, summary: dict[str, Any], run_dir: Path) -> 
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     client = open_client(workspace)
     experiment_id = ensure_experiment(client, workspace.mlflow_artifacts, EXPERIMENT)
-    tags = {"study": summary["study"], "dataset": summary["dataset"], "protocol": summary["protocol"],
-            "code_version": code_version(), "pipeline_run_id": summary["run_id"]}  # fmt: skip
-    params = {"family": summary["family"], "dataset": summary["dataset"], "protocol": summary["protocol"],
-              "space": json.dumps(summary["space"]), "base_config": json.dumps(summary["base_config"]),
-              "objective": summary["objective"]}  # fmt: skip
+    tags = {
+        "study": summary["study"],
+        "dataset": summary["dataset"],
+        "protocol": summary["protocol"],
+        "code_version": code_version(),
+        "pipeline_run_id": summary["run_id"],
+    }
+    params = {
+        "family": summary["family"],
+        "dataset": summary["dataset"],
+        "protocol": summary["protocol"],
+        "space": json.dumps(summary["space"]),
+        "base_config": json.dumps(summary["base_config"]),
+        "objective": summary["objective"],
+    }
     parent = start_parent_run(client, experiment_id, summary["run_id"], params, tags)
     try:
         best = summary["best"]
         client.log_batch(parent, params=[Param(f"best_{key}", str(value)) for key, value in best["params"].items()])
-        figures = {"best_value": best["value"], "best_trial": best["number"], "base_value": summary["base_value"],
-                   "finished_trials": len(summary["trials"])}  # fmt: skip
+        figures = {
+            "best_value": best["value"],
+            "best_trial": best["number"],
+            "base_value": summary["base_value"],
+            "finished_trials": len(summary["trials"]),
+        }
         test = summary["test_metrics"]
         for name in TEST_METRICS:
             figures |= {f"test_{key}": test.get(key) for key in (name, f"{name}_ci_low", f"{name}_ci_high")}
         figures |= {f"importance_{key}": value for key, value in (summary["importances"] or {}).items()}
         _log_figures(client, parent, numeric_metrics(figures))
-        values, pruned = ([(trial["number"], trial["value"]) for trial in summary["trials"] if trial["state"] == state]
-                          for state in ("COMPLETE", "PRUNED"))  # fmt: skip
-        plot = plot_search(values, summary["objective"], summary["maximize"], run_dir / "search.png", pruned,
-                           summary["importances"])  # fmt: skip
+        values, pruned = (
+            [(trial["number"], trial["value"]) for trial in summary["trials"] if trial["state"] == state]
+            for state in ("COMPLETE", "PRUNED")
+        )
+        plot = plot_search(
+            values, summary["objective"], summary["maximize"], run_dir / "search.png", pruned, summary["importances"]
+        )
         if plot is not None:
             client.log_artifact(parent, str(plot), artifact_path="search")
         with tempfile.TemporaryDirectory() as folder:
@@ -69,8 +86,12 @@ def _log_trials(client: Any, experiment_id: str, parent: str, summary: dict[str,
     for trial in summary["trials"]:
         if trial["number"] in logged:
             continue
-        tags = {"mlflow.parentRunId": parent, "study": summary["study"], "trial_number": str(trial["number"]),
-                "state": trial["state"]}  # fmt: skip
+        tags = {
+            "mlflow.parentRunId": parent,
+            "study": summary["study"],
+            "trial_number": str(trial["number"]),
+            "state": trial["state"],
+        }
         if "error" in trial["user_attrs"]:
             tags["error"] = trial["user_attrs"]["error"]
         child = client.create_run(experiment_id, run_name=f"trial-{trial['number']}", tags=tags).info.run_id

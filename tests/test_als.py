@@ -73,9 +73,7 @@ def planted_low_rank(n_users: int = 300, n_items: int = 120, seed: int = 0) -> t
 def held_out_auc(scores: np.ndarray, held_out: np.ndarray, negatives: np.ndarray) -> float:
     """Mean over users of the share of (held-out positive, negative) pairs ranked strictly correctly."""
     users = np.flatnonzero(held_out.any(axis=1) & negatives.any(axis=1))
-    return float(
-        np.mean([(scores[u, held_out[u]][:, None] > scores[u, negatives[u]][None, :]).mean() for u in users])
-    )
+    return float(np.mean([(scores[u, held_out[u]][:, None] > scores[u, negatives[u]][None, :]).mean() for u in users]))
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])

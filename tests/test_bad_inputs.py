@@ -100,9 +100,7 @@ def test_cut_off_file_keeps_what_it_can(tmp_path: Path) -> None:
             id="rating-0-and-6",
         ),
         pytest.param([f"3,7,3.7,{T}"], [["expect_column_values_to_be_on_scale_step(rating)"]], id="rating-3.7"),
-        pytest.param(
-            ["3,7,4.0,3786912000"], [["expect_column_values_to_be_between(timestamp)"]], id="timestamp-2090"
-        ),
+        pytest.param(["3,7,4.0,3786912000"], [["expect_column_values_to_be_between(timestamp)"]], id="timestamp-2090"),
         pytest.param(
             [GOOD_ROWS[0]],
             [["expect_rows_to_be_unique()", "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"]],
@@ -165,9 +163,7 @@ def movielens_counts(tmp_path: Path, movies: bytes, ratings: list[str]) -> dict:
     return json.loads((validated / "manifest.json").read_text())["counts"]
 
 
-MOVIES = b"movieId,title,genres\n" + b"".join(
-    f"{i},Film {i} (1999),Drama|Comedy\n".encode() for i in range(1, 101)
-)
+MOVIES = b"movieId,title,genres\n" + b"".join(f"{i},Film {i} (1999),Drama|Comedy\n".encode() for i in range(1, 101))
 ML_RATINGS = [f"{1 + i % 30},{1 + i % 100},4.0,{T + i}" for i in range(300)]
 
 
@@ -208,6 +204,7 @@ def test_validation_in_batches_writes_what_one_whole_batch_writes(tmp_path: Path
     for table in ("ratings", "quarantine"):
         written = pl.read_parquet(tmp_path / "batched" / "validate" / f"{table}.parquet")
         assert written.equals(pl.read_parquet(tmp_path / "whole" / "validate" / f"{table}.parquet"))
-    assert quarantine_reasons(tmp_path / "batched")[-3:] == [
-        ["expect_rows_to_be_unique()", "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"]
-    ] * 3
+    assert (
+        quarantine_reasons(tmp_path / "batched")[-3:]
+        == [["expect_rows_to_be_unique()", "expect_compound_columns_to_be_unique(user_id,item_id,timestamp)"]] * 3
+    )

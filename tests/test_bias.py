@@ -59,12 +59,8 @@ def test_many_passes_reach_the_joint_damped_least_squares_solution(small: Intera
     users, items, ratings = small.user_idx, small.item_idx, small.rating.astype(np.float64)
     residual_items = ratings - biases.global_mean - biases.user[users]
     residual_users = ratings - biases.global_mean - biases.item[items]
-    np.testing.assert_allclose(
-        biases.item, np.bincount(items, residual_items) / (np.bincount(items) + 1.0), atol=1e-5
-    )
-    np.testing.assert_allclose(
-        biases.user, np.bincount(users, residual_users) / (np.bincount(users) + 2.0), atol=1e-5
-    )
+    np.testing.assert_allclose(biases.item, np.bincount(items, residual_items) / (np.bincount(items) + 1.0), atol=1e-5)
+    np.testing.assert_allclose(biases.user, np.bincount(users, residual_users) / (np.bincount(users) + 2.0), atol=1e-5)
     one_pass = fit_biases(small, item_damping=1.0, user_damping=2.0, n_passes=1)
     assert not np.allclose(biases.item, one_pass.item)
 

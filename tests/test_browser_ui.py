@@ -26,8 +26,14 @@ from stages.layout import RunDir
 pytestmark = pytest.mark.flow
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"]  # fmt: skip
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 FAMILIES = "popularity,bpr_mf"
 SERVER_START_SECONDS = 120
 browser_test = pytest.mark.browser
@@ -91,8 +97,9 @@ def mlflow_ui(small_run: dict) -> Iterator[str]:
     port = free_port()
     env = os.environ | {"RECSYS_WORKSPACE": str(workspace)}
     log = (workspace / "ui.log").open("w")
-    ui = subprocess.Popen([sys.executable, "-m", "cli.main", "ui", "--port", str(port)], env=env, stdout=log,
-                          stderr=subprocess.STDOUT)  # fmt: skip
+    ui = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "ui", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + SERVER_START_SECONDS
@@ -128,8 +135,10 @@ def _tidy(page) -> None:
     """MLflow 3 greets a new browser with a modal and an assistant side panel: dismiss both so
     the screenshot shows the registry (a JavaScript click, since the modal covers the panel)."""
     page.keyboard.press("Escape")
-    for selector in ("[role='dialog'] button[aria-label='Close']",
-                     "[data-component-id='mlflow.assistant.chat_panel.close']"):  # fmt: skip
+    for selector in (
+        "[role='dialog'] button[aria-label='Close']",
+        "[data-component-id='mlflow.assistant.chat_panel.close']",
+    ):
         for button in page.locator(selector).all():
             button.evaluate("button => button.click()")
     page.wait_for_timeout(500)

@@ -11,8 +11,17 @@ from cli.main import main
 from recsys_models.testing import low_rank_ratings
 from stages.layout import RunDir
 
-COMMANDS = [["retrain"], ["backtest"], ["score"], ["models"], ["models", "promote"], ["datasets"], ["ui"], ["report"],
-            ["config"]]  # fmt: skip
+COMMANDS = [
+    ["retrain"],
+    ["backtest"],
+    ["score"],
+    ["models"],
+    ["models", "promote"],
+    ["datasets"],
+    ["ui"],
+    ["report"],
+    ["config"],
+]
 
 
 @pytest.fixture

@@ -21,8 +21,14 @@ print(ensure_experiment(open_client(workspace), workspace.mlflow_artifacts))
 def test_two_first_runs_open_one_store_and_one_experiment(tmp_path: Path) -> None:
     env = {key: value for key, value in os.environ.items() if key != "MLFLOW_TRACKING_URI"}
     workers = [
-        subprocess.Popen([sys.executable, "-c", OPEN_STORE, str(tmp_path)], cwd=REPO_ROOT, text=True, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", OPEN_STORE, str(tmp_path)],
+            cwd=REPO_ROOT,
+            text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for _ in range(3)
     ]
     outcomes = [worker.communicate(timeout=300) for worker in workers]

@@ -8,8 +8,9 @@ from reporting.console import MAX_MESSAGE_CHARS, ConsoleFilter, quiet_console
 
 
 def record(message: str, *args: object, exc_info: bool = False) -> logging.LogRecord:
-    return logging.LogRecord("prefect.flow_runs", logging.ERROR, __file__, 1, message, args,
-                             sys.exc_info() if exc_info else None)  # fmt: skip
+    return logging.LogRecord(
+        "prefect.flow_runs", logging.ERROR, __file__, 1, message, args, sys.exc_info() if exc_info else None
+    )
 
 
 def test_console_filter_drops_tracebacks_and_cuts_long_messages() -> None:
@@ -44,7 +45,9 @@ def test_harmless_warnings_are_not_shown_even_where_a_library_resets_the_filters
         warnings.showwarning = lambda message, *args, **kwargs: shown.append(str(message))  # the terminal
         quiet_console()
         warnings.simplefilter("always")  # what MLflow does around its type-hint check
-        warnings.warn("\x1b[33mAdd type hints to the `predict` method to enable data validation", UserWarning, stacklevel=1)
+        warnings.warn(
+            "\x1b[33mAdd type hints to the `predict` method to enable data validation", UserWarning, stacklevel=1
+        )
         warnings.warn("a warning worth reading", UserWarning, stacklevel=1)
     assert shown == ["a warning worth reading"]
 

@@ -28,10 +28,14 @@ OPTIONS = TrainingOptions(seed=0, device="cpu")
 def genre_items(n_items: int, first_id: int = 1) -> pl.DataFrame:
     """Items cycling through GENRES, each also with a decade; titles share no word."""
     return pl.DataFrame(
-        {"item_id": np.arange(first_id, first_id + n_items), "title": [f"t{first_id + i}" for i in range(n_items)],
-         "year": [1980 + 10 * (i % 3) for i in range(n_items)], "genres": [[GENRES[i % 4]] for i in range(n_items)]},
+        {
+            "item_id": np.arange(first_id, first_id + n_items),
+            "title": [f"t{first_id + i}" for i in range(n_items)],
+            "year": [1980 + 10 * (i % 3) for i in range(n_items)],
+            "genres": [[GENRES[i % 4]] for i in range(n_items)],
+        },
         schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
-    )  # fmt: skip
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +50,9 @@ def taste_ratings(seed: int = 0) -> pl.DataFrame:
     users, items = np.nonzero(rng.random((N_USERS, N_WARM)) < 0.6)
     loved = (items % 4) == (users % 4)
     rating = np.where(loved, rng.choice([4.5, 5.0], users.size), rng.choice([1.0, 1.5, 2.0, 2.5], users.size))
-    return pl.DataFrame({"user_id": users + 1, "item_id": items + 1, "rating": rating,
-                         "timestamp": rng.permutation(users.size)})  # fmt: skip
+    return pl.DataFrame(
+        {"user_id": users + 1, "item_id": items + 1, "rating": rating, "timestamp": rng.permutation(users.size)}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +60,10 @@ def parts() -> tuple[Interactions, Interactions]:
     frame = taste_ratings().sort("timestamp")
     full = Interactions.from_frame(frame)
     cut = int(frame.height * 0.85)
-    return (Interactions.from_frame(frame.head(cut), full.users, full.items),
-            Interactions.from_frame(frame.slice(cut), full.users, full.items))  # fmt: skip
+    return (
+        Interactions.from_frame(frame.head(cut), full.users, full.items),
+        Interactions.from_frame(frame.slice(cut), full.users, full.items),
+    )
 
 
 def cold_test(model, per_user: int = 2) -> pl.DataFrame:
@@ -138,8 +145,10 @@ def test_weighted_hybrid_prefers_the_informative_part() -> None:
     frame = taste_ratings(seed=1).sort("timestamp")
     full = Interactions.from_frame(frame)
     cut = int(frame.height * 0.85)
-    train, valid = (Interactions.from_frame(frame.head(cut), full.users, full.items),
-                    Interactions.from_frame(frame.slice(cut), full.users, full.items))  # fmt: skip
+    train, valid = (
+        Interactions.from_frame(frame.head(cut), full.users, full.items),
+        Interactions.from_frame(frame.slice(cut), full.users, full.items),
+    )
     flat = genre_items(N_WARM).with_columns(
         pl.lit(["Drama"]).alias("genres"), pl.lit(1990).cast(pl.Int32).alias("year")
     )
@@ -180,8 +189,15 @@ def test_hybrid_component_is_validated() -> None:
 
 
 def test_feature_augmented_mf_scores_new_items_from_their_features(parts, catalogue) -> None:
-    config = HybridFeaturesConfig(n_factors=8, epochs=30, batch_size=128, learning_rate=0.02, patience=30,
-                                  min_rating=4.0, feature_kinds=("genre",))  # fmt: skip
+    config = HybridFeaturesConfig(
+        n_factors=8,
+        epochs=30,
+        batch_size=128,
+        learning_rate=0.02,
+        patience=30,
+        min_rating=4.0,
+        feature_kinds=("genre",),
+    )
     model = HybridFeatures(config, OPTIONS).fit(*parts, catalogue)
     assert loved_genre_share(model, catalogue) > 0.9
     losses = [record["train_loss"] for record in model.history if "train_loss" in record]
@@ -207,8 +223,9 @@ def test_cold_item_slice_scores_content_and_gives_collaborative_zeros(parts, cat
 
 def test_cold_item_slice_leaves_out_items_without_features_and_unknown_users(parts, catalogue) -> None:
     content = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
-    extra = pl.DataFrame({"user_id": [1, 9999], "item_id": [5555, 1001], "rating": [5.0, 5.0],
-                          "timestamp": [10**6, 10**6]})  # fmt: skip
+    extra = pl.DataFrame(
+        {"user_id": [1, 9999], "item_id": [5555, 1001], "rating": [5.0, 5.0], "timestamp": [10**6, 10**6]}
+    )
     summary = evaluate_cold_items(content, pl.concat([cold_test(content), extra]), catalogue).summary
     assert summary["cold_items_n_without_features"] == 1 and summary["cold_items_n_cold_users"] == 1
     assert evaluate_cold_items(content, cold_test(content), None).summary["cold_items_n_eval_users"] == 0
@@ -229,11 +246,21 @@ def test_random_expectation_matches_a_simulation() -> None:
 
 
 def test_warm_cold_table_shows_the_families_that_score_cold_items_and_names_the_others_once() -> None:
-    base = {"ndcg_at_10": 0.1, "ndcg_at_10_ci_low": 0.05, "ndcg_at_10_ci_high": 0.15, "n_eval_users": 30,
-            "cold_items_n_eval_users": 12, "cold_items_n_candidate_items": 40, "cold_items_random_ndcg_at_10": 0.01,
-            "cold_items_random_recall_at_10": 0.25, "cold_items_random_hit_rate_at_10": 0.4}  # fmt: skip
-    families = {"ease": {"metrics": base | {"cold_items_scored": 0, "cold_items_ndcg_at_10": 0.0}},
-                "content_tfidf": {"metrics": base | {"cold_items_scored": 1, "cold_items_ndcg_at_10": 0.2}}}
+    base = {
+        "ndcg_at_10": 0.1,
+        "ndcg_at_10_ci_low": 0.05,
+        "ndcg_at_10_ci_high": 0.15,
+        "n_eval_users": 30,
+        "cold_items_n_eval_users": 12,
+        "cold_items_n_candidate_items": 40,
+        "cold_items_random_ndcg_at_10": 0.01,
+        "cold_items_random_recall_at_10": 0.25,
+        "cold_items_random_hit_rate_at_10": 0.4,
+    }
+    families = {
+        "ease": {"metrics": base | {"cold_items_scored": 0, "cold_items_ndcg_at_10": 0.0}},
+        "content_tfidf": {"metrics": base | {"cold_items_scored": 1, "cold_items_ndcg_at_10": 0.2}},
+    }
     lines = format_warm_cold_table(families).splitlines()
     assert not any(line.startswith("ease") for line in lines)  # no row of zeros: named once below
     assert lines[-1] == "cannot score cold items (zeros on the slice; warm figures above): ease"

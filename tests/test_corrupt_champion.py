@@ -64,8 +64,19 @@ def register(client: MlflowClient, name: str, train_dir: Path, folder: Path, **t
 
 
 def gate(client: MlflowClient, name: str, version: str, family: str, run: Run, work: Path, candidate_train: Path):
-    return promote(client, name, version, run.evaluated[family], run.split_dir, work / "promotion", PromotionGate(),
-                   work / "promotion.lock", run.evaluated["popularity"], None, candidate_train)  # fmt: skip
+    return promote(
+        client,
+        name,
+        version,
+        run.evaluated[family],
+        run.split_dir,
+        work / "promotion",
+        PromotionGate(),
+        work / "promotion.lock",
+        run.evaluated["popularity"],
+        None,
+        candidate_train,
+    )
 
 
 def aliases(client: MlflowClient, name: str) -> dict[str, str]:
@@ -82,10 +93,16 @@ def truncate(path: Path) -> None:
 
 CORRUPTIONS = {  # how the champion breaks -> the file and the cause the reason must name
     "garbage weights": (lambda model: garble(model / "state.npz"), "artifacts/model/state.npz", "ValueError"),
-    "half-written weights": (lambda model: truncate(model / "state.npz"), "artifacts/model/state.npz",
-                             "BadZipFile: File is not a zip file"),  # fmt: skip
-    "deleted artefacts": (lambda model: shutil.rmtree(model.parents[1]), "artifacts/model/model.json",
-                          "FileNotFoundError: No such file or directory"),  # fmt: skip
+    "half-written weights": (
+        lambda model: truncate(model / "state.npz"),
+        "artifacts/model/state.npz",
+        "BadZipFile: File is not a zip file",
+    ),
+    "deleted artefacts": (
+        lambda model: shutil.rmtree(model.parents[1]),
+        "artifacts/model/model.json",
+        "FileNotFoundError: No such file or directory",
+    ),
 }
 
 
@@ -161,8 +178,9 @@ def test_only_the_registered_model_with_the_broken_champion_goes_without_it(
 ) -> None:
     reasons = {}
     for name, broken in (("recsys-broken", True), ("recsys-healthy", False)):
-        champion, model = register(client, name, run.trained["popularity"], tmp_path / name / "v1",
-                                   **{RECIPE_TAG: "popularity"})  # fmt: skip
+        champion, model = register(
+            client, name, run.trained["popularity"], tmp_path / name / "v1", **{RECIPE_TAG: "popularity"}
+        )
         client.set_registered_model_alias(name, CHAMPION, champion)
         candidate, _ = register(client, name, run.trained["ease"], tmp_path / name / "v2", **{RECIPE_TAG: "ease"})
         if broken:

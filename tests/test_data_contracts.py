@@ -197,12 +197,22 @@ def test_mixed_frame_gives_exact_counts_and_keeps_order():
     }
     assert outcome.quarantine.get_column("line").to_list() == list(range(3, 13))
     assert outcome.valid.get_column("line").to_list() == [0, 1, 2, 13, 14, 15]
-    assert (outcome.report["input_rows"], outcome.report["valid_rows"], outcome.report["quarantined_rows"]) == (16, 6, 10)
+    assert (outcome.report["input_rows"], outcome.report["valid_rows"], outcome.report["quarantined_rows"]) == (
+        16,
+        6,
+        10,
+    )
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 3, 7])
 def test_validation_in_batches_flags_the_rows_of_one_whole_batch(monkeypatch, chunk_rows):
-    bad = [(None, 10, 4.0, T + 1), (1, 10, 6.0, T + 5), (1, 10, 3.7, T + 6), (1, 10, 4.0, YEAR_1980), (-1, 20, 3.0, T + 9)]
+    bad = [
+        (None, 10, 4.0, T + 1),
+        (1, 10, 6.0, T + 5),
+        (1, 10, 3.7, T + 6),
+        (1, 10, 4.0, YEAR_1980),
+        (-1, 20, 3.0, T + 9),
+    ]
     ratings = ratings_frame([*CLEAN_ROWS[:2], bad[0], *CLEAN_ROWS[2:5], *bad[1:], CLEAN_ROWS[5]])
     whole = validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
     monkeypatch.setattr(engine, "BATCH_ROWS", chunk_rows)
@@ -251,12 +261,17 @@ def test_arguments_of_the_wrong_type_raise_type_error():
 
 def test_missing_column_raises_and_names_it_and_what_was_found():
     ratings = ratings_frame(CLEAN_ROWS).rename({columns.RATING: "stars"})
-    with pytest.raises(ContractViolation, match=r"ratings: column 'rating' is missing \(found: user_id, item_id, stars, timestamp, line\)"):
+    with pytest.raises(
+        ContractViolation,
+        match=r"ratings: column 'rating' is missing \(found: user_id, item_id, stars, timestamp, line\)",
+    ):
         validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
 
 
 def test_wrong_dtype_raises_and_names_column_and_dtypes():
-    ratings = ratings_frame(CLEAN_ROWS).with_columns(pl.col(columns.USER_ID).cast(pl.Int32), pl.col(columns.RATING).cast(pl.String))
+    ratings = ratings_frame(CLEAN_ROWS).with_columns(
+        pl.col(columns.USER_ID).cast(pl.Int32), pl.col(columns.RATING).cast(pl.String)
+    )
     with pytest.raises(ContractViolation) as raised:
         validate_ratings(ratings, ITEMS, HALF_STARS, now=NOW)
     assert raised.value.problems == (
@@ -334,7 +349,9 @@ def test_large_synthetic_frame_is_fast_and_exact():
             columns.RATING: rng.integers(1, 11, n) * 0.5,
             columns.TIMESTAMP: rng.integers(FIRST_PLAUSIBLE, T, n),
         }
-    ).with_columns(pl.when(pl.int_range(pl.len()) % 1000 == 0).then(3.7).otherwise(pl.col(columns.RATING)).alias(columns.RATING))
+    ).with_columns(
+        pl.when(pl.int_range(pl.len()) % 1000 == 0).then(3.7).otherwise(pl.col(columns.RATING)).alias(columns.RATING)
+    )
     items = pl.DataFrame({columns.ITEM_ID: np.arange(1, 2_000)})
     validate_ratings(ratings.head(10), items, HALF_STARS, now=NOW)  # import GX first
 
@@ -395,7 +412,12 @@ def _expectation(**meta: str) -> dict:
     [
         (_document(_expectation(policy="quarantine")), "meta.reason"),
         (_document(_expectation(reason="why", policy="drop")), "meta.policy"),
-        (_document(_expectation(reason="why", policy="quarantine"), _expectation(reason="again", policy="quarantine")), "duplicate"),
+        (
+            _document(
+                _expectation(reason="why", policy="quarantine"), _expectation(reason="again", policy="quarantine")
+            ),
+            "duplicate",
+        ),
         (_document({"type": "expect_column_values_to_not_be_null", "kwarg": {"column": "x"}}), "unknown keys"),
     ],
 )
@@ -405,10 +427,26 @@ def test_suite_loader_rejects_unreviewable_suites(document, message):
 
 
 def test_gx_suite_builder_raises_instead_of_dropping_bad_expectations():
-    misspelled = parse_suite(_document({"type": "expect_column_values_to_be_betwen", "kwargs": {"column": "x", "min_value": 1}, "meta": {"reason": "why", "policy": "quarantine"}}))
+    misspelled = parse_suite(
+        _document(
+            {
+                "type": "expect_column_values_to_be_betwen",
+                "kwargs": {"column": "x", "min_value": 1},
+                "meta": {"reason": "why", "policy": "quarantine"},
+            }
+        )
+    )
     with pytest.raises(ValueError, match="no expectation type 'expect_column_values_to_be_betwen'"):
         build_gx_suite("t", misspelled.expectations)
-    unbounded = parse_suite(_document({"type": "expect_column_values_to_be_between", "kwargs": {"column": "x"}, "meta": {"reason": "why", "policy": "quarantine"}}))
+    unbounded = parse_suite(
+        _document(
+            {
+                "type": "expect_column_values_to_be_between",
+                "kwargs": {"column": "x"},
+                "meta": {"reason": "why", "policy": "quarantine"},
+            }
+        )
+    )
     with pytest.raises(ValueError, match=r"rejected expect_column_values_to_be_between\(x\)"):
         build_gx_suite("t", unbounded.expectations)
 

@@ -141,8 +141,9 @@ def test_a_large_table_is_documented_on_evenly_spread_rows(monkeypatch: pytest.M
     ("dataset", "quarantined"),
     [("ml-latest-small", {"ratings": 1, "items": 0, "tags": 0}), ("ml-100k", {"ratings": 0, "items": 0})],
 )
-def test_real_datasets_pass_except_genuinely_bad_rows(datasets_dir: Path, tmp_path: Path, dataset: str,
-                                                      quarantined: dict[str, int]) -> None:
+def test_real_datasets_pass_except_genuinely_bad_rows(
+    datasets_dir: Path, tmp_path: Path, dataset: str, quarantined: dict[str, int]
+) -> None:
     raw = load_dataset(dataset, datasets_dir, tmp_path)
     items = validate_items(raw.items)
     found = {"items": items.quarantine.height}

@@ -53,8 +53,13 @@ def events_csv(folder: Path, rows: list[tuple], name: str = "events.csv") -> Pat
 def good_events(n: int) -> list[tuple]:
     """n distinct well-formed rows: 20 users x many items, ISO times a minute apart."""
     return [
-        (f"u{index % 20}", f"SKU-{index:05d}", f"2024-01-01T10:{index % 60:02d}:00Z", ("view", "purchase")[index % 2],
-         1)  # fmt: skip
+        (
+            f"u{index % 20}",
+            f"SKU-{index:05d}",
+            f"2024-01-01T10:{index % 60:02d}:00Z",
+            ("view", "purchase")[index % 2],
+            1,
+        )
         for index in range(n)
     ]
 
@@ -228,8 +233,13 @@ def test_time_formats_give_the_same_unix_seconds(
 def test_parquet_datetime_column_needs_no_format(tmp_path: Path) -> None:
     moment = datetime(2024, 1, 1, 10)
     pl.DataFrame(
-        {"visitor": ["u1", "7"], "sku": ["SKU-1", "SKU-2"], "when": [moment, moment], "kind": ["view", "purchase"],
-         "qty": [1.0, 2.0]}  # fmt: skip
+        {
+            "visitor": ["u1", "7"],
+            "sku": ["SKU-1", "SKU-2"],
+            "when": [moment, moment],
+            "kind": ["view", "purchase"],
+            "qty": [1.0, 2.0],
+        }
     ).write_parquet(tmp_path / "events.parquet")
     text = IMPLICIT.replace("events.csv", "events.parquet").replace("timestamp_format: iso8601\n", "")
     dataset = load_spec_source(load_spec(write(tmp_path, "spec.yaml", text)))
@@ -297,7 +307,7 @@ def test_default_relevance_threshold_is_top_quarter_of_scale(tmp_path: Path) -> 
 # 6. combine_repeats -------------------------------------------------------------------------------
 
 REPEATS = pl.DataFrame(
-    {   # user 1 / item 10: three rows (two at time 5); user 1 / item 20 once; user 2 / item 10 twice (later row first)
+    {  # user 1 / item 10: three rows (two at time 5); user 1 / item 20 once; user 2 / item 10 twice (later row first)
         "user_id": [1, 1, 1, 1, 2, 2],
         "item_id": [10, 10, 10, 20, 10, 10],
         "rating": [2.0, 5.0, 3.0, 4.0, 1.0, 6.0],
@@ -340,9 +350,7 @@ def test_rerated_pair_keeps_latest_rating_in_interactions(tmp_path: Path) -> Non
     counts = manifest(validate_dir)["counts"]
     assert (counts["valid_rows"], counts["quarantined_rows"], counts["interaction_rows"]) == (4, 0, 3)
     interactions = pl.read_parquet(validate_dir / "interactions.parquet")
-    pair = interactions.filter(
-        (pl.col("user_id") == ids.text_code("c1")) & (pl.col("item_id") == ids.text_code("f1"))
-    )
+    pair = interactions.filter((pl.col("user_id") == ids.text_code("c1")) & (pl.col("item_id") == ids.text_code("f1")))
     assert pair.rows() == [(ids.text_code("c1"), ids.text_code("f1"), 9.0, T0 + 100)]
 
 
@@ -350,8 +358,14 @@ def test_item_table_gives_categories_titles_and_the_interactions_ids(tmp_path: P
     pl.DataFrame({"visitor": ["u1", "u2"], "sku": ["SKU-1", "SKU-2"], "when": ["2024-01-01", "2024-01-02"]}).write_csv(
         tmp_path / "events.csv"
     )
-    pl.DataFrame({"sku": ["SKU-1", "SKU-2", "SKU-3"], "name": ["Red shoe", "Blue hat", "Green sock"],
-                  "brand": ["Acme", "Acme", "Bolt"], "tags": ["a|b", "c", ""]}).write_csv(tmp_path / "items.csv")  # fmt: skip
+    pl.DataFrame(
+        {
+            "sku": ["SKU-1", "SKU-2", "SKU-3"],
+            "name": ["Red shoe", "Blue hat", "Green sock"],
+            "brand": ["Acme", "Acme", "Bolt"],
+            "tags": ["a|b", "c", ""],
+        }
+    ).write_csv(tmp_path / "items.csv")
     (tmp_path / "s.yaml").write_text(
         "name: s\npath: events.csv\nfeedback: implicit\ncolumns: {user: visitor, item: sku, timestamp: when}\n"
         "timestamp_format: iso8601\nitems: {path: items.csv, title: name, list_separator: '|'}\n"

@@ -41,9 +41,26 @@ ML_LATEST_TAGS = """userId,movieId,tag,timestamp
 2,x,dropped,1445714997
 """
 GENRES_100K = [
-    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama",
-    "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-]  # fmt: skip
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 U_DATA = "196\t242\t3\t881250949\n186\t302\t3\t891717742\n22\tabc\t1\t878887116\n244\t51\t2\t880606923\t99\n166\t346"
 
 

@@ -1,6 +1,5 @@
 """The synthetic generator: exact sizes, no duplicate pairs, power laws, learnable low-rank structure."""
 
-
 import numpy as np
 import polars as pl
 import pytest

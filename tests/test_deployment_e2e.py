@@ -71,8 +71,11 @@ def served(tmp_path: Path) -> Iterator[dict[str, str]]:
     port = api_url.rsplit(":", 1)[1].split("/")[0]
     server = subprocess.Popen(
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_healthy(api_url, server)
         yield env
@@ -93,9 +96,11 @@ def api(env: dict[str, str], method: str, path: str, body: dict | None = None, a
     """One REST call, retried like Prefect's client does: the server answers 503 when its SQLite database is
     briefly locked (for example while the scheduler inserts a new deployment's runs), and the write rolled back."""
     request = urllib.request.Request(
-        env["PREFECT_API_URL"] + path, method=method, data=json.dumps(body or {}).encode(),
+        env["PREFECT_API_URL"] + path,
+        method=method,
+        data=json.dumps(body or {}).encode(),
         headers={"Content-Type": "application/json"},
-    )  # fmt: skip
+    )
     for attempt in range(attempts):
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
@@ -121,8 +126,12 @@ def test_serve_deploy_and_run_the_nightly_deployment(served: dict[str, str], tmp
     flow_run = api(env, "POST", f"/deployments/{nightly['id']}/create_flow_run", {"parameters": parameters})
     worker = subprocess.Popen(
         [PREFECT, "worker", "start", "--pool", POOL, "--limit", "1"],
-        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 480
         state = {}

@@ -123,9 +123,14 @@ def test_run_epochs_fails_on_a_nan_validation_metric() -> None:
     metrics = iter([0.9, math.nan])
     with pytest.raises(TrainingDiverged, match=r"^gmf diverged: valid_rmse is NaN at epoch 2$"):
         run_epochs(
-            "gmf", torch.nn.Linear(1, 1), 5, lambda epoch: {"train_loss": 1.0}, lambda: next(metrics),
-            EarlyStopping(patience=3), metric="valid_rmse",
-        )  # fmt: skip
+            "gmf",
+            torch.nn.Linear(1, 1),
+            5,
+            lambda epoch: {"train_loss": 1.0},
+            lambda: next(metrics),
+            EarlyStopping(patience=3),
+            metric="valid_rmse",
+        )
 
 
 def test_history_check_covers_families_that_write_their_own_history() -> None:

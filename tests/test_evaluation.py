@@ -67,8 +67,12 @@ class FixedScores(Recommender):
 
 def ratings(rows: list[tuple[int, int, float]]) -> pl.DataFrame:
     return pl.DataFrame(
-        {"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows], "rating": [r[2] for r in rows],
-         "timestamp": list(range(len(rows)))}  # fmt: skip
+        {
+            "user_id": [r[0] for r in rows],
+            "item_id": [r[1] for r in rows],
+            "rating": [r[2] for r in rows],
+            "timestamp": list(range(len(rows))),
+        }
     )
 
 
@@ -91,17 +95,31 @@ def test_ranking_matches_the_hand_computed_case(hand_model: FixedScores) -> None
     # lists: user 1 -> 30, 40, 50 (hit at 2; 2 relevant); user 2 -> 50, 20, <empty> (hit at 2; 1 relevant)
     assert result.recommendations.filter(pl.col("user_id") == 2)["item_id"].to_list() == [50, 20]
     summary = result.summary
-    assert (summary["n_eval_users"], summary["n_relevant_items"], summary["n_unreachable_relevant_items"],
-            summary["n_cold_users"]) == (2, 3, 1, 1)  # fmt: skip
+    assert (
+        summary["n_eval_users"],
+        summary["n_relevant_items"],
+        summary["n_unreachable_relevant_items"],
+        summary["n_cold_users"],
+    ) == (2, 3, 1, 1)
     user1_ndcg = (1 / LOG3) / (1 + 1 / LOG3)
     expected = {
-        "ndcg_at_1": 0.0, "ndcg_at_2": (user1_ndcg + 1 / LOG3) / 2, "ndcg_at_3": (user1_ndcg + 1 / LOG3) / 2,
-        "recall_at_2": 0.75, "precision_at_2": 0.5, "precision_at_3": 1 / 3, "hit_rate_at_1": 0.0,
-        "hit_rate_at_2": 1.0, "map_at_2": (0.25 + 0.5) / 2, "mrr_at_3": 0.5,
-        "coverage_at_1": 0.4, "coverage_at_2": 0.8, "coverage_at_3": 0.8, "gini_at_1": 0.6,
+        "ndcg_at_1": 0.0,
+        "ndcg_at_2": (user1_ndcg + 1 / LOG3) / 2,
+        "ndcg_at_3": (user1_ndcg + 1 / LOG3) / 2,
+        "recall_at_2": 0.75,
+        "precision_at_2": 0.5,
+        "precision_at_3": 1 / 3,
+        "hit_rate_at_1": 0.0,
+        "hit_rate_at_2": 1.0,
+        "map_at_2": (0.25 + 0.5) / 2,
+        "mrr_at_3": 0.5,
+        "coverage_at_1": 0.4,
+        "coverage_at_2": 0.8,
+        "coverage_at_3": 0.8,
+        "gini_at_1": 0.6,
         "novelty_at_2": ((LOG3 + math.log2(1.5)) / 2 + LOG3) / 2,  # shares: 10, 40 -> 2/3; 20, 30, 50 -> 1/3
         "avg_popularity_at_3": (4 / 3 + 1) / 2,  # user 2's empty slot is no item
-    }  # fmt: skip
+    }
     for name, value in expected.items():
         assert summary[name] == pytest.approx(value), name
     assert summary["ndcg_at_2_ci_low"] <= summary["ndcg_at_2"] <= summary["ndcg_at_2_ci_high"]
@@ -158,8 +176,9 @@ def test_coverage_uses_the_given_catalogue(hand_model: FixedScores) -> None:
 
 
 # --- against an independent brute-force implementation --------------------------------------------
-def brute_force(train: pl.DataFrame, test: pl.DataFrame, table: np.ndarray, users: list, items: list,
-                cutoffs: tuple[int, ...]) -> tuple[dict[int, dict[str, float]], dict[str, float]]:  # fmt: skip
+def brute_force(
+    train: pl.DataFrame, test: pl.DataFrame, table: np.ndarray, users: list, items: list, cutoffs: tuple[int, ...]
+) -> tuple[dict[int, dict[str, float]], dict[str, float]]:
     """Per-user metrics by the PROTOCOLS.md definitions, one user at a time in plain Python."""
     history = {user: set(train.filter(pl.col("user_id") == user)["item_id"]) for user in users}
     users_of_item = {item: sum(item in seen for seen in history.values()) for item in items}
@@ -170,8 +189,9 @@ def brute_force(train: pl.DataFrame, test: pl.DataFrame, table: np.ndarray, user
             continue
         relevant = set(test.filter((pl.col("user_id") == user) & (pl.col("rating") >= 4.0))["item_id"])
         row = users.index(user)
-        ranked = sorted((item for item in items if item not in history[user]),
-                        key=lambda item: -table[row, items.index(item)])  # fmt: skip
+        ranked = sorted(
+            (item for item in items if item not in history[user]), key=lambda item: -table[row, items.index(item)]
+        )
         values = {}
         for k in cutoffs:
             top = ranked[:k]
@@ -188,7 +208,8 @@ def brute_force(train: pl.DataFrame, test: pl.DataFrame, table: np.ndarray, user
                 f"map_at_{k}": sum(precisions) / min(len(relevant), k),
                 f"mrr_at_{k}": next((1 / (rank + 1) for rank in range(k) if gains[rank]), 0.0),
                 f"novelty_at_{k}": np.mean([-math.log2(users_of_item[i] / len(users)) for i in top])
-                if top else math.nan,
+                if top
+                else math.nan,
                 f"avg_popularity_at_{k}": np.mean([interactions[i] for i in top]) if top else math.nan,
             }
         results[user] = values
@@ -205,9 +226,7 @@ def brute_force(train: pl.DataFrame, test: pl.DataFrame, table: np.ndarray, user
 
 
 @settings(max_examples=25, deadline=None)
-@given(
-    n_users=st.integers(2, 12), n_items=st.integers(2, 15), density=st.floats(0.1, 0.6), seed=st.integers(0, 10_000)
-)
+@given(n_users=st.integers(2, 12), n_items=st.integers(2, 15), density=st.floats(0.1, 0.6), seed=st.integers(0, 10_000))
 def test_evaluation_equals_a_brute_force_implementation(n_users: int, n_items: int, density: float, seed: int) -> None:
     rng = np.random.default_rng(seed)
     observed = rng.random((n_users + 2, n_items + 2)) < density  # two extra users and items occur only in test
@@ -292,15 +311,21 @@ def test_evaluate_stage_on_a_leave_one_out_split_with_genres(tiny_ratings: pl.Da
     validated = tmp_path / "validate"
     validated.mkdir()
     tiny_ratings.write_parquet(validated / "ratings.parquet")
-    pl.DataFrame(
-        {"item_id": [10, 20, 30, 40, 50], "genres": [["A"], ["A", "B"], ["B"], [], ["C"]]}
-    ).write_parquet(validated / "items.parquet")
+    pl.DataFrame({"item_id": [10, 20, 30, 40, 50], "genres": [["A"], ["A", "B"], ["B"], [], ["C"]]}).write_parquet(
+        validated / "items.parquet"
+    )
     split_dir = split(validated, tmp_path / "split", SplitSettings(protocol="leave-one-out"))
     for family in ("popularity", "biased_mf"):
         config = {"epochs": 2, "n_factors": 2} if family == "biased_mf" else None
         train(split_dir, tmp_path / "train" / family, family, config)
-        evaluate(split_dir, tmp_path / "train" / family, tmp_path / "evaluate" / family, k=2, items_dir=validated,
-                 overrides={"cutoffs": (1, 2), "n_bootstrap": 50})  # fmt: skip
+        evaluate(
+            split_dir,
+            tmp_path / "train" / family,
+            tmp_path / "evaluate" / family,
+            k=2,
+            items_dir=validated,
+            overrides={"cutoffs": (1, 2), "n_bootstrap": 50},
+        )
     metrics = EvalDir(tmp_path / "evaluate" / "popularity").metrics()
     assert metrics["protocol"] == "leave-one-out" and metrics["relevance_threshold"] is None
     assert metrics["n_eval_users"] == 3  # users 1-3 have a held-out last item; user 4 stays in train

@@ -68,8 +68,9 @@ def test_the_draw_follows_the_seed_and_holds_out_at_least_fifty_users() -> None:
 
 
 def test_too_few_interactions_for_anyone_to_be_held_out_is_one_clear_error() -> None:
-    two_each = pl.DataFrame({"user_id": [1, 1, 2, 2], "item_id": [1, 2, 1, 3], "rating": [4.0] * 4,
-                             "timestamp": [1, 2, 3, 4]})  # fmt: skip
+    two_each = pl.DataFrame(
+        {"user_id": [1, 1, 2, 2], "item_id": [1, 2, 1, 3], "rating": [4.0] * 4, "timestamp": [1, 2, 3, 4]}
+    )
     with pytest.raises(ValueError, match="at least 5 interactions"):
         protocol_split(two_each, P5)
 
@@ -123,7 +124,9 @@ def test_held_out_users_are_scored_from_their_history_better_than_popularity(tmp
     (tmp_path / "validated").mkdir()
     frame.write_parquet(tmp_path / "validated" / "ratings.parquet")
     split_dir = split_stage(tmp_path / "validated", tmp_path / "split", P5)
-    assert sorted(path.name for path in split_dir.glob("*.parquet")) == sorted(f"{p}.parquet" for p in part_names("held-out-users"))
+    assert sorted(path.name for path in split_dir.glob("*.parquet")) == sorted(
+        f"{p}.parquet" for p in part_names("held-out-users")
+    )
     assert read_manifest(split_dir)["counts"]["held_out"] == {"users": 60, "history_rows": 60 * 9}  # floor(0.8 * 12)
     ndcg = {}
     for family, values in (("popularity", {}), ("item_knn", {}), ("ease", {"l2": 10.0})):
@@ -135,7 +138,10 @@ def test_held_out_users_are_scored_from_their_history_better_than_popularity(tmp
     assert ndcg["item_knn"][1] > ndcg["popularity"][0] + 0.2
     assert ndcg["ease"][1] > ndcg["popularity"][0] + 0.2
     served = serve_split(split_dir, tmp_path / "serve")
-    assert pl.read_parquet(served / "train.parquet").height + pl.read_parquet(served / "valid.parquet").height == frame.height
+    assert (
+        pl.read_parquet(served / "train.parquet").height + pl.read_parquet(served / "valid.parquet").height
+        == frame.height
+    )
 
 
 def test_the_evaluation_of_histories_ranks_over_every_candidate_only(ratings: pl.DataFrame) -> None:

@@ -23,8 +23,13 @@ from recsys_models.testing import FAST_CONFIGS, low_rank_ratings
 # with the trained scores. They train on every row (no validation, no early stopping) with full
 # batches for long enough to come near their optimum; fast configs stop far from it.
 CLOSE = {
-    "biased_mf": (0.99, 0.95), "mf": (0.99, 0.95), "bpr_mf": (0.99, 0.9), "gmf": (0.99, 0.9), "mlp": (0.8, 0.7),
-    "neumf": (0.85, 0.75), "hybrid_features": (0.99, 0.9),
+    "biased_mf": (0.99, 0.95),
+    "mf": (0.99, 0.95),
+    "bpr_mf": (0.99, 0.9),
+    "gmf": (0.99, 0.9),
+    "mlp": (0.8, 0.7),
+    "neumf": (0.85, 0.75),
+    "hybrid_features": (0.99, 0.9),
 }
 FULL_BATCH = {"batch_size": 4096, "learning_rate": 0.05}
 TRAINED = {
@@ -47,7 +52,9 @@ def genre_features(items: IdVocabulary) -> ItemFeatures:
             "item_id": ids,
             "title": [f"item {i}" for i in range(ids.size)],
             "year": [1970 + 10 * (i % 4) for i in range(ids.size)],
-            "genres": [["Action", "Comedy", "Drama", "Horror", "Romance"][i % 5 : i % 5 + 1 + i % 2] for i in range(ids.size)],
+            "genres": [
+                ["Action", "Comedy", "Drama", "Horror", "Romance"][i % 5 : i % 5 + 1 + i % 2] for i in range(ids.size)
+            ],
         },
         schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
     )
@@ -94,7 +101,9 @@ def own_histories(parts: tuple[Interactions, Interactions], users: np.ndarray) -
     for user in users:
         rows = np.flatnonzero(full.user_idx == user)
         histories.append(
-            History(full.items.ids[full.item_idx[rows]], full.rating[rows], full.timestamp[rows], int(full.users.ids[user]))
+            History(
+                full.items.ids[full.item_idx[rows]], full.rating[rows], full.timestamp[rows], int(full.users.ids[user])
+            )
         )
     return histories
 
@@ -159,8 +168,10 @@ def test_history_scores_survive_save_and_load(family: str, parts, models, tmp_pa
     loaded = load_model(tmp_path / "model")
     histories = own_histories(parts, np.arange(3))
     np.testing.assert_allclose(
-        loaded.score_history(loaded.history_batch(histories)), model.score_history(model.history_batch(histories)),
-        rtol=1e-4, atol=1e-4,
+        loaded.score_history(loaded.history_batch(histories)),
+        model.score_history(model.history_batch(histories)),
+        rtol=1e-4,
+        atol=1e-4,
     )
 
 
@@ -179,7 +190,9 @@ def test_sequence_families_read_the_order_given(parts, models) -> None:
     items = parts[0].items.ids[[0, 5, 9, 14]]
     for family in ("markov", "sasrec", "gru4rec"):
         model = models[family]
-        forward, backward = (model.score_history(model.history_batch([History(order)])) for order in (items, items[::-1]))
+        forward, backward = (
+            model.score_history(model.history_batch([History(order)])) for order in (items, items[::-1])
+        )
         assert not np.allclose(forward, backward), family
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tests.pipeline_helpers import REPO_ROOT
 
-PACKAGES = ("flows", "tasks", "stages", "recsys_models", "data_contracts", "serving", "reporting")
+PACKAGES = ("cli", "flows", "tasks", "stages", "recsys_models", "data_contracts", "serving", "reporting")
 
 
 def module_files() -> dict[str, Path]:
@@ -47,9 +47,10 @@ def import_graph() -> dict[str, set[str]]:
             parts = name.split(".")
             prefixes = {".".join(parts[:end]) for end in range(1, len(parts) + 1)}  # a, a.b, a.b.c
             graph[module] |= {
-                prefix for prefix in prefixes
+                prefix
+                for prefix in prefixes
                 if prefix in files and prefix != module and not module.startswith(prefix + ".")
-            }  # fmt: skip
+            }
     return graph
 
 
@@ -131,8 +132,12 @@ def test_the_test_import_finder_finds_planted_imports() -> None:
         "from recsys_models.testing import low_rank_ratings\n"
     )
     assert imported_test_modules(ast.parse(source)) == [
-        "tests.conftest", "tests.test_a", "tests.test_b", "tests.test_c", "tests.test_d",
-    ]  # fmt: skip
+        "tests.conftest",
+        "tests.test_a",
+        "tests.test_b",
+        "tests.test_c",
+        "tests.test_d",
+    ]
 
 
 def test_no_test_module_imports_another_or_conftest() -> None:

@@ -117,9 +117,14 @@ def test_good_files_with_bom_crlf_and_no_final_newline_account_for_every_line(tm
     write_lines(folder / "tags.csv", [TAGS_HEADER, *TAGS[:200], "", *TAGS[200:]], last_newline=False)  # a blank line
     ingested, validated = run(tmp_path, "ml-latest-small", data_dir)
     assert ingested == {
-        "input_rows": 300, "parsed_rows": 300, "rejected_rows": 0,
-        "items_source_rows": 100, "items_rejected_rows": 0, "tags_source_rows": 400, "tags_rejected_rows": 0,
-    }  # fmt: skip
+        "input_rows": 300,
+        "parsed_rows": 300,
+        "rejected_rows": 0,
+        "items_source_rows": 100,
+        "items_rejected_rows": 0,
+        "tags_source_rows": 400,
+        "tags_rejected_rows": 0,
+    }
     assert (validated["source_rows"], validated["valid_rows"], validated["rejected_at_parse"]) == (300, 300, 0)
     for table, rows in (("items", 100), ("tags", 400)):
         accounted = [validated[f"{table}_{kind}_rows"] for kind in ("source", "valid", "quarantine", "rejected")]

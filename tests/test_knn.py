@@ -195,9 +195,13 @@ def checkerboard(n: int = 40, hold_out: float = 0.2, seed: int = 0) -> tuple[Int
     held[starts + rng.integers(counts)] = True  # every user has a held-out cell, at a random item
     kept = ~held
     frame = pl.DataFrame(
-        {"user_id": users[kept], "item_id": items[kept], "rating": np.full(kept.sum(), 4.0),
-         "timestamp": np.arange(kept.sum())}
-    )  # fmt: skip
+        {
+            "user_id": users[kept],
+            "item_id": items[kept],
+            "rating": np.full(kept.sum(), 4.0),
+            "timestamp": np.arange(kept.sum()),
+        }
+    )
     answer = np.zeros((n, n), dtype=bool)
     answer[users[held], items[held]] = True
     return Interactions.from_frame(frame), answer

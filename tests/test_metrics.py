@@ -123,10 +123,21 @@ def test_intra_list_diversity_hand_computed() -> None:
 @given(st.data())
 def test_intra_list_diversity_equals_a_pairwise_loop(data: st.DataObject) -> None:
     n_items, n_genres, k = data.draw(st.integers(2, 9)), data.draw(st.integers(1, 5)), data.draw(st.integers(2, 6))
-    genres = np.array(data.draw(st.lists(st.lists(st.booleans(), min_size=n_genres, max_size=n_genres),
-                                         min_size=n_items, max_size=n_items)), dtype=float)  # fmt: skip
-    lists = np.array(data.draw(st.lists(st.lists(st.integers(0, n_items - 1), min_size=k, max_size=k,
-                                                 unique=k <= n_items), min_size=1, max_size=5)))  # fmt: skip
+    genres = np.array(
+        data.draw(
+            st.lists(st.lists(st.booleans(), min_size=n_genres, max_size=n_genres), min_size=n_items, max_size=n_items)
+        ),
+        dtype=float,
+    )
+    lists = np.array(
+        data.draw(
+            st.lists(
+                st.lists(st.integers(0, n_items - 1), min_size=k, max_size=k, unique=k <= n_items),
+                min_size=1,
+                max_size=5,
+            )
+        )
+    )
     for row, value in zip(lists, intra_list_diversity(lists, genres), strict=True):
         distances = []
         for a in range(k):
@@ -141,8 +152,9 @@ def test_intra_list_diversity_equals_a_pairwise_loop(data: st.DataObject) -> Non
 @given(st.data())
 def test_gini_equals_the_mean_absolute_difference_formula(data: st.DataObject) -> None:
     n_items = data.draw(st.integers(1, 8))
-    lists = np.array(data.draw(st.lists(st.lists(st.integers(0, n_items - 1), min_size=3, max_size=3), min_size=1,
-                                        max_size=6)))  # fmt: skip
+    lists = np.array(
+        data.draw(st.lists(st.lists(st.integers(0, n_items - 1), min_size=3, max_size=3), min_size=1, max_size=6))
+    )
     exposure = np.bincount(lists.ravel(), minlength=n_items).astype(float)
     # Gini = sum_ij |x_i - x_j| / (2 n^2 mean), the textbook definition
     expected = np.abs(exposure[:, None] - exposure[None, :]).sum() / (2 * n_items**2 * exposure.mean())

@@ -47,7 +47,9 @@ class TestRecommenderContract:
         np.testing.assert_array_equal(loaded.users.ids, model.users.ids)
 
     def test_same_seed_same_scores(self, family: str, parts) -> None:
-        np.testing.assert_array_equal(fitted(family, parts).score(np.arange(4)), fitted(family, parts).score(np.arange(4)))
+        np.testing.assert_array_equal(
+            fitted(family, parts).score(np.arange(4)), fitted(family, parts).score(np.arange(4))
+        )
 
     def test_unknown_user_index_is_a_clear_error(self, family: str, parts) -> None:
         model = fitted(family, parts)

@@ -59,8 +59,10 @@ def test_run_epochs_reports_each_epoch(caplog: pytest.LogCaptureFixture) -> None
 
 def test_refit_record_prefixes_every_figure_but_the_epoch() -> None:
     assert refit_record({"epoch": 3, "train_loss": 0.2, "gmf_train_loss": 0.1}) == {
-        "epoch": 3, "refit_train_loss": 0.2, "refit_gmf_train_loss": 0.1,
-    }  # fmt: skip
+        "epoch": 3,
+        "refit_train_loss": 0.2,
+        "refit_gmf_train_loss": 0.1,
+    }
 
 
 def test_multinomial_loss_matches_hand_computed_values() -> None:

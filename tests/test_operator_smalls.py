@@ -229,8 +229,19 @@ def _locked_through_sqlalchemy() -> Exception:
         (sqlite3.OperationalError("database is locked"), True),
         (_locked_through_sqlalchemy(), True),
     ],
-    ids=["corrupt-zip", "corrupt-pickle", "corrupt-no-errno", "bad-value", "missing-file", "disk-full", "io-error",
-         "connection-reset", "timeout", "sqlite-locked", "sqlalchemy-locked"],  # fmt: skip
+    ids=[
+        "corrupt-zip",
+        "corrupt-pickle",
+        "corrupt-no-errno",
+        "bad-value",
+        "missing-file",
+        "disk-full",
+        "io-error",
+        "connection-reset",
+        "timeout",
+        "sqlite-locked",
+        "sqlalchemy-locked",
+    ],
 )
 def test_only_transient_errors_are_retried(error: Exception, transient: bool) -> None:
     from tasks.retrying import is_transient
@@ -289,11 +300,13 @@ def test_report_of_a_run_that_evaluated_no_user(
     empty = _metrics_on_no_user(tiny_ratings)
     registration = {"registered_model": "recsys-popularity", "version": "1", "promoted": False, "reason": "few users"}
     summary = {
-        "run_id": run.name, "run_dir": str(run), "failed": {},
+        "run_id": run.name,
+        "run_dir": str(run),
+        "failed": {},
         "validation": {"source_rows": 14, "valid_rows": 14, "quarantined_rows": 0, "rejected_at_parse": 0},
         "split": {"train_rows": 13, "valid_rows": 1, "test": {"test_rows": 1, "cold_rows": 1}},
         "families": {"popularity": {"metrics": empty, "registration": registration}},
-    }  # fmt: skip
+    }
     page = write_run_report(run, summary).read_text()  # no "Data cannot be log-scaled"
     assert "<h2>Families</h2>" in page and "<img" not in page  # nothing to draw: no plot, no blank one
     assert plot_metric_comparison({"popularity": empty}, tmp_path / "none.png") is None
@@ -353,9 +366,13 @@ def _scored(tmp_path: Path, window: int, family: str, users: int | None) -> dict
 def test_a_window_with_few_users_is_a_warning_and_a_note(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from tasks.backtest_summary import MIN_EVAL_USERS, warn_of_few_users
 
-    entries = [_scored(tmp_path, 0, "popularity", 9), _scored(tmp_path, 0, "ease", 11),
-               _scored(tmp_path, 1, "popularity", 120), _scored(tmp_path, 1, "ease", 118),
-               _scored(tmp_path, 2, "popularity", None)]  # fmt: skip
+    entries = [
+        _scored(tmp_path, 0, "popularity", 9),
+        _scored(tmp_path, 0, "ease", 11),
+        _scored(tmp_path, 1, "popularity", 120),
+        _scored(tmp_path, 1, "ease", 118),
+        _scored(tmp_path, 2, "popularity", None),
+    ]
     logger = logging.getLogger("backtest-test")
     with caplog.at_level(logging.WARNING, logger="backtest-test"):
         notes = warn_of_few_users(entries, logger)
@@ -377,9 +394,16 @@ def test_report_after_a_backtest_says_what_it_shows(
     table.write_text("window,family\n0,popularity\n")
     plot.write_bytes(b"\x89PNG\r\n\x1a\n")
     note = "window 0: only 9 users evaluated (fewer than 50): its metrics are noisy"
-    summary = {"run_id": run.name, "run_dir": str(run), "table": str(table.with_suffix(".parquet")),
-               "table_csv": str(table), "plot": str(plot), "families": {"popularity": {"windows_ok": 1}},
-               "failed": {}, "notes": [note]}  # fmt: skip
+    summary = {
+        "run_id": run.name,
+        "run_dir": str(run),
+        "table": str(table.with_suffix(".parquet")),
+        "table_csv": str(table),
+        "plot": str(plot),
+        "families": {"popularity": {"windows_ok": 1}},
+        "failed": {},
+        "notes": [note],
+    }
     RunDir(run).summary_file.write_text(json.dumps(summary))
     opened: list[str] = []
     monkeypatch.setattr(ui.webbrowser, "open", lambda uri: opened.append(uri) or True)

@@ -21,13 +21,15 @@ def event_log(n_users: int = 60, n_items: int = 40, n_rows: int = 3000, seed: in
     users = rng.integers(0, n_users, n_rows)
     items = (rng.integers(0, n_items // 2, n_rows) * 2 + users % 2) % n_items
     seconds = np.sort(rng.choice(120 * 86_400, n_rows, replace=False))
-    return pl.DataFrame({
-        "visitor": [f"u{user}" for user in users],
-        "sku": [f"SKU-{item:05d}" for item in items],
-        "when": [(START + timedelta(seconds=int(s))).isoformat().replace("+00:00", "Z") for s in seconds],
-        "kind": np.where(rng.random(n_rows) < 0.7, "view", "purchase"),
-        "qty": rng.integers(1, 4, n_rows),
-    })  # fmt: skip
+    return pl.DataFrame(
+        {
+            "visitor": [f"u{user}" for user in users],
+            "sku": [f"SKU-{item:05d}" for item in items],
+            "when": [(START + timedelta(seconds=int(s))).isoformat().replace("+00:00", "Z") for s in seconds],
+            "kind": np.where(rng.random(n_rows) < 0.7, "view", "purchase"),
+            "qty": rng.integers(1, 4, n_rows),
+        }
+    )
 
 
 def write_spec(folder: Path, text: str) -> Path:
@@ -53,7 +55,9 @@ def test_event_log_with_string_ids_iso_times_weights_and_repeats(
     events = event_log()
     events = pl.concat([events, events.head(1).with_columns(pl.lit("wishlist").alias("kind"))])  # unlisted event
     events.write_csv(tmp_path / "events.csv")
-    spec = write_spec(tmp_path, """
+    spec = write_spec(
+        tmp_path,
+        """
 name: shop-events
 path: events.csv
 feedback: implicit
@@ -61,9 +65,11 @@ columns: {user: visitor, item: sku, timestamp: when, event: kind, value: qty}
 timestamp_format: iso8601
 event_weights: {view: 1, purchase: 5}
 repeats: sum
-""")
-    summary = retrain(spec, tmp_path / "ws", monkeypatch, ["popularity", "ease", "als", "biased_mf"],
-                      protocol="temporal-user")  # fmt: skip
+""",
+    )
+    summary = retrain(
+        spec, tmp_path / "ws", monkeypatch, ["popularity", "ease", "als", "biased_mf"], protocol="temporal-user"
+    )
     run_dir = Path(summary["run_dir"])
     assert summary["failed"] == {}
     assert summary["dataset_name"] == "shop-events"
@@ -80,7 +86,10 @@ repeats: sum
         assert "rmse" not in entry["metrics"], family  # no rating metric without ratings
         assert entry["metrics"]["n_eval_users"] > 30
     # the planted taste groups: EASE beats popularity
-    assert summary["families"]["ease"]["metrics"]["ndcg_at_10"] > summary["families"]["popularity"]["metrics"]["ndcg_at_10"]
+    assert (
+        summary["families"]["ease"]["metrics"]["ndcg_at_10"]
+        > summary["families"]["popularity"]["metrics"]["ndcg_at_10"]
+    )
     recommendations = pl.read_parquet(run_dir / "evaluate" / "ease" / "recommendations.parquet")
     assert recommendations["user_id"].dtype == pl.String and recommendations["user_id"].str.starts_with("u").all()
     assert recommendations["item_id"].str.starts_with("SKU-").all()
@@ -105,18 +114,29 @@ def test_explicit_file_with_other_column_names_and_a_1_to_10_scale(
     rng = np.random.default_rng(1)
     n = 2500
     users, items = rng.integers(1, 80, n), rng.integers(1, 60, n)
-    frame = pl.DataFrame({"customer": users, "product": items, "stars": (users + items) % 10 + 1,
-                          "ts": 1_600_000_000_000 + np.arange(n) * 3_600_000}).unique(["customer", "product"])  # fmt: skip
-    frame = pl.concat([frame, frame.head(1).with_columns(pl.lit(11, pl.Int64).alias("stars"), pl.col("product") + 1000)])
+    frame = pl.DataFrame(
+        {
+            "customer": users,
+            "product": items,
+            "stars": (users + items) % 10 + 1,
+            "ts": 1_600_000_000_000 + np.arange(n) * 3_600_000,
+        }
+    ).unique(["customer", "product"])
+    frame = pl.concat(
+        [frame, frame.head(1).with_columns(pl.lit(11, pl.Int64).alias("stars"), pl.col("product") + 1000)]
+    )
     frame.write_csv(tmp_path / "reviews.csv")
-    spec = write_spec(tmp_path, """
+    spec = write_spec(
+        tmp_path,
+        """
 name: reviews
 path: reviews.csv
 feedback: explicit
 columns: {user: customer, item: product, rating: stars, timestamp: ts}
 timestamp_format: unix_ms
 rating_scale: {min: 1, max: 10, step: 1}
-""")
+""",
+    )
     summary = retrain(spec, tmp_path / "ws", monkeypatch, ["popularity", "biased_mf"], protocol="temporal-user")
     assert summary["failed"] == {}
     assert summary["validation"]["quarantined_rows"] == 1  # the 11
@@ -130,14 +150,17 @@ def test_parquet_with_a_datetime_column_and_repeat_consumption(
 ) -> None:
     events = event_log(seed=2).with_columns(pl.col("when").str.to_datetime(time_zone="UTC")).drop("kind", "qty")
     events.write_parquet(tmp_path / "plays.parquet")
-    spec = write_spec(tmp_path, """
+    spec = write_spec(
+        tmp_path,
+        """
 name: plays
 path: plays.parquet
 feedback: implicit
 columns: {user: visitor, item: sku, timestamp: when}
 repeats: count
 exclude_seen: false
-""")
+""",
+    )
     summary = retrain(spec, tmp_path / "ws", monkeypatch, ["popularity", "repeat", "ease"], protocol="temporal-user")
     run_dir = Path(summary["run_dir"])
     assert summary["failed"] == {} and set(summary["families"]) == {"popularity", "repeat", "ease"}
@@ -157,14 +180,17 @@ def test_a_run_where_no_user_can_be_evaluated_fails_on_one_line(
     from cli.main import main
 
     event_log(seed=3).write_csv(tmp_path / "events.csv")
-    spec = write_spec(tmp_path, """
+    spec = write_spec(
+        tmp_path,
+        """
 name: never-relevant
 path: events.csv
 feedback: implicit
 columns: {user: visitor, item: sku, timestamp: when, value: qty}
 timestamp_format: iso8601
 relevant: {min_weight: 1000}
-""")
+""",
+    )
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     assert main(["--plain", "retrain", "--dataset", str(spec), "--families", "popularity"]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
@@ -177,8 +203,11 @@ def test_a_bad_spec_stops_before_the_flow_starts(
     from cli.main import main
 
     event_log().write_csv(tmp_path / "events.csv")
-    spec = write_spec(tmp_path, "name: x\npath: events.csv\nfeedback: implicit\n"
-                                "columns: {user: visitor, item: sku, timestamp: time_of_event}\n")  # fmt: skip
+    spec = write_spec(
+        tmp_path,
+        "name: x\npath: events.csv\nfeedback: implicit\n"
+        "columns: {user: visitor, item: sku, timestamp: time_of_event}\n",
+    )
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     assert main(["retrain", "--dataset", str(spec)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()

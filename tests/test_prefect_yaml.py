@@ -9,8 +9,17 @@ from tests.pipeline_helpers import REPO_ROOT
 
 TOP_LEVEL_KEYS = {"name", "prefect-version", "build", "push", "pull", "deployments"}
 DEPLOYMENT_KEYS = {
-    "name", "description", "entrypoint", "tags", "parameters", "work_pool", "schedules",
-    "concurrency_limit", "version", "enforce_parameter_schema", "job_variables",
+    "name",
+    "description",
+    "entrypoint",
+    "tags",
+    "parameters",
+    "work_pool",
+    "schedules",
+    "concurrency_limit",
+    "version",
+    "enforce_parameter_schema",
+    "job_variables",
 }
 WORK_POOL_KEYS = {"name", "work_queue_name", "job_variables"}
 SCHEDULE_KEYS = {"cron", "timezone", "active", "interval", "anchor_date", "rrule", "day_or"}

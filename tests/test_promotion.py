@@ -129,8 +129,12 @@ def test_concurrent_runs_leave_consistent_aliases(registry) -> None:
 
 def test_decide_reports_the_comparison() -> None:
     per_user = pl.DataFrame({"user_id": USERS, "ndcg_at_10": np.full(USERS.size, 0.2)})
-    promoted, reason, figures = decide({"ndcg_at_10": 0.3, "n_eval_users": 40},
-                                       per_user.with_columns(pl.col("ndcg_at_10") + 0.1), per_user, PromotionGate())
+    promoted, reason, figures = decide(
+        {"ndcg_at_10": 0.3, "n_eval_users": 40},
+        per_user.with_columns(pl.col("ndcg_at_10") + 0.1),
+        per_user,
+        PromotionGate(),
+    )
     assert promoted and figures["n_users"] == 40 and figures["difference"] == pytest.approx(0.1)
     assert "beats the champion beyond noise" in reason
 
@@ -175,11 +179,13 @@ MANY = np.random.default_rng(0).uniform(0.2, 0.4, 2000)  # 2,000 users: a powere
 def test_a_refresh_slightly_worse_within_the_margin_is_promoted_and_beyond_it_is_held_back() -> None:
     gate = PromotionGate(non_inferiority_margin=0.05)  # 5% of the champion's ~0.3 = 0.015
     champion = per_user(MANY)
-    promoted, reason, figures = decide({"ndcg_at_10": 0.295, "n_eval_users": 2000}, per_user(MANY - 0.005),
-                                       champion, gate, kind="refresh")  # fmt: skip
+    promoted, reason, figures = decide(
+        {"ndcg_at_10": 0.295, "n_eval_users": 2000}, per_user(MANY - 0.005), champion, gate, kind="refresh"
+    )
     assert promoted and reason.startswith("refresh: not worse") and figures["kind"] == "refresh"
-    promoted, reason, _ = decide({"ndcg_at_10": 0.27, "n_eval_users": 2000}, per_user(MANY - 0.03), champion, gate,
-                                 kind="refresh")  # fmt: skip
+    promoted, reason, _ = decide(
+        {"ndcg_at_10": 0.27, "n_eval_users": 2000}, per_user(MANY - 0.03), champion, gate, kind="refresh"
+    )
     assert not promoted and reason.startswith("refresh held back")
     # the same small loss as a switch (another family or configuration) is never promoted
     promoted, reason, _ = decide({"ndcg_at_10": 0.295, "n_eval_users": 2000}, per_user(MANY - 0.005), champion, gate)
@@ -197,25 +203,42 @@ def test_an_underpowered_comparison_never_switches() -> None:
 
 def test_a_champion_must_beat_the_popularity_baseline_of_the_run() -> None:
     baseline = per_user(MANY)
-    promoted, reason, _ = decide({"ndcg_at_10": 0.3, "n_eval_users": 2000}, per_user(MANY), None, PromotionGate(),
-                                 baseline_per_user=baseline)  # fmt: skip
+    promoted, reason, _ = decide(
+        {"ndcg_at_10": 0.3, "n_eval_users": 2000}, per_user(MANY), None, PromotionGate(), baseline_per_user=baseline
+    )
     assert not promoted and reason.startswith("not above the popularity baseline")
-    promoted, reason, _ = decide({"ndcg_at_10": 0.33, "n_eval_users": 2000}, per_user(MANY + 0.03), None,
-                                 PromotionGate(), baseline_per_user=baseline)  # fmt: skip
+    promoted, reason, _ = decide(
+        {"ndcg_at_10": 0.33, "n_eval_users": 2000},
+        per_user(MANY + 0.03),
+        None,
+        PromotionGate(),
+        baseline_per_user=baseline,
+    )
     assert promoted and reason.startswith("first version")
 
 
 def test_guardrails_block_a_collapse_in_coverage_or_a_rise_in_popularity() -> None:
     better = {"ndcg_at_10": 0.35, "n_eval_users": 2000}
     champion_figures = {"coverage_at_10": 0.30, "avg_popularity_at_10": 100.0}
-    promoted, reason, _ = decide(better | {"coverage_at_10": 0.10, "avg_popularity_at_10": 100.0}, per_user(MANY + 0.05),
-                                 per_user(MANY), PromotionGate(), champion=champion_figures)  # fmt: skip
+    promoted, reason, _ = decide(
+        better | {"coverage_at_10": 0.10, "avg_popularity_at_10": 100.0},
+        per_user(MANY + 0.05),
+        per_user(MANY),
+        PromotionGate(),
+        champion=champion_figures,
+    )
     assert not promoted and "guardrail: coverage@10 falls" in reason
-    promoted, reason, _ = decide(better | {"coverage_at_10": 0.30, "avg_popularity_at_10": 200.0}, per_user(MANY + 0.05),
-                                 per_user(MANY), PromotionGate(), champion=champion_figures)  # fmt: skip
+    promoted, reason, _ = decide(
+        better | {"coverage_at_10": 0.30, "avg_popularity_at_10": 200.0},
+        per_user(MANY + 0.05),
+        per_user(MANY),
+        PromotionGate(),
+        champion=champion_figures,
+    )
     assert not promoted and "mean recommended popularity rises" in reason
-    promoted, reason, _ = decide(better | champion_figures, per_user(MANY + 0.05), per_user(MANY), PromotionGate(),
-                                 champion=champion_figures)  # fmt: skip
+    promoted, reason, _ = decide(
+        better | champion_figures, per_user(MANY + 0.05), per_user(MANY), PromotionGate(), champion=champion_figures
+    )
     assert promoted and reason.startswith("switch: beats the champion")
 
 

@@ -37,8 +37,9 @@ def prepared(spec_name: str, datasets_dir: Path, tmp_path: Path) -> tuple[Path, 
     spec = tmp_path / spec_name
     spec.write_text(yaml.safe_dump(document))
     source = describe_source(str(spec))
-    validated = validate(ingest(str(spec), tmp_path / "ingest", None, tmp_path / "dl"), tmp_path / "validate",
-                         data_docs=False)  # fmt: skip
+    validated = validate(
+        ingest(str(spec), tmp_path / "ingest", None, tmp_path / "dl"), tmp_path / "validate", data_docs=False
+    )
     settings = split_settings(source, "temporal-user", train_fraction=0.8, seed=42)
     return split(validated, tmp_path / "split", settings), validated, spec
 

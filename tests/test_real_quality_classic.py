@@ -62,33 +62,61 @@ def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, famili
 # Measured with this module's configs, seed 42: (NDCG@10, RMSE or None) per (dataset, protocol).
 MEASURED: dict[tuple[str, str], dict[str, tuple[float, float | None]]] = {
     ("ml-latest-small", "temporal-global"): {
-        "popularity": (0.083, None), "bias": (0.012, 0.911), "item_knn": (0.080, 0.915),
-        "user_knn": (0.111, 0.913), "als": (0.066, None), "ease": (0.091, None),
-        "mf": (0.018, 0.946), "biased_mf": (0.077, 0.917), "bpr_mf": (0.082, None),
+        "popularity": (0.083, None),
+        "bias": (0.012, 0.911),
+        "item_knn": (0.080, 0.915),
+        "user_knn": (0.111, 0.913),
+        "als": (0.066, None),
+        "ease": (0.091, None),
+        "mf": (0.018, 0.946),
+        "biased_mf": (0.077, 0.917),
+        "bpr_mf": (0.082, None),
     },
     ("ml-latest-small", "temporal-user"): {
-        "popularity": (0.075, None), "bias": (0.012, 0.882), "item_knn": (0.095, 0.861),
-        "user_knn": (0.103, 0.881), "als": (0.101, None), "ease": (0.120, None),
-        "mf": (0.019, 0.942), "biased_mf": (0.040, 0.869), "bpr_mf": (0.083, None),
+        "popularity": (0.075, None),
+        "bias": (0.012, 0.882),
+        "item_knn": (0.095, 0.861),
+        "user_knn": (0.103, 0.881),
+        "als": (0.101, None),
+        "ease": (0.120, None),
+        "mf": (0.019, 0.942),
+        "biased_mf": (0.040, 0.869),
+        "bpr_mf": (0.083, None),
     },
     ("ml-100k", "temporal-global"): {
-        "popularity": (0.134, None), "bias": (0.092, 0.992), "item_knn": (0.141, 0.986),
-        "user_knn": (0.143, 0.978), "als": (0.141, None), "ease": (0.160, None),
-        "mf": (0.083, 1.015), "biased_mf": (0.096, 0.967), "bpr_mf": (0.123, None),
+        "popularity": (0.134, None),
+        "bias": (0.092, 0.992),
+        "item_knn": (0.141, 0.986),
+        "user_knn": (0.143, 0.978),
+        "als": (0.141, None),
+        "ease": (0.160, None),
+        "mf": (0.083, 1.015),
+        "biased_mf": (0.096, 0.967),
+        "bpr_mf": (0.123, None),
     },
     ("ml-100k", "temporal-user"): {
-        "popularity": (0.094, None), "bias": (0.034, 0.986), "item_knn": (0.165, 0.976),
-        "user_knn": (0.170, 0.976), "als": (0.174, None), "ease": (0.183, None),
-        "mf": (0.049, 0.979), "biased_mf": (0.052, 0.968), "bpr_mf": (0.159, None),
+        "popularity": (0.094, None),
+        "bias": (0.034, 0.986),
+        "item_knn": (0.165, 0.976),
+        "user_knn": (0.170, 0.976),
+        "als": (0.174, None),
+        "ease": (0.183, None),
+        "mf": (0.049, 0.979),
+        "biased_mf": (0.052, 0.968),
+        "bpr_mf": (0.159, None),
     },
-}  # fmt: skip
+}
 # Half-widths of the bands: about three standard errors over users of NDCG@10 (P2: 28 / 98 users,
 # P4: 592 / 908) and of RMSE, so that another seed or platform stays inside and a broken model does not.
 NDCG_TOLERANCE = {"temporal-global": 0.04, "temporal-user": 0.015}
 RMSE_TOLERANCE = {"temporal-global": 0.03, "temporal-user": 0.015}
 # PROTOCOLS.md peer figures on P4 (NDCG@10) that our EASE and ALS must reach.
-PEER_P4_NDCG = {("ml-latest-small", "ease"): 0.102, ("ml-latest-small", "als"): 0.077,
-                ("ml-100k", "ease"): 0.165, ("ml-100k", "als"): 0.139}  # fmt: skip
+PEER_P4_NDCG = {
+    ("ml-latest-small", "ease"): 0.102,
+    ("ml-latest-small", "als"): 0.077,
+    ("ml-100k", "ease"): 0.165,
+    ("ml-100k", "als"): 0.139,
+}
 # Families known to rank above popularity on P4 (PROTOCOLS.md: the bar for every ranking family).
 ABOVE_POPULARITY_P4 = ("item_knn", "user_knn", "als", "bpr_mf", "ease")
 
@@ -120,8 +148,12 @@ def test_rmse_inside_the_band(case: dict, family: str) -> None:
 
 
 def test_evaluated_users_match_the_protocol(case: dict) -> None:
-    expected = {("ml-latest-small", "temporal-global"): 28, ("ml-latest-small", "temporal-user"): 592,
-                ("ml-100k", "temporal-global"): 98, ("ml-100k", "temporal-user"): 908}  # fmt: skip
+    expected = {
+        ("ml-latest-small", "temporal-global"): 28,
+        ("ml-latest-small", "temporal-user"): 592,
+        ("ml-100k", "temporal-global"): 98,
+        ("ml-100k", "temporal-user"): 908,
+    }
     assert {metrics["n_eval_users"] for metrics in case["metrics"].values()} == {expected[case["key"]]}
 
 
@@ -129,8 +161,11 @@ def test_ranking_families_beat_popularity_on_p4(case: dict) -> None:
     if case["key"][1] != "temporal-user":
         pytest.skip("P2 evaluates too few users to separate families from popularity")
     popularity = case["metrics"]["popularity"]["ndcg_at_10"]
-    below = {family: case["metrics"][family]["ndcg_at_10"] for family in ABOVE_POPULARITY_P4
-             if case["metrics"][family]["ndcg_at_10"] <= popularity}  # fmt: skip
+    below = {
+        family: case["metrics"][family]["ndcg_at_10"]
+        for family in ABOVE_POPULARITY_P4
+        if case["metrics"][family]["ndcg_at_10"] <= popularity
+    }
     assert not below, f"at or below popularity ({popularity:.4f}): {below}"
 
 

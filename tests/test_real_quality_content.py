@@ -40,11 +40,15 @@ class Runs:
     def split_dir(self, dataset: str, protocol: str) -> Path:
         if dataset not in self._validated:
             base = self.root / dataset
-            self._validated[dataset] = validate(ingest(dataset, base / "ingest", self.datasets_dir, base / "dl"),
-                                                base / "validate")  # fmt: skip
+            self._validated[dataset] = validate(
+                ingest(dataset, base / "ingest", self.datasets_dir, base / "dl"), base / "validate"
+            )
         if (dataset, protocol) not in self._splits:
-            self._splits[dataset, protocol] = split(self._validated[dataset], self.root / dataset / protocol / "split",
-                                                    SplitSettings(protocol=PROTOCOLS[protocol]))  # fmt: skip
+            self._splits[dataset, protocol] = split(
+                self._validated[dataset],
+                self.root / dataset / protocol / "split",
+                SplitSettings(protocol=PROTOCOLS[protocol]),
+            )
         return self._splits[dataset, protocol]
 
     def eval_dir(self, dataset: str, protocol: str, family: str, config: dict | None = None, name: str = "") -> Path:
@@ -105,14 +109,21 @@ HYBRIDS = [  # (dataset, protocol, hybrid, its config, the component family and 
 
 @pytest.mark.parametrize(("dataset", "protocol", "hybrid", "config", "component", "component_config"), HYBRIDS)
 def test_hybrid_matches_its_component_on_warm_users_and_reaches_cold_items(
-    runs: Runs, dataset: str, protocol: str, hybrid: str, config: dict | None, component: str,
+    runs: Runs,
+    dataset: str,
+    protocol: str,
+    hybrid: str,
+    config: dict | None,
+    component: str,
     component_config: dict | None,
-) -> None:  # fmt: skip
+) -> None:
     name = f"{hybrid}-{component}"
     blended = runs.metrics(dataset, protocol, hybrid, config, name)
     alone = runs.metrics(dataset, protocol, component, component_config)
-    paired = compare_families(runs.eval_dir(dataset, protocol, hybrid, config, name),
-                              runs.eval_dir(dataset, protocol, component, component_config))  # fmt: skip
+    paired = compare_families(
+        runs.eval_dir(dataset, protocol, hybrid, config, name),
+        runs.eval_dir(dataset, protocol, component, component_config),
+    )
     assert paired.n_users == alone["n_eval_users"]
     assert paired.ci_high >= 0.0  # never significantly worse than the component on the same users
     assert blended["ndcg_at_10"] >= alone["ndcg_at_10"] - 0.02  # a broken blend falls towards content (0.03)

@@ -86,8 +86,11 @@ def test_families_land_in_their_bands(case) -> None:
 
 def test_evaluated_users_match_the_protocol(case) -> None:
     dataset, protocol, results = case
-    expected = {("ml-100k", "leave-one-out"): 943, ("ml-latest-small", "leave-one-out"): 610,
-                ("ml-latest-small", "temporal-global"): 28}[(dataset, protocol)]  # fmt: skip
+    expected = {
+        ("ml-100k", "leave-one-out"): 943,
+        ("ml-latest-small", "leave-one-out"): 610,
+        ("ml-latest-small", "temporal-global"): 28,
+    }[(dataset, protocol)]
     assert {metrics["n_eval_users"] for metrics in results.values()} == {expected}
 
 

@@ -41,8 +41,9 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     retrained = retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST))
     mlflow.set_tracking_uri(retrained["mlflow"]["tracking_uri"])
     client = MlflowClient()
-    champions = {name: client.get_model_version_by_alias(name, "champion") for name in
-                 ("recsys-popularity", "recsys-biased_mf")}  # fmt: skip
+    champions = {
+        name: client.get_model_version_by_alias(name, "champion") for name in ("recsys-popularity", "recsys-biased_mf")
+    }
     global_champion = retrained["overall"]["promoted"]  # `recsys` has a champion only if the gate gave it one
 
     newest = int(older["timestamp"].max())

@@ -32,10 +32,20 @@ def frame(rows: list[tuple[int, int, float, int]]) -> pl.DataFrame:
 def baskets() -> Interactions:
     """User 1 bought item 30 three times, 50 once with weight 2.5 and 10 once; item popularity
     (interaction counts) of the others: 20 three, 40 two, 60 one."""
-    rows = [(1, 30, 1.0, 1), (1, 30, 1.0, 2), (1, 30, 1.0, 3), (1, 50, 2.5, 4), (1, 10, 1.0, 5),
-            (2, 20, 1.0, 1), (2, 40, 1.0, 2), (2, 10, 1.0, 3),
-            (3, 20, 1.0, 1), (3, 40, 1.0, 2),
-            (4, 20, 1.0, 1), (4, 60, 1.0, 2)]  # fmt: skip
+    rows = [
+        (1, 30, 1.0, 1),
+        (1, 30, 1.0, 2),
+        (1, 30, 1.0, 3),
+        (1, 50, 2.5, 4),
+        (1, 10, 1.0, 5),
+        (2, 20, 1.0, 1),
+        (2, 40, 1.0, 2),
+        (2, 10, 1.0, 3),
+        (3, 20, 1.0, 1),
+        (3, 40, 1.0, 2),
+        (4, 20, 1.0, 1),
+        (4, 60, 1.0, 2),
+    ]
     return Interactions.from_frame(frame(rows))
 
 
@@ -107,10 +117,14 @@ def item_features(items: IdVocabulary) -> ItemFeatures:
     ids = items.ids
     genres = [["Action", "Comedy", "Drama", "Horror"][i % 4 : i % 4 + 1 + i % 2] for i in range(ids.size)]
     features = pl.DataFrame(
-        {"item_id": ids, "title": [f"{'star' if i % 3 else 'love'} story {i}" for i in range(ids.size)],
-         "year": [1970 + 10 * (i % 4) for i in range(ids.size)], "genres": genres},
+        {
+            "item_id": ids,
+            "title": [f"{'star' if i % 3 else 'love'} story {i}" for i in range(ids.size)],
+            "year": [1970 + 10 * (i % 4) for i in range(ids.size)],
+            "genres": genres,
+        },
         schema={"item_id": pl.Int64, "title": pl.String, "year": pl.Int32, "genres": pl.List(pl.String)},
-    )  # fmt: skip
+    )
     return build_item_features(features)
 
 

@@ -147,8 +147,10 @@ def test_a_run_killed_during_training_is_rerun_and_reuses_what_finished(
     monkeypatch.setattr(caching, "source_code_fingerprint", lambda: code)
     process = subprocess.Popen(
         [sys.executable, "-c", RUN_SCRIPT, config.model_dump_json(), code],
-        cwd=REPO_ROOT, env=stage_env(**{BLOCK_ENV: str(marker)}), start_new_session=True,
-    )  # fmt: skip
+        cwd=REPO_ROOT,
+        env=stage_env(**{BLOCK_ENV: str(marker)}),
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: marker.exists() or process.poll() is not None, 180, "training to start")
         (killed,) = (workspace / "runs").iterdir()

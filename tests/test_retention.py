@@ -22,7 +22,9 @@ def make_run(workspace: Workspace, run_id: str, dataset: str = "shop", links: di
             continue
         (run_dir / stage).mkdir(parents=True)
         (run_dir / stage / "weights.npy").write_bytes(b"\0" * 2**20)
-    RunDir(run_dir).summary_file.write_text(json.dumps({"dataset_name": dataset, "families": {"ease": {}}, "config": {}}))
+    RunDir(run_dir).summary_file.write_text(
+        json.dumps({"dataset_name": dataset, "families": {"ease": {}}, "config": {}})
+    )
     return run_dir
 
 
@@ -90,8 +92,17 @@ def test_gc_dry_run_removes_nothing_and_the_cli_refuses_a_bad_count(
 
 def test_store_once_links_identical_large_files_and_leaves_the_rest(tmp_path: Path) -> None:
     weights = bytes(range(256)) * 4096  # 1 MiB
-    files = {name: tmp_path / name for name in ("run/ease/w.npy", "run/hybrid/parts/ease/w.npy", "mlflow/w.npy",
-                                                "run/other/w.npy", "run/small/a.bin", "run/small/b.bin")}  # fmt: skip
+    files = {
+        name: tmp_path / name
+        for name in (
+            "run/ease/w.npy",
+            "run/hybrid/parts/ease/w.npy",
+            "mlflow/w.npy",
+            "run/other/w.npy",
+            "run/small/a.bin",
+            "run/small/b.bin",
+        )
+    }
     for path in files.values():
         path.parent.mkdir(parents=True, exist_ok=True)
     for name in ("run/ease/w.npy", "run/hybrid/parts/ease/w.npy", "mlflow/w.npy"):
@@ -127,13 +138,21 @@ def test_after_a_killed_run_its_mlflow_runs_are_marked_killed_and_its_temporarie
     workspace = Workspace(tmp_path / "ws")
     client = open_client(workspace)
     experiment = ensure_experiment(client, workspace.mlflow_artifacts)
-    killed, alive, unlocked = (workspace.run_dir(name) for name in ("20260101T000000-k", "20260101T000000-a", "20260101T000000-u"))
-    mlflow_runs = {run_dir.name: client.create_run(experiment, tags={"pipeline_run_id": run_dir.name}).info.run_id
-                   for run_dir in (killed, alive, unlocked)}  # fmt: skip
+    killed, alive, unlocked = (
+        workspace.run_dir(name) for name in ("20260101T000000-k", "20260101T000000-a", "20260101T000000-u")
+    )
+    mlflow_runs = {
+        run_dir.name: client.create_run(experiment, tags={"pipeline_run_id": run_dir.name}).info.run_id
+        for run_dir in (killed, alive, unlocked)
+    }
     unlocked.mkdir(parents=True)  # a run of a flow that takes no run lock (a backtest): never touched
     hold = "import sys, time\nfrom pathlib import Path\nfrom tasks.workspace import running\nwith running(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(600)\n"
-    holders = {run_dir.name: subprocess.Popen([sys.executable, "-c", hold, str(run_dir)], cwd=REPO_ROOT, text=True,
-                                              stdout=subprocess.PIPE) for run_dir in (killed, alive)}  # fmt: skip
+    holders = {
+        run_dir.name: subprocess.Popen(
+            [sys.executable, "-c", hold, str(run_dir)], cwd=REPO_ROOT, text=True, stdout=subprocess.PIPE
+        )
+        for run_dir in (killed, alive)
+    }
     try:
         for holder in holders.values():
             assert holder.stdout.readline().strip() == "held"
@@ -151,7 +170,9 @@ def test_after_a_killed_run_its_mlflow_runs_are_marked_killed_and_its_temporarie
         for holder in holders.values():
             holder.kill()
             holder.wait()
-    status = {name: MlflowClient(workspace.tracking_uri()).get_run(run_id).info.status for name, run_id in mlflow_runs.items()}
+    status = {
+        name: MlflowClient(workspace.tracking_uri()).get_run(run_id).info.status for name, run_id in mlflow_runs.items()
+    }
     assert status == {killed.name: "KILLED", alive.name: "RUNNING", unlocked.name: "RUNNING"}
     assert not stale.exists() and fresh.exists()  # a live write's temporary file stays
 
@@ -186,8 +207,14 @@ def test_evaluated_fits_are_dropped_once_decided_with_their_cache_records(tmp_pa
         (folder / "model" / "state.npz").write_bytes(b"\0" * 4096)
         (folder / "manifest.json").write_text("{}")
     link_stage(earlier / "train" / "als", run_dir / "train" / "als")  # reused from the earlier run
-    records = [cache_record(workspace, key, folder) for key, folder in
-               (("ease", run_dir / "train" / "ease"), ("als", earlier / "train" / "als"), ("serve", run_dir / "serve" / "ease"))]  # fmt: skip
+    records = [
+        cache_record(workspace, key, folder)
+        for key, folder in (
+            ("ease", run_dir / "train" / "ease"),
+            ("als", earlier / "train" / "als"),
+            ("serve", run_dir / "serve" / "ease"),
+        )
+    ]
 
     assert drop_evaluated_fits(run_dir, workspace.cache) == 2 * 4096
     assert not (run_dir / "train" / "ease" / "model").exists() and not (earlier / "train" / "als" / "model").exists()

@@ -34,8 +34,9 @@ def run_flow(ratings_file: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
     # the global split (P1/P2): the parts' time order is checked below
-    return retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST,
-                                 protocol="temporal-global"))  # fmt: skip
+    return retrain(
+        RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST, protocol="temporal-global")
+    )
 
 
 def test_retrain_flow_writes_every_stage_and_registers_champions(

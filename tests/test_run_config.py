@@ -46,8 +46,14 @@ def resolved(argv: list[str]) -> RunConfig:
 
 def test_a_valid_file_gives_the_flow_its_parameters(tmp_path: Path) -> None:
     run = resolve("retrain", write(tmp_path, RUN_FILE))
-    expected = RetrainConfig(dataset="ml-100k", families=["popularity", "ease"], family_configs={"ease": {"l2": 500.0}},
-                             seed=7, gate={"min_users": 50}, drift={"policy": "fail"})  # fmt: skip
+    expected = RetrainConfig(
+        dataset="ml-100k",
+        families=["popularity", "ease"],
+        family_configs={"ease": {"l2": 500.0}},
+        seed=7,
+        gate={"min_users": 50},
+        drift={"policy": "fail"},
+    )
     assert run.config == expected
     assert run.execution == Execution(workers=1)
     assert run.config.gate.metric == "ndcg_at_10"  # a key left out keeps its model's default
@@ -57,8 +63,14 @@ def test_a_valid_file_gives_the_flow_its_parameters(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("datset: ml-100k\n", "run.yaml: datset: unknown key (did you mean 'dataset'?)"),
-        ("family_configs:\n  ease: {l2_reg: 500}\n", "run.yaml: family_configs.ease.l2_reg: unknown key (did you mean 'l2'?)"),
-        ("family_configs:\n  ease: {l2: -1}\n", "run.yaml: family_configs.ease.l2: Input should be greater than 0 (got -1)"),
+        (
+            "family_configs:\n  ease: {l2_reg: 500}\n",
+            "run.yaml: family_configs.ease.l2_reg: unknown key (did you mean 'l2'?)",
+        ),
+        (
+            "family_configs:\n  ease: {l2: -1}\n",
+            "run.yaml: family_configs.ease.l2: Input should be greater than 0 (got -1)",
+        ),
         ("seed: -1\n", "run.yaml: seed: Input should be greater than or equal to 0 (got -1)"),
         ("gate: {min_user: 3}\n", "run.yaml: gate.min_user: unknown key (did you mean 'min_users'?)"),
         ("execution: {workers: two}\n", "run.yaml: execution.workers: Input should be a valid integer"),
@@ -66,9 +78,18 @@ def test_a_valid_file_gives_the_flow_its_parameters(tmp_path: Path) -> None:
         ("- a list\n", "run.yaml: expected a mapping of keys to values, got list"),
         ("seed: [1\n", "run.yaml: not valid YAML"),
     ],
-    ids=["top-level key", "family hyperparameter", "family value", "bad value", "nested key", "execution", "family",
-         "not a mapping", "not YAML"],
-)  # fmt: skip
+    ids=[
+        "top-level key",
+        "family hyperparameter",
+        "family value",
+        "bad value",
+        "nested key",
+        "execution",
+        "family",
+        "not a mapping",
+        "not YAML",
+    ],
+)
 def test_a_bad_file_is_one_line_naming_the_key_exit_2_and_nothing_written(
     text: str, expected: str, tmp_path: Path, workspace: Path, capsys: pytest.CaptureFixture
 ) -> None:
@@ -147,7 +168,10 @@ def test_the_nightly_example_validates_and_is_what_the_deployment_runs(tmp_path:
     assert yaml.safe_load(NIGHTLY.read_text()) == nightly.as_file()  # the nightly defaults, every key written out
     deployments = yaml.safe_load((REPO_ROOT / "prefect.yaml").read_text())["deployments"]
     parameters = next(d for d in deployments if d["name"] == "nightly-retrain")["parameters"]
-    as_run_file = {**parameters["config"], **({"execution": parameters["execution"]} if "execution" in parameters else {})}
+    as_run_file = {
+        **parameters["config"],
+        **({"execution": parameters["execution"]} if "execution" in parameters else {}),
+    }
     assert resolve("retrain", write(tmp_path, yaml.safe_dump(as_run_file))) == nightly
     score = next(d for d in deployments if d["name"] == "nightly-batch-score")["parameters"]["config"]
     assert resolve("score", write(tmp_path, yaml.safe_dump(score))).config == ScoreConfig(**score)

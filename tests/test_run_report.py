@@ -79,26 +79,50 @@ def run_dir(tmp_path: Path) -> tuple[Path, dict]:
             run / "evaluate" / family / "recommendations.parquet"
         )
     (run / "validate").mkdir()
-    expectation = {"name": "expect_column_values_to_be_between(rating)", "policy": "quarantine", "success": False,
-                   "skipped": False, "unexpected_count": 2, "reason": "Ratings <off the scale> are typos."}  # fmt: skip
-    report = {"ratings": {"success": True, "input_rows": 7, "valid_rows": 5, "quarantined_rows": 2,
-                          "expectations": [expectation]}, "data_docs": "data_docs/index.html"}  # fmt: skip
+    expectation = {
+        "name": "expect_column_values_to_be_between(rating)",
+        "policy": "quarantine",
+        "success": False,
+        "skipped": False,
+        "unexpected_count": 2,
+        "reason": "Ratings <off the scale> are typos.",
+    }
+    report = {
+        "ratings": {
+            "success": True,
+            "input_rows": 7,
+            "valid_rows": 5,
+            "quarantined_rows": 2,
+            "expectations": [expectation],
+        },
+        "data_docs": "data_docs/index.html",
+    }
     (run / "validate" / "validation_report.json").write_text(json.dumps(report))
     registration = {
-        "popularity": {"registered_model": "recsys-popularity", "version": "3", "promoted": True,
-                       "reason": "beats the champion: difference +0.01 [+0.005, +0.02]"},
-        "biased_mf": {"registered_model": "recsys-biased_mf", "version": "2", "promoted": False,
-                      "reason": "not better than the champion beyond noise"},
-    }  # fmt: skip
+        "popularity": {
+            "registered_model": "recsys-popularity",
+            "version": "3",
+            "promoted": True,
+            "reason": "beats the champion: difference +0.01 [+0.005, +0.02]",
+        },
+        "biased_mf": {
+            "registered_model": "recsys-biased_mf",
+            "version": "2",
+            "promoted": False,
+            "reason": "not better than the champion beyond noise",
+        },
+    }
     summary = {
-        "run_id": run.name, "run_dir": str(run), "config": {"dataset": "ml-100k", "protocol": "temporal-user", "k": 10},
+        "run_id": run.name,
+        "run_dir": str(run),
+        "config": {"dataset": "ml-100k", "protocol": "temporal-user", "k": 10},
         "validation": {"source_rows": 7, "valid_rows": 5, "quarantined_rows": 2, "rejected_at_parse": 0},
         "split": {"train_rows": 5, "valid_rows": 1, "test": {"test_rows": 3, "cold_rows": 1}},
         "families": {f: {"metrics": m, "registration": registration[f]} for f, m in families.items()},
         "failed": {"als": "ValueError: boom"},
         "overall": {"registered_model": "recsys", "version": "4", "promoted": True, "reason": "first version"},
         "mlflow": {"run_id": "abc", "tracking_uri": "sqlite:///x.db"},
-    }  # fmt: skip
+    }
     return run, summary
 
 
@@ -110,9 +134,17 @@ def test_report_is_one_self_contained_html_file(run_dir: tuple[Path, dict]) -> N
     images = re.findall(r"<img [^>]*src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
     assert len(images) == 4  # comparison, recall@k, popularity bias, training curves
     assert not re.search(r"(src|href)=['\"]?(https?:|//)", page)  # nothing fetched from elsewhere
-    for expected in ("0.0800 [0.064, 0.096]", "0.9100 [0.880, 0.940]", "recsys-popularity", "champion",
-                     "beats the champion: difference +0.01", "challenger", "ValueError: boom", "temporal-user",
-                     "this run&#x27;s best family by ndcg_at_10: popularity"):  # fmt: skip
+    for expected in (
+        "0.0800 [0.064, 0.096]",
+        "0.9100 [0.880, 0.940]",
+        "recsys-popularity",
+        "champion",
+        "beats the champion: difference +0.01",
+        "challenger",
+        "ValueError: boom",
+        "temporal-user",
+        "this run&#x27;s best family by ndcg_at_10: popularity",
+    ):
         assert expected in page, expected
     assert "Ratings &lt;off the scale&gt; are typos." in page  # escaped, not markup
     assert "<details open><summary>ratings: <span class='warn'>passed, bad rows quarantined</span>" in page

@@ -65,8 +65,9 @@ def test_sequences_follow_time_then_item_id(tiny_ratings: pl.DataFrame) -> None:
     # user 1: items 10 (t1), 20 (t2), 30 (t3), 40 (t10); user 3: 10, 30, 50 (t1-3), 20 (t11)
     assert raw[sequences.indptr[0] : sequences.indptr[1]].tolist() == [10, 20, 30, 40]
     assert raw[sequences.indptr[2] : sequences.indptr[3]].tolist() == [10, 30, 50, 20]
-    tied = Interactions.from_frame(pl.DataFrame({"user_id": [7, 7, 7], "item_id": [30, 10, 20],
-                                                 "rating": [1.0] * 3, "timestamp": [5, 5, 4]}))  # fmt: skip
+    tied = Interactions.from_frame(
+        pl.DataFrame({"user_id": [7, 7, 7], "item_id": [30, 10, 20], "rating": [1.0] * 3, "timestamp": [5, 5, 4]})
+    )
     assert tied.items.ids[user_sequences(tied).items].tolist() == [20, 10, 30]
 
 
@@ -92,17 +93,23 @@ def test_training_windows_predict_every_item_but_the_first_once(tiny_ratings: pl
         items = sequences.items[sequences.indptr[user] : sequences.indptr[user + 1]] + 1
         mine = windows.targets[windows.users == user]
         assert sorted(mine[mine != PAD].tolist()) == sorted(items[1:].tolist())
-        pairs = {(int(i), int(t)) for i, t in zip(windows.inputs[windows.users == user].ravel(), mine.ravel(), strict=False)
-                 if t != PAD}  # fmt: skip
+        pairs = {
+            (int(i), int(t))
+            for i, t in zip(windows.inputs[windows.users == user].ravel(), mine.ravel(), strict=False)
+            if t != PAD
+        }
         assert pairs == set(zip(items[:-1].tolist(), items[1:].tolist(), strict=False))
     assert ((windows.inputs == PAD) == (windows.targets == PAD)).all()
     assert (windows.targets[:, -1] != PAD).all()  # windows end on the last column, as scoring reads
 
 
-@pytest.mark.parametrize("network_class, config", [
-    (SASRecNetwork, SASRecConfig(dim=16, n_heads=2, max_length=12)),
-    (GRU4RecNetwork, GRU4RecConfig(dim=16, hidden_size=12, n_layers=2, max_length=12)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "network_class, config",
+    [
+        (SASRecNetwork, SASRecConfig(dim=16, n_heads=2, max_length=12)),
+        (GRU4RecNetwork, GRU4RecConfig(dim=16, hidden_size=12, n_layers=2, max_length=12)),
+    ],
+)
 def test_padding_does_not_change_the_prediction(network_class, config) -> None:
     torch.manual_seed(0)
     network = network_class(30, config).eval()
@@ -132,16 +139,34 @@ def test_markov_scores_are_transition_shares(tiny_ratings: pl.DataFrame) -> None
 
 SEQUENCE_MODELS = {
     "markov": lambda: Markov(),
-    "gru4rec": lambda: GRU4Rec(GRU4RecConfig(dim=32, hidden_size=32, max_length=16, epochs=15, batch_size=64,
-                                             learning_rate=5e-3), TrainingOptions(seed=0, device="cpu")),
-    "sasrec": lambda: SASRec(SASRecConfig(dim=32, max_length=16, epochs=15, batch_size=64, learning_rate=5e-3,
-                                          dropout=0.1), TrainingOptions(seed=0, device="cpu")),
-    "sasrec_bce": lambda: SASRec(SASRecConfig(dim=32, max_length=16, epochs=15, batch_size=64, learning_rate=5e-3,
-                                              dropout=0.1, loss="bce", n_negatives=8), TrainingOptions(seed=0)),
-    "gru4rec_sampled": lambda: GRU4Rec(GRU4RecConfig(dim=32, hidden_size=32, max_length=16, epochs=15,
-                                                     batch_size=64, learning_rate=5e-3, loss="sampled_softmax",
-                                                     n_negatives=32), TrainingOptions(seed=0)),
-}  # fmt: skip
+    "gru4rec": lambda: GRU4Rec(
+        GRU4RecConfig(dim=32, hidden_size=32, max_length=16, epochs=15, batch_size=64, learning_rate=5e-3),
+        TrainingOptions(seed=0, device="cpu"),
+    ),
+    "sasrec": lambda: SASRec(
+        SASRecConfig(dim=32, max_length=16, epochs=15, batch_size=64, learning_rate=5e-3, dropout=0.1),
+        TrainingOptions(seed=0, device="cpu"),
+    ),
+    "sasrec_bce": lambda: SASRec(
+        SASRecConfig(
+            dim=32, max_length=16, epochs=15, batch_size=64, learning_rate=5e-3, dropout=0.1, loss="bce", n_negatives=8
+        ),
+        TrainingOptions(seed=0),
+    ),
+    "gru4rec_sampled": lambda: GRU4Rec(
+        GRU4RecConfig(
+            dim=32,
+            hidden_size=32,
+            max_length=16,
+            epochs=15,
+            batch_size=64,
+            learning_rate=5e-3,
+            loss="sampled_softmax",
+            n_negatives=32,
+        ),
+        TrainingOptions(seed=0),
+    ),
+}
 
 
 @pytest.mark.parametrize("name", sorted(SEQUENCE_MODELS))

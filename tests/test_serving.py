@@ -30,8 +30,13 @@ def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) 
     with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot serve
         patch.setenv("RECSYS_WORKSPACE", str(root / "ws"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # left behind by earlier mlflow.set_tracking_uri calls
-        summary = retrain(RetrainConfig(dataset=str(ratings), families=["popularity", "biased_mf"],
-                                        family_configs={"biased_mf": {"epochs": 3, "n_factors": 8}}))
+        summary = retrain(
+            RetrainConfig(
+                dataset=str(ratings),
+                families=["popularity", "biased_mf"],
+                family_configs={"biased_mf": {"epochs": 3, "n_factors": 8}},
+            )
+        )
         split_dir = Path(summary["run_dir"]) / "split"
         yield {"summary": summary, "root": root, "train": pl.read_parquet(split_dir / "train.parquet")}
 
@@ -52,8 +57,9 @@ def test_batch_scoring_writes_every_known_user(trained_workspace: dict) -> None:
     result = batch_score(ScoreConfig(k=5, batch_size=30))
     parts = sorted(Path(result["output_dir"]).glob("part-*.parquet"))
     recommendations = pl.concat([pl.read_parquet(part) for part in parts])
-    n_users = json.loads((Path(trained_workspace["summary"]["run_dir"]) / "train" / "popularity" / "manifest.json")
-                         .read_text())["counts"]["users"]
+    n_users = json.loads(
+        (Path(trained_workspace["summary"]["run_dir"]) / "train" / "popularity" / "manifest.json").read_text()
+    )["counts"]["users"]
     assert len(parts) == -(-n_users // 30)
     assert recommendations["user_id"].n_unique() == n_users == result["counts"]["users"]
     assert recommendations.group_by("user_id").len()["len"].to_list() == [5] * n_users
@@ -79,9 +85,26 @@ def test_served_champion_answers_known_and_unknown_users(trained_workspace: dict
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # the server execs uvicorn
     }
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/recsys@champion",
-         "--env-manager", "local", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "models",
+            "serve",
+            "-m",
+            "models:/recsys@champion",
+            "--env-manager",
+            "local",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.monotonic() + 90
@@ -94,8 +117,10 @@ def test_served_champion_answers_known_and_unknown_users(trained_workspace: dict
                     pytest.fail(f"scoring server did not start: {server.stderr.read().decode()[-2000:]}")
                 time.sleep(0.5)
         known = int(trained_workspace["train"]["user_id"][0])
-        answer = _post(f"http://127.0.0.1:{port}/invocations",
-                       {"dataframe_split": {"columns": ["user_id"], "data": [[known], [987654]]}, "params": {"k": 3}})
+        answer = _post(
+            f"http://127.0.0.1:{port}/invocations",
+            {"dataframe_split": {"columns": ["user_id"], "data": [[known], [987654]]}, "params": {"k": 3}},
+        )
         rows = answer["predictions"]
         assert len(rows) == 6
         assert {row["user_id"] for row in rows if row["cold_user"]} == {987654}

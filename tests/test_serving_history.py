@@ -91,7 +91,12 @@ def test_a_file_of_histories_is_scored_per_user(tiny_ratings: pl.DataFrame, tmp_
     written = pl.concat([pl.read_parquet(part) for part in sorted(out.glob("part-*.parquet"))])
     assert written.columns == ["user_id", "item_id", "score", "rank", "cold_user", "unknown_items"]
     assert read_manifest(out)["counts"] == {
-        "users": 3, "rows": 6, "parts": 2, "history_rows": 4, "unknown_items": 1, "cold_users": 1,
+        "users": 3,
+        "rows": 6,
+        "parts": 2,
+        "history_rows": 4,
+        "unknown_items": 1,
+        "cold_users": 1,
     }
     expected = model.recommend_from_history([History([10, 40], timestamps=[1, 2])], k=2)
     assert written.filter(pl.col("user_id") == 7)["item_id"].to_list() == model.items.ids[expected.items[0]].tolist()

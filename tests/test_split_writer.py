@@ -38,9 +38,11 @@ SETTINGS = {
     "held-out-users": SplitSettings(protocol="held-out-users", seed=3),
 }
 ROWS = st.lists(
-    st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 7)), min_size=6, max_size=60,
+    st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 7)),
+    min_size=6,
+    max_size=60,
     unique_by=lambda row: row[:2],
-)  # fmt: skip
+)
 
 
 def _frame(rows: list[tuple[int, int, int]]) -> pl.DataFrame:
@@ -69,8 +71,9 @@ def test_batched_split_equals_the_in_memory_split(name: str, rows: list[tuple[in
     with tempfile.TemporaryDirectory() as folder:
         source = Path(folder) / "ratings.parquet"
         frame.write_parquet(source, row_group_size=7)
-        details = write_protocol_split(pl.scan_parquet(source), SETTINGS[name], _files_in(Path(folder)), Path(folder),
-                                       batch_rows)  # fmt: skip
+        details = write_protocol_split(
+            pl.scan_parquet(source), SETTINGS[name], _files_in(Path(folder)), Path(folder), batch_rows
+        )
         written = _read_parts(Path(folder), part_names(SETTINGS[name].protocol))
         assert [path.name for path in Path(folder).iterdir() if path.name.startswith(".")] == []  # scratch removed
     assert details == expected.details

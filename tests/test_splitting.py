@@ -50,7 +50,10 @@ def test_split_orders_ties_by_user_then_item(tiny_ratings: pl.DataFrame) -> None
     assert split.test.height == 3
     # timestamp 3 has four rows; the tie order decides which ones are train
     assert split.train.filter(pl.col("timestamp") == 3).select("user_id", "item_id").rows() == [
-        (1, 30), (2, 40), (3, 50), (4, 40)
+        (1, 30),
+        (2, 40),
+        (3, 50),
+        (4, 40),
     ]
     assert split.test.select("user_id", "item_id").rows() == [(1, 40), (2, 50), (3, 20)]
     assert split.details["cutoff_timestamp"] == 10
@@ -78,8 +81,13 @@ def test_cold_counts(tiny_ratings: pl.DataFrame) -> None:
     test = pl.DataFrame({"user_id": [1, 4, 4], "item_id": [50, 10, 50], "rating": [1.0] * 3, "timestamp": [20] * 3})
     counts = cold_start_counts(train, test)
     assert counts == {
-        "test_rows": 3, "test_users": 2, "cold_rows": 3, "cold_user_rows": 2,
-        "cold_item_rows": 2, "cold_users": 1, "cold_items": 1,
+        "test_rows": 3,
+        "test_users": 2,
+        "cold_rows": 3,
+        "cold_user_rows": 2,
+        "cold_item_rows": 2,
+        "cold_users": 1,
+        "cold_items": 1,
     }
 
 
@@ -102,14 +110,21 @@ def test_user_split_by_fraction_and_by_count(tiny_ratings: pl.DataFrame) -> None
 
 
 def test_user_split_orders_a_users_ties_by_item() -> None:
-    frame = pl.DataFrame({"user_id": [9] * 5, "item_id": [7, 3, 5, 1, 2], "rating": [4.0] * 5,
-                          "timestamp": [1, 1, 1, 0, 0]})  # fmt: skip
+    frame = pl.DataFrame(
+        {"user_id": [9] * 5, "item_id": [7, 3, 5, 1, 2], "rating": [4.0] * 5, "timestamp": [1, 1, 1, 0, 0]}
+    )
     assert pairs(temporal_user_split(frame, test_count=2).test) == [(9, 5), (9, 7)]
 
 
 def test_p4_default_is_the_last_fifth_of_users_with_five_ratings() -> None:
-    frame = pl.DataFrame({"user_id": [1] * 6 + [2] * 4, "item_id": list(range(6)) + list(range(4)),
-                          "rating": [4.0] * 10, "timestamp": list(range(6)) + list(range(4))})  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "user_id": [1] * 6 + [2] * 4,
+            "item_id": list(range(6)) + list(range(4)),
+            "rating": [4.0] * 10,
+            "timestamp": list(range(6)) + list(range(4)),
+        }
+    )
     split = temporal_user_split(frame)
     assert pairs(split.test) == [(1, 4), (1, 5)]  # ceil(0.2 * 6) = 2; user 2 (4 ratings) stays in train
 
@@ -146,8 +161,14 @@ def test_validation_tail_of_a_user_split_follows_the_same_rule(tiny_ratings: pl.
 # --- rolling backtest -----------------------------------------------------------------------------
 def test_rolling_windows_train_before_each_cutoff_and_test_the_window_after() -> None:
     day = SECONDS_PER_DAY
-    frame = pl.DataFrame({"user_id": [1, 2, 1, 2, 3], "item_id": [1, 1, 2, 2, 3], "rating": [4.0] * 5,
-                          "timestamp": [0, day, day + 5, 2 * day, 3 * day - 1]})  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "user_id": [1, 2, 1, 2, 3],
+            "item_id": [1, 1, 2, 2, 3],
+            "rating": [4.0] * 5,
+            "timestamp": [0, day, day + 5, 2 * day, 3 * day - 1],
+        }
+    )
     first, second = rolling_splits(frame, n_windows=2, window_days=1)  # the last window ends at 3 days
     assert first.details["cutoff_timestamp"] == day and first.details["window_end_timestamp"] == 2 * day
     assert pairs(first.train) == [(1, 1)] and pairs(first.test) == [(1, 2), (2, 1)]
@@ -220,9 +241,14 @@ def test_split_stage_refuses_a_leaking_split(tiny_ratings: pl.DataFrame, tmp_pat
 
 def test_rolling_split_stage_writes_one_folder_per_window(tmp_path: Path) -> None:
     day = SECONDS_PER_DAY
-    frame = pl.DataFrame({"user_id": [1, 2, 3, 1, 2, 3, 1, 2], "item_id": [1, 1, 1, 2, 2, 2, 3, 3],
-                          "rating": [4.0] * 8,
-                          "timestamp": [0, 1, 2, 3, day, day + 1, 2 * day, 3 * day - 1]})  # fmt: skip
+    frame = pl.DataFrame(
+        {
+            "user_id": [1, 2, 3, 1, 2, 3, 1, 2],
+            "item_id": [1, 1, 1, 2, 2, 2, 3, 3],
+            "rating": [4.0] * 8,
+            "timestamp": [0, 1, 2, 3, day, day + 1, 2 * day, 3 * day - 1],
+        }
+    )
     (tmp_path / "validated").mkdir()
     frame.write_parquet(tmp_path / "validated" / "ratings.parquet")
     windows = rolling_split(tmp_path / "validated", tmp_path / "split", n_windows=2, window_days=1, valid_fraction=0.5)
@@ -245,9 +271,11 @@ STRATEGIES: dict[str, Callable[[pl.DataFrame], list[Split]]] = {
     "rolling": lambda f: [with_validation(s, 0.5) for s in rolling_splits(f, 2, window_days=2 / SECONDS_PER_DAY)],
 }
 ROWS = st.lists(
-    st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 7)), min_size=6, max_size=60,
+    st.tuples(st.integers(1, 6), st.integers(1, 8), st.integers(0, 7)),
+    min_size=6,
+    max_size=60,
     unique_by=lambda row: row[:2],  # MovieLens holds one rating per (user, item)
-)  # fmt: skip
+)
 
 
 def _frame(rows: list[tuple[int, int, int]]) -> pl.DataFrame:

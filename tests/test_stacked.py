@@ -69,8 +69,9 @@ def planted_split() -> tuple[Interactions, Interactions, Interactions]:
     users, items = np.array(users), np.array(items)
     timestamp = rng.permutation(users.size).astype(np.int64) * 3600
     vocab_users, vocab_items = IdVocabulary(np.arange(1, N_USERS + 1)), IdVocabulary(np.arange(1, N_ITEMS + 1))
-    everything = Interactions(users, items, np.full(users.size, 5.0, dtype=np.float32), timestamp, vocab_users,
-                              vocab_items)  # fmt: skip
+    everything = Interactions(
+        users, items, np.full(users.size, 5.0, dtype=np.float32), timestamp, vocab_users, vocab_items
+    )
     history, test = user_tail(everything, 0.2)
     train, valid = user_tail(history, 0.125)
     return train, valid, test
@@ -87,16 +88,26 @@ def planted_family() -> Any:
 def hit_rate(model: Recommender, test: Interactions, k: int = 10) -> float:
     top, _ = model.recommend(np.arange(test.n_users), k)
     relevant = test.tocsr("binary")
-    return float(np.mean([len(set(row) & set(relevant[user].indices)) / max(relevant[user].nnz, 1)
-                          for user, row in enumerate(top) if relevant[user].nnz]))  # fmt: skip
+    return float(
+        np.mean(
+            [
+                len(set(row) & set(relevant[user].indices)) / max(relevant[user].nnz, 1)
+                for user, row in enumerate(top)
+                if relevant[user].nnz
+            ]
+        )
+    )
 
 
 def test_the_ranker_learns_to_rely_on_the_planted_truth(planted_family: Any) -> None:
     train, valid, test = planted_split()
     config = StackedConfig(
-        parts={"planted": {}, "popularity": {}, "item_knn": {}}, n_candidates=30, relevance_threshold=None,
-        boost_from_best_part=False, ranker={"n_estimators": 200, "min_data_in_leaf": 20},
-    )  # fmt: skip
+        parts={"planted": {}, "popularity": {}, "item_knn": {}},
+        n_candidates=30,
+        relevance_threshold=None,
+        boost_from_best_part=False,
+        ranker={"n_estimators": 200, "min_data_in_leaf": 20},
+    )
     model = Stacked(config, TrainingOptions(seed=0)).fit(train, valid)
     importances = model.importances()
     planted = sum(share for name, share in importances.items() if name.startswith("planted_"))
@@ -115,8 +126,12 @@ def test_the_ranker_learns_to_rely_on_the_planted_truth(planted_family: Any) -> 
 
 def test_boosting_starts_from_the_best_part(planted_family: Any) -> None:
     train, valid, _ = planted_split()
-    config = StackedConfig(parts={"popularity": {}, "planted": {}}, n_candidates=20, relevance_threshold=None,
-                           ranker={"n_estimators": 20, "min_data_in_leaf": 20})  # fmt: skip
+    config = StackedConfig(
+        parts={"popularity": {}, "planted": {}},
+        n_candidates=20,
+        relevance_threshold=None,
+        ranker={"n_estimators": 20, "min_data_in_leaf": 20},
+    )
     model = Stacked(config, TrainingOptions(seed=0)).fit(train, valid)
     assert model._ranker.base == "planted_score_z"
 
@@ -150,10 +165,13 @@ def test_model_card_and_run_report_show_candidate_recall_and_importances(fast_mo
     run_dir = tmp_path / "run"
     model.save(RunDir(run_dir).serve("stacked") / "model")
     top_feature = next(iter(model.importances()))
-    manifest = {"parameters": {"config": {"n_candidates": 10}, "seed": 1},
-                "counts": {"users": 1, "items": 1, "fit_seconds": 1.0}}  # fmt: skip
-    card = render_model_card("stacked", {"ndcg_at_10": 0.1}, manifest, {}, {}, None,
-                             RunDir(run_dir).serve("stacked") / "model")  # fmt: skip
+    manifest = {
+        "parameters": {"config": {"n_candidates": 10}, "seed": 1},
+        "counts": {"users": 1, "items": 1, "fit_seconds": 1.0},
+    }
+    card = render_model_card(
+        "stacked", {"ndcg_at_10": 0.1}, manifest, {}, {}, None, RunDir(run_dir).serve("stacked") / "model"
+    )
     assert "## Learned ranker" in card and "candidate_recall_at_10: " in card and f"| {top_feature} |" in card
     assert "## Learned ranker" not in render_model_card("ease", {"ndcg_at_10": 0.1}, manifest, {}, {})
     section = _learned_rankers(run_dir, ["ease", "stacked"])
@@ -189,8 +207,10 @@ def test_seen_items_are_candidates_only_when_asked(fast_model) -> None:
 def own_histories(model: Stacked, data: Interactions, users: np.ndarray) -> list[History]:
     """Each user's rows of `data` as a history with ratings, timestamps and their id."""
     rows = [np.flatnonzero(data.user_idx == user) for user in users]
-    return [History(model.items.ids[data.item_idx[r]], data.rating[r], data.timestamp[r], int(model.users.ids[u]))
-            for u, r in zip(users, rows, strict=True)]  # fmt: skip
+    return [
+        History(model.items.ids[data.item_idx[r]], data.rating[r], data.timestamp[r], int(model.users.ids[u]))
+        for u, r in zip(users, rows, strict=True)
+    ]
 
 
 def test_a_history_is_its_own_user_context(fast_model) -> None:
@@ -204,8 +224,13 @@ def test_a_history_is_its_own_user_context(fast_model) -> None:
 
 def test_own_history_gives_trained_scores_with_seen_candidates() -> None:
     train, valid, _ = planted_split()
-    config = StackedConfig(parts={"repeat": {}, "item_knn": {}, "popularity": {}}, seen_candidates=True,
-                           n_candidates=10, relevance_threshold=None, ranker={"n_estimators": 20, "min_data_in_leaf": 5})  # fmt: skip
+    config = StackedConfig(
+        parts={"repeat": {}, "item_knn": {}, "popularity": {}},
+        seen_candidates=True,
+        n_candidates=10,
+        relevance_threshold=None,
+        ranker={"n_estimators": 20, "min_data_in_leaf": 5},
+    )
     model = Stacked(config, TrainingOptions(seed=1)).fit(train, valid)
     users = np.arange(0, N_USERS, 5)
     from_history = model.score_history(model.history_batch(own_histories(model, train.concat(valid), users)))

@@ -33,8 +33,12 @@ def s3_endpoint() -> Iterator[str]:
     server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=int(endpoint.rsplit(":", 1)[1]))
     server.start()
     patch = pytest.MonkeyPatch()
-    for name, value in {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
-                        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():  # fmt: skip
+    for name, value in {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         patch.setenv(name, value)
     s3fs.S3FileSystem(skip_instance_cache=True).mkdir(BUCKET)
     try:
@@ -79,7 +83,9 @@ def test_a_folder_published_on_one_machine_is_fetched_whole_on_another(store_url
     StageStore(store_url, here).publish(_stage_folder(here / "runs" / "r1" / "train" / "als"))
     interrupted.mkdir()
     (interrupted / "scores.parquet").write_bytes(b"half")
-    assert folder_fingerprint(elsewhere.fetch(interrupted)) == folder_fingerprint(here / "runs" / "r1" / "train" / "als")
+    assert folder_fingerprint(elsewhere.fetch(interrupted)) == folder_fingerprint(
+        here / "runs" / "r1" / "train" / "als"
+    )
 
 
 def test_tasks_beside_each_other_fetch_the_same_folder_at_once(tmp_path: Path) -> None:
@@ -111,8 +117,12 @@ def test_manifests_are_uploaded_after_every_data_file(tmp_path: Path, monkeypatc
     _stage_folder(folder / "window_00")  # a backtest window: a stage folder inside a stage folder
     StageStore((tmp_path / "store").as_uri(), tmp_path / "ws").publish(folder)
     assert uploads[-2:] == ["window_00/manifest.json", "manifest.json"]
-    assert sorted(uploads[:-2]) == ["model/weights.bin", "scores.parquet", "window_00/model/weights.bin",
-                                    "window_00/scores.parquet"]  # fmt: skip
+    assert sorted(uploads[:-2]) == [
+        "model/weights.bin",
+        "scores.parquet",
+        "window_00/model/weights.bin",
+        "window_00/scores.parquet",
+    ]
 
 
 def test_only_finished_folders_are_published_and_fetched(store_url: str, tmp_path: Path) -> None:
@@ -181,8 +191,9 @@ def test_retrain_publishes_every_stage_and_a_task_on_another_machine_fetches_its
         for path in sorted(local.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         local.rmdir()
-    out_dir = evaluate_task.fn(run_dir / "split", run_dir / "train" / "bias", tmp_path / "ws" / "again", "bias",
-                               items_dir=run_dir / "validate")  # fmt: skip
+    out_dir = evaluate_task.fn(
+        run_dir / "split", run_dir / "train" / "bias", tmp_path / "ws" / "again", "bias", items_dir=run_dir / "validate"
+    )
     metrics = EvalDir(out_dir).metrics()
     assert metrics["rmse"] == pytest.approx(summary["families"]["bias"]["metrics"]["rmse"])
     assert store.is_published(out_dir)  # and the worker published what it wrote

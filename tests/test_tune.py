@@ -50,9 +50,13 @@ def test_each_space_holds_the_defaults_and_yields_valid_configs(family: str) -> 
     defaults = starting_point(config_type(), space)
     for name, dimension in space.items():
         value = defaults[name]
-        inside = value in dimension.options if isinstance(dimension, Choice) else dimension.low <= value <= dimension.high
+        inside = (
+            value in dimension.options if isinstance(dimension, Choice) else dimension.low <= value <= dimension.high
+        )
         assert inside, f"{family}.{name} default {value} lies outside {dimension}"
-    sampled = optuna.trial.FixedTrial({name: d.high if isinstance(d, IntRange) else defaults[name] for name, d in space.items()})
+    sampled = optuna.trial.FixedTrial(
+        {name: d.high if isinstance(d, IntRange) else defaults[name] for name, d in space.items()}
+    )
     from recsys_models.tuning import suggest
 
     config_type(**suggest(sampled, space))  # the space's corner validates as a config
@@ -221,11 +225,32 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(
     env = os.environ | {"RECSYS_WORKSPACE": str(tmp_path / "ws"), "PREFECT_API_URL": str(PREFECT_API_URL.value())}
 
     def command(trials: int) -> list[str]:
-        return [sys.executable, "-m", "cli.main", "--plain", "tune", "--family", "ease", "--dataset",
-                str(ratings_file), "--trials", str(trials), "--workers", "1", "--out", str(tmp_path / "tuned.yaml")]  # fmt: skip
+        return [
+            sys.executable,
+            "-m",
+            "cli.main",
+            "--plain",
+            "tune",
+            "--family",
+            "ease",
+            "--dataset",
+            str(ratings_file),
+            "--trials",
+            str(trials),
+            "--workers",
+            "1",
+            "--out",
+            str(tmp_path / "tuned.yaml"),
+        ]
 
-    process = subprocess.Popen(command(200), cwd=REPO_ROOT, env=env, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        command(200),
+        cwd=REPO_ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline, killed = time.monotonic() + 240, []
     while time.monotonic() < deadline and process.poll() is None and not killed:
         time.sleep(0.2)
@@ -235,8 +260,9 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(
     killed = finished(_study(tmp_path / "ws"))
     assert killed and killed[0].number == 0, "no trial finished before the deadline"
 
-    rerun = subprocess.run(command(len(killed) + 2), cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                           timeout=300, check=False)  # fmt: skip
+    rerun = subprocess.run(
+        command(len(killed) + 2), cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     resumed = finished(_study(tmp_path / "ws"))
     assert len(resumed) == len(killed) + 2

@@ -103,8 +103,14 @@ def clustered_interactions(seed: int = 0) -> tuple[Interactions, np.ndarray, np.
             users += [user] * ITEMS_PER_USER
             items += list(rng.choice(own, ITEMS_PER_USER, replace=False))
     users, items = np.array(users), np.array(items)
-    data = Interactions(users, items, np.full(users.size, 4.0, dtype=np.float32), rng.permutation(users.size),
-                        IdVocabulary(np.arange(n_users) + 1), IdVocabulary(np.arange(n_items) + 100))  # fmt: skip
+    data = Interactions(
+        users,
+        items,
+        np.full(users.size, 4.0, dtype=np.float32),
+        rng.permutation(users.size),
+        IdVocabulary(np.arange(n_users) + 1),
+        IdVocabulary(np.arange(n_items) + 100),
+    )
     return data, user_cluster, item_cluster
 
 
@@ -172,8 +178,9 @@ def test_saved_model_carries_its_index(trained: TwoTower, tmp_path: Path) -> Non
 
 def test_rerank_orders_retrieved_candidates_by_the_ranker(clustered, tmp_path: Path) -> None:
     data, user_cluster, item_cluster = clustered
-    config = TwoTowerRerankConfig(retriever=TwoTowerConfig(**FAST), ranker="ease", ranker_config={"l2": 5.0},
-                                  n_candidates=12)  # fmt: skip
+    config = TwoTowerRerankConfig(
+        retriever=TwoTowerConfig(**FAST), ranker="ease", ranker_config={"l2": 5.0}, n_candidates=12
+    )
     model = TwoTowerRerank(config, TrainingOptions(seed=0, device="cpu")).fit(data)
     users = np.arange(data.n_users)
     items, scores = model.recommend(users, k=5)
@@ -218,15 +225,22 @@ def test_pyfunc_serves_top_k_from_the_index_in_a_fresh_process(trained: TwoTower
         inputs=Schema([ColSpec("long", "user_id")]), params=ParamSchema([ParamSpec("k", "long", 10)])
     )
     mlflow.pyfunc.save_model(
-        path=str(tmp_path / "pyfunc"), python_model=str(PYFUNC_FILE), artifacts={"model_dir": str(tmp_path / "model")},
-        signature=signature, pip_requirements=["faiss-cpu"],
-    )  # fmt: skip
+        path=str(tmp_path / "pyfunc"),
+        python_model=str(PYFUNC_FILE),
+        artifacts={"model_dir": str(tmp_path / "model")},
+        signature=signature,
+        pip_requirements=["faiss-cpu"],
+    )
     assert list((tmp_path / "pyfunc" / "artifacts").rglob(INDEX_FILE)), "the index file must travel with the model"
     known = [int(raw) for raw in trained.users.ids[:3]]
     result = subprocess.run(
         [sys.executable, "-c", PYFUNC_CHECK, str(tmp_path / "pyfunc"), *map(str, known), "987654"],
-        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[1], check=False,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parents[1],
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     answer = json.loads(result.stdout.strip().splitlines()[-1])
     assert answer["index"] == "hnsw" and answer["vectors"] == trained.n_items
@@ -251,8 +265,13 @@ def test_both_families_run_in_the_retrain_flow(prefect_server, tmp_path: Path, m
     ).write_parquet(ratings)
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     fast = {"epochs": 3, "dimension": 8, "batch_size": 256}
-    summary = retrain(RetrainConfig(dataset=str(ratings), families=["two_tower", "two_tower_rerank"],
-                                    family_configs={"two_tower": fast, "two_tower_rerank": {"retriever": fast}}))
+    summary = retrain(
+        RetrainConfig(
+            dataset=str(ratings),
+            families=["two_tower", "two_tower_rerank"],
+            family_configs={"two_tower": fast, "two_tower_rerank": {"retriever": fast}},
+        )
+    )
     assert set(summary["families"]) == {"two_tower", "two_tower_rerank"}
     for family in ("two_tower", "two_tower_rerank"):
         assert np.isfinite(summary["families"][family]["metrics"]["ndcg_at_10"])

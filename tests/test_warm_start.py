@@ -13,8 +13,11 @@ from recsys_models.registry import FAMILIES, family_class, make_config
 from recsys_models.testing import FAST_CONFIGS, fitted, synthetic_item_features
 from recsys_models.warm_start import WARM_EPOCHS, WarmStart, starting_from, trained_parameters
 
-WARM = sorted(name for name, model_class in FAMILIES.items()
-              if model_class.trained_parameters is not Recommender.trained_parameters)  # the torch families
+WARM = sorted(
+    name
+    for name, model_class in FAMILIES.items()
+    if model_class.trained_parameters is not Recommender.trained_parameters
+)  # the torch families
 
 
 class Tables(nn.Module):
@@ -88,7 +91,9 @@ def test_a_refresh_with_new_users_and_items_learns_them_in_the_warm_epochs() -> 
         Interactions.from_frame(older)
     )
     full = Interactions.from_frame(frame)
-    warm = WarmStart.between(earlier.trained_parameters() or {}, (earlier.users, earlier.items), (full.users, full.items))
+    warm = WarmStart.between(
+        earlier.trained_parameters() or {}, (earlier.users, earlier.items), (full.users, full.items)
+    )
     with starting_from(warm):
         refreshed = family_class("biased_mf")(make_config("biased_mf", values), TrainingOptions(seed=1)).fit(full)
     assert len(refreshed.users) > len(earlier.users)
@@ -97,6 +102,8 @@ def test_a_refresh_with_new_users_and_items_learns_them_in_the_warm_epochs() -> 
     rows_now, rows_before = refreshed.users.index_of(known), earlier.users.index_of(known)
     before = earlier.trained_parameters() or {}
     after = refreshed.trained_parameters() or {}
-    user_table = next(name for name, tensor in before.items() if tensor.shape[0] == len(earlier.users) and tensor.ndim == 2)
+    user_table = next(
+        name for name, tensor in before.items() if tensor.shape[0] == len(earlier.users) and tensor.ndim == 2
+    )
     moved_known = (after[user_table][rows_now] - before[user_table][rows_before]).norm(dim=1).mean()
     assert moved_known < before[user_table].norm(dim=1).mean()  # known users start (and stay) near their vectors

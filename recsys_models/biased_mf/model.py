@@ -36,8 +36,10 @@ class BiasedMFConfig(TorchTrainingConfig):
     A mini-batch holds ratings (batch_size at least: see max_batches_per_epoch)."""
 
     search_space: ClassVar[SearchSpace] = {
-        "n_factors": IntRange(8, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
-        "factor_l2": FloatRange(1e-3, 1.0, log=True), "bias_l2": FloatRange(1e-5, 0.1, log=True),
+        "n_factors": IntRange(8, 256, log=True),
+        "learning_rate": FloatRange(1e-4, 5e-2, log=True),
+        "factor_l2": FloatRange(1e-3, 1.0, log=True),
+        "bias_l2": FloatRange(1e-5, 0.1, log=True),
     }
 
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")

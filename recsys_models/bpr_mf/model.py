@@ -67,8 +67,10 @@ class BPRMFConfig(TorchTrainingConfig):
     A mini-batch holds positive pairs (batch_size at least: see max_batches_per_epoch)."""
 
     search_space: ClassVar[SearchSpace] = {
-        "n_factors": IntRange(16, 256, log=True), "learning_rate": FloatRange(1e-4, 5e-2, log=True),
-        "l2": FloatRange(1e-5, 1.0, log=True), "n_negatives": IntRange(1, 10),
+        "n_factors": IntRange(16, 256, log=True),
+        "learning_rate": FloatRange(1e-4, 5e-2, log=True),
+        "l2": FloatRange(1e-5, 1.0, log=True),
+        "n_negatives": IntRange(1, 10),
     }
 
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions.")
@@ -119,7 +121,6 @@ class BPRMF(Recommender):
             full_positives = train.concat(valid).positives(self.config.min_rating)
             self._network, refit_history, _ = self._train(full_positives, best_epoch, None)
             self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit_history]
-
 
     def _validation_sample(self, relevant: sp.csr_matrix) -> sp.csr_matrix:
         """`relevant` with the rows of at most `validation_users` users (a seeded sample) kept."""
@@ -214,14 +215,21 @@ class BPRMF(Recommender):
         config, network = self.config, self._network
         items, item_bias = network.item_factors.weight.detach(), network.item_bias
         bias = (
-            item_bias.weight.detach().T if item_bias is not None else torch.zeros(1, items.shape[0], device=items.device)
+            item_bias.weight.detach().T
+            if item_bias is not None
+            else torch.zeros(1, items.shape[0], device=items.device)
         )
         weights = None
         if config.negative_sampling == "popularity":
             weights = popularity_weights(np.diff(self.seen.tocsc().indptr), config.popularity_alpha)
         return fold_in_implicit(
-            lambda vectors: vectors @ items.T + bias, network.user_factors.weight.detach().mean(0),
-            history.rows.positives(config.min_rating), weights, config.reject_positives, config.l2, bpr_loss_of,
+            lambda vectors: vectors @ items.T + bias,
+            network.user_factors.weight.detach().mean(0),
+            history.rows.positives(config.min_rating),
+            weights,
+            config.reject_positives,
+            config.l2,
+            bpr_loss_of,
         )
 
     def trained_parameters(self) -> dict[str, torch.Tensor] | None:

@@ -50,8 +50,11 @@ class ContentTFIDFConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     search_space: ClassVar[SearchSpace] = {
-        "genre_weight": FloatRange(0.0, 3.0), "tag_weight": FloatRange(0.0, 3.0), "title_weight": FloatRange(0.0, 3.0),
-        "year_weight": FloatRange(0.0, 3.0), "sublinear_tf": Choice((True, False)),
+        "genre_weight": FloatRange(0.0, 3.0),
+        "tag_weight": FloatRange(0.0, 3.0),
+        "title_weight": FloatRange(0.0, 3.0),
+        "year_weight": FloatRange(0.0, 3.0),
+        "sublinear_tf": Choice((True, False)),
     }
 
     genre_weight: NonNegativeFloat = Field(default=1.0, description="Scale of the genre part of an item vector.")
@@ -71,8 +74,12 @@ class ContentTFIDFConfig(BaseModel):
 
     def kind_weights(self) -> dict[str, float]:
         """Weight of each feature kind of `features.FEATURE_KINDS`."""
-        weights = {"genre": self.genre_weight, "tag": self.tag_weight, "title": self.title_weight,
-                   "year": self.year_weight}  # fmt: skip
+        weights = {
+            "genre": self.genre_weight,
+            "tag": self.tag_weight,
+            "title": self.title_weight,
+            "year": self.year_weight,
+        }
         return {kind: weights[kind] for kind in FEATURE_KINDS}
 
 
@@ -84,8 +91,12 @@ def unit_rows(matrix: sp.spmatrix) -> sp.csr_matrix:
 
 
 def _csr_state(prefix: str, matrix: sp.csr_matrix) -> dict[str, np.ndarray]:
-    return {f"{prefix}_indptr": matrix.indptr, f"{prefix}_indices": matrix.indices, f"{prefix}_data": matrix.data,
-            f"{prefix}_shape": np.array(matrix.shape)}  # fmt: skip
+    return {
+        f"{prefix}_indptr": matrix.indptr,
+        f"{prefix}_indices": matrix.indices,
+        f"{prefix}_data": matrix.data,
+        f"{prefix}_shape": np.array(matrix.shape),
+    }
 
 
 def _csr_restore(prefix: str, state: dict[str, np.ndarray]) -> sp.csr_matrix:
@@ -151,7 +162,7 @@ class ContentTFIDF(Recommender):
         return np.asarray((self._profiles[users] @ vectors.T).todense(), dtype=np.float32)
 
     def similar_items(self, item_indices: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """"More like this": the k training items with the most similar vectors (cosine), the item itself
+        """ "More like this": the k training items with the most similar vectors (cosine), the item itself
         left out, best first, shape (len(item_indices), k)."""
         items = np.asarray(item_indices, dtype=np.int64)
         if items.size and (items.min() < 0 or items.max() >= self.n_items):
@@ -163,8 +174,13 @@ class ContentTFIDF(Recommender):
         return top, np.take_along_axis(similarity, top, axis=1)
 
     def _state(self) -> dict[str, np.ndarray]:
-        return {"names": self._names, "idf": self._idf, "kind_scale": self._kind_scale,
-                **_csr_state("vectors", self._vectors), **_csr_state("profiles", self._profiles)}  # fmt: skip
+        return {
+            "names": self._names,
+            "idf": self._idf,
+            "kind_scale": self._kind_scale,
+            **_csr_state("vectors", self._vectors),
+            **_csr_state("profiles", self._profiles),
+        }
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self._names, self._idf, self._kind_scale = state["names"].astype(str), state["idf"], state["kind_scale"]

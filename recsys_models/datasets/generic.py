@@ -134,8 +134,15 @@ def unreadable(path: Path, error: Exception, quote_char: str | None) -> DataSour
 def _count_records(path: Path, separator: str, quote_char: str | None) -> int:
     """Records of a delimited file, header and blank lines included, counted without parsing a
     field; with `quote_char` None, its physical lines."""
-    scan = pl.scan_csv(path, has_header=False, separator=separator, quote_char=quote_char, infer_schema=False,
-                       truncate_ragged_lines=True, encoding="utf8-lossy")  # fmt: skip
+    scan = pl.scan_csv(
+        path,
+        has_header=False,
+        separator=separator,
+        quote_char=quote_char,
+        infer_schema=False,
+        truncate_ragged_lines=True,
+        encoding="utf8-lossy",
+    )
     try:
         return scan.select(pl.len()).collect().item()
     except pl.exceptions.NoDataError:
@@ -156,8 +163,10 @@ def require_one_line_per_row(path: Path, separator: str) -> None:
     does, so it is a stray quote merging the lines after it into one row. Reads no field."""
     swallowed = swallowed_lines(path, separator)
     if swallowed:
-        effect = (f"opens a quoted field that runs past the end of its line ({swallowed:,} more line(s) than rows), "
-                  "and a row of interactions never spans lines")  # fmt: skip
+        effect = (
+            f"opens a quoted field that runs past the end of its line ({swallowed:,} more line(s) than rows), "
+            "and a row of interactions never spans lines"
+        )
         raise stray_quote(path, effect) or DataSourceError(f"{path}: a '{QUOTE}' {effect}")
 
 
@@ -230,7 +239,8 @@ def parse_ratings(
         problems.insert(0, too_many_fields(n_fields))
     checked = raw.with_columns(row_reason(problems))
     typed = checked.filter(pl.col(REASON).is_null()).select(
-        expression.cast(dtype).alias(name) for (name, dtype), expression in zip(RATINGS_SCHEMA.items(), parsed.values(), strict=False)
+        expression.cast(dtype).alias(name)
+        for (name, dtype), expression in zip(RATINGS_SCHEMA.items(), parsed.values(), strict=False)
     )
     failed = checked.filter(pl.col(REASON).is_not_null()).select(
         pl.col(name).cast(dtype) for name, dtype in REJECTED_SCHEMA.items()

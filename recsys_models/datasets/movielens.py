@@ -108,11 +108,18 @@ def _parse_side_table(
     first_line, spans = _spanning_lines(raw)
     checked = raw.with_columns(first_line, row_reason([*problems, spans]))
     parsed = checked.filter(pl.col(REASON).is_null()).select(typed)
-    rejected = RejectedRows(rows=checked.filter(pl.col(REASON).is_not_null()).drop(EXTRA_FIELDS),
-                            lines=raw.height - parsed.height + swallowed)  # fmt: skip
+    rejected = RejectedRows(
+        rows=checked.filter(pl.col(REASON).is_not_null()).drop(EXTRA_FIELDS),
+        lines=raw.height - parsed.height + swallowed,
+    )
     if rejected.lines:
-        logger.warning("%s: dropped %d unparsable row(s) taking %d line(s), first: %s",
-                       path, rejected.rows.height, rejected.lines, rejected.rows.row(0, named=True))  # fmt: skip
+        logger.warning(
+            "%s: dropped %d unparsable row(s) taking %d line(s), first: %s",
+            path,
+            rejected.rows.height,
+            rejected.lines,
+            rejected.rows.row(0, named=True),
+        )
     return parsed, rejected
 
 
@@ -138,8 +145,11 @@ def _read_with_header(path: Path, columns: dict[str, str]) -> tuple[pl.DataFrame
         raise DataSourceError(f"{path} lacks column(s) {missing}; columns found: {header}")
     table = read_text_table(path, header, separator=",", skip_header=True)
     renamed = (pl.col(source).alias(ours) for source, ours in columns.items())
-    keys = [problem(ours, _integer(ours), "an integer", source) for source, ours in columns.items()
-            if ours not in (TITLE, GENRES, TAG)]  # fmt: skip
+    keys = [
+        problem(ours, _integer(ours), "an integer", source)
+        for source, ours in columns.items()
+        if ours not in (TITLE, GENRES, TAG)
+    ]
     problems = [too_many_fields(len(header)), *keys]
     return table.select(pl.col(ROW_INDEX).alias(ROW_NUMBER), EXTRA_FIELDS, *renamed), problems
 

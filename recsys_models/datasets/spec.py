@@ -160,11 +160,20 @@ class DatasetSpec(_Strict):
     def feedback_settings(self) -> Feedback:
         """The feedback semantics every later stage takes."""
         if self.feedback == "implicit":
-            return Feedback(kind="implicit", exclude_seen=self.exclude_seen, repeats=self.repeats or "sum",
-                            relevance_threshold=self.relevant.min_weight)  # fmt: skip
-        return Feedback(kind="explicit", exclude_seen=self.exclude_seen, repeats=self.repeats or "last",
-                        relevance_threshold=self.relevant.min_rating if self.relevant.min_rating is not None
-                        else self.default_min_rating())  # fmt: skip
+            return Feedback(
+                kind="implicit",
+                exclude_seen=self.exclude_seen,
+                repeats=self.repeats or "sum",
+                relevance_threshold=self.relevant.min_weight,
+            )
+        return Feedback(
+            kind="explicit",
+            exclude_seen=self.exclude_seen,
+            repeats=self.repeats or "last",
+            relevance_threshold=self.relevant.min_rating
+            if self.relevant.min_rating is not None
+            else self.default_min_rating(),
+        )
 
     def default_min_rating(self) -> float:
         """Without `relevant.min_rating`: the top quarter of the scale, on its grid (4 on 1-5 and 0.5-5)."""

@@ -52,8 +52,14 @@ _ISO_NAIVE = ("%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d")  # read as U
 def _roles(spec: DatasetSpec) -> dict[str, str]:
     """Our column name -> the source column, for every role the spec names."""
     roles = spec.columns
-    named = {USER_ID: roles.user, ITEM_ID: roles.item, TIMESTAMP: roles.timestamp, RATING: roles.rating,
-             EVENT: roles.event, "value": roles.value}  # fmt: skip
+    named = {
+        USER_ID: roles.user,
+        ITEM_ID: roles.item,
+        TIMESTAMP: roles.timestamp,
+        RATING: roles.rating,
+        EVENT: roles.event,
+        "value": roles.value,
+    }
     return {ours: source for ours, source in named.items() if source is not None}
 
 
@@ -62,7 +68,9 @@ def _check_columns(spec: DatasetSpec, found: list[str]) -> None:
     for key, source in spec.columns.model_dump(exclude_none=True).items():
         if source not in found:
             shown = ", ".join(found[:12]) + (", ..." if len(found) > 12 else "")
-            raise DataSourceError(f"{spec.path}: columns.{key} = '{source}' is not a column of the file; found: {shown}")
+            raise DataSourceError(
+                f"{spec.path}: columns.{key} = '{source}' is not a column of the file; found: {shown}"
+            )
 
 
 def _scan(spec: DatasetSpec, roles: dict[str, str]) -> tuple[pl.LazyFrame, int, bool]:
@@ -147,7 +155,9 @@ def _unix_seconds(spec: DatasetSpec, already_seconds: bool) -> tuple[pl.Expr, st
         return number.floordiv(_UNIX_DIVISOR[time_format]), f"an integer ({time_format})"
     normal = text.str.replace(" ", "T").str.replace(r"Z$", "+00:00")
     moments = [normal.str.to_datetime(_ISO_WITH_OFFSET, strict=False, time_unit="us").dt.convert_time_zone("UTC")]
-    moments += [normal.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC") for fmt in _ISO_NAIVE]
+    moments += [
+        normal.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone("UTC") for fmt in _ISO_NAIVE
+    ]
     return pl.coalesce(moments).dt.epoch("s"), "an ISO 8601 time"
 
 
@@ -159,7 +169,9 @@ def _weight(spec: DatasetSpec) -> tuple[pl.Expr, list[pl.Expr]]:
         weight = _finite("value")
         problems.append(problem("value", weight, "a finite number", spec.columns.value))
     if spec.event_weights is not None:
-        weights = pl.col(EVENT).str.strip_chars().replace_strict(spec.event_weights, default=1.0, return_dtype=pl.Float64)
+        weights = (
+            pl.col(EVENT).str.strip_chars().replace_strict(spec.event_weights, default=1.0, return_dtype=pl.Float64)
+        )
         problems.append(pl.when(pl.col(EVENT).is_null()).then(pl.lit(f"{spec.columns.event} is missing")))
         weight = weight * weights
     return weight, problems
@@ -191,10 +203,13 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
     )
     rating_text = RATING if RATING in roles else "value" if "value" in roles else None
     failed = checked.filter(pl.col(REASON).is_not_null()).select(
-        pl.col(ROW_NUMBER).cast(pl.Int64), pl.col(USER_ID), pl.col(ITEM_ID),
-        (pl.col(rating_text) if rating_text else pl.lit(None, pl.String)).alias(RATING), pl.col(TIMESTAMP),
+        pl.col(ROW_NUMBER).cast(pl.Int64),
+        pl.col(USER_ID),
+        pl.col(ITEM_ID),
+        (pl.col(rating_text) if rating_text else pl.lit(None, pl.String)).alias(RATING),
+        pl.col(TIMESTAMP),
         pl.col(REASON),
-    )  # fmt: skip
+    )
     try:
         parsed, rejected = pl.collect_all([typed, failed], engine="streaming")
     except (pl.exceptions.PolarsError, OSError) as error:
@@ -206,8 +221,13 @@ def load_spec_source(spec: DatasetSpec) -> RawDataset:
         id_table = pl.concat([ids.id_table(parsed[USER_ID], "user"), ids.id_table(parsed[ITEM_ID], "item")])
         parsed = parsed.with_columns(ids.encode_texts(parsed[USER_ID]), ids.encode_texts(parsed[ITEM_ID]))
     if rejected.height:
-        logger.warning("%s: rejected %d of %d rows, first: %s", spec.path, rejected.height,
-                       rejected.height + parsed.height, rejected.row(0, named=True))  # fmt: skip
+        logger.warning(
+            "%s: rejected %d of %d rows, first: %s",
+            spec.path,
+            rejected.height,
+            rejected.height + parsed.height,
+            rejected.row(0, named=True),
+        )
     items = None
     if spec.items is not None:
         items, item_texts = load_spec_items(spec)
@@ -247,24 +267,36 @@ def load_spec_items(spec: DatasetSpec) -> tuple[pl.DataFrame, pl.Series]:
     table = _read_table(items.path, spec.separator)
     id_column = items.id or spec.columns.item
     title = items.title or ("title" if "title" in table.columns and id_column != "title" else None)
-    categories = items.categories if items.categories is not None else [
-        column for column in table.columns if column not in (id_column, title)
-    ]  # fmt: skip
-    for key, column in [("items.id", id_column), ("items.title", title)] + [("items.categories", c) for c in categories]:
+    categories = (
+        items.categories
+        if items.categories is not None
+        else [column for column in table.columns if column not in (id_column, title)]
+    )
+    for key, column in [("items.id", id_column), ("items.title", title)] + [
+        ("items.categories", c) for c in categories
+    ]:
         if column is not None and column not in table.columns:
-            raise DataSourceError(f"{items.path}: {key} = '{column}' is not a column of the file; found: {table.columns}")
+            raise DataSourceError(
+                f"{items.path}: {key} = '{column}' is not a column of the file; found: {table.columns}"
+            )
     text = table.select(pl.all().cast(pl.String).str.strip_chars())
     ids_text = text[id_column]
     item_ids = ids_text.cast(pl.Int64, strict=False) if spec.ids == "integer" else ids.encode_texts(ids_text)
     entries = []
     for column in categories:
-        values = text[column].str.split(items.list_separator) if items.list_separator else text[column].cast(pl.List(pl.String))
+        values = (
+            text[column].str.split(items.list_separator)
+            if items.list_separator
+            else text[column].cast(pl.List(pl.String))
+        )
         cleaned = values.list.eval(pl.element().str.strip_chars().str.replace_all(r"[|\x00-\x1f]", " "))
         entries.append(cleaned.list.eval(pl.lit(f"{column}=") + pl.element()).list.drop_nulls())
     genres = pl.DataFrame(entries).select(pl.concat_list(pl.all())).to_series() if entries else None
-    return pl.DataFrame({
-        ITEM_ID: item_ids,
-        TITLE: text[title] if title is not None else ids_text,
-        YEAR: pl.Series(YEAR, [None] * table.height, dtype=pl.Int32),
-        GENRES: genres if genres is not None else pl.Series(GENRES, [[]] * table.height, dtype=pl.List(pl.String)),
-    }).cast(ITEMS_SCHEMA), ids_text  # type: ignore[arg-type]
+    return pl.DataFrame(
+        {
+            ITEM_ID: item_ids,
+            TITLE: text[title] if title is not None else ids_text,
+            YEAR: pl.Series(YEAR, [None] * table.height, dtype=pl.Int32),
+            GENRES: genres if genres is not None else pl.Series(GENRES, [[]] * table.height, dtype=pl.List(pl.String)),
+        }
+    ).cast(ITEMS_SCHEMA), ids_text  # type: ignore[arg-type]

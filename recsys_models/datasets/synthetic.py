@@ -20,9 +20,25 @@ from recsys_models.datasets.types import HALF_STARS, RawDataset
 logger = logging.getLogger(__name__)
 
 GENRE_NAMES = (
-    "Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
-    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
-)  # fmt: skip
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 MAX_GENRES_PER_ITEM = 3
 FIRST_YEAR, LAST_YEAR = 1950, 2019
 MEAN_RATING = 3.5

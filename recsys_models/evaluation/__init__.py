@@ -25,11 +25,22 @@ from recsys_models.evaluation.ranking import (
 from recsys_models.evaluation.rating import RatingEvaluation, evaluate_rating
 
 __all__ = [
-    "ColdItemEvaluation", "Evaluation",
-    "EvaluationConfig", "PairedComparison", "RankingEvaluation", "RatingEvaluation", "compare_paired",
-    "evaluate_cold_items", "evaluate_model", "evaluate_ranking", "evaluate_ranking_from_histories", "evaluate_rating",
-    "item_feature_matrix", "minimum_detectable_effect", "protocol_evaluation_config",
-]  # fmt: skip
+    "ColdItemEvaluation",
+    "Evaluation",
+    "EvaluationConfig",
+    "PairedComparison",
+    "RankingEvaluation",
+    "RatingEvaluation",
+    "compare_paired",
+    "evaluate_cold_items",
+    "evaluate_model",
+    "evaluate_ranking",
+    "evaluate_ranking_from_histories",
+    "evaluate_rating",
+    "item_feature_matrix",
+    "minimum_detectable_effect",
+    "protocol_evaluation_config",
+]
 
 
 @dataclass(frozen=True)

@@ -55,7 +55,9 @@ def evaluate_cold_items(
     pairs = on_cold.select(USER_ID, ITEM_ID).unique()
     user_idx = model.users.index_of(pairs[USER_ID].to_numpy())
     n_candidates = 0 if candidates is None else len(candidates.items)
-    candidate_idx = np.full(pairs.height, -1) if candidates is None else candidates.items.index_of(pairs[ITEM_ID].to_numpy())
+    candidate_idx = (
+        np.full(pairs.height, -1) if candidates is None else candidates.items.index_of(pairs[ITEM_ID].to_numpy())
+    )
     reachable = (user_idx >= 0) & (candidate_idx >= 0)
     users, n_relevant = np.unique(user_idx[reachable], return_counts=True)
     scored = model.scores_new_items  # the capability; with no candidate there is nothing to score
@@ -67,12 +69,17 @@ def evaluate_cold_items(
             batch = users[start : start + config.batch_size]
             top = top_k(model.score_new_items(batch, candidates), depth)[0]
             hits[start : start + batch.size, : top.shape[1]] = mark_hits(batch, top, keys, n_candidates)
-    per_user = {name: values for name, values in ranking_metrics_at(hits, n_relevant, cutoffs).items()
-                if name.split("_at_")[0] in COLD_ITEMS_METRICS}  # fmt: skip
+    per_user = {
+        name: values
+        for name, values in ranking_metrics_at(hits, n_relevant, cutoffs).items()
+        if name.split("_at_")[0] in COLD_ITEMS_METRICS
+    }
     if not scored:
         status = f"{model.family} cannot score items absent from training: zeros"
     else:
-        status = "scored from item features" if users.size else "no evaluated user (no relevant cold item with features)"
+        status = (
+            "scored from item features" if users.size else "no evaluated user (no relevant cold item with features)"
+        )
     summary: dict[str, Any] = {
         prefix + "scored": int(scored),
         prefix + "status": status,
@@ -83,8 +90,9 @@ def evaluate_cold_items(
         prefix + "n_relevant_items": int(n_relevant.sum()),
         prefix + "n_cold_users": int(pl.Series(pairs[USER_ID].to_numpy()[user_idx < 0]).n_unique()),
     }
-    for (_, _, metric), interval in _intervals({("", "", name): values for name, values in per_user.items()},
-                                               config).items():  # fmt: skip
+    for (_, _, metric), interval in _intervals(
+        {("", "", name): values for name, values in per_user.items()}, config
+    ).items():
         summary[prefix + metric] = interval["mean"]
         summary |= {f"{prefix}{metric}_{key}": interval[key] for key in ("stderr", "ci_low", "ci_high")}
     for name, values in _random_ranking_expectation(n_relevant, n_candidates, cutoffs).items():

@@ -86,6 +86,10 @@ def protocol_evaluation_config(
     feedback = feedback or Feedback()
     threshold = None if protocol == "leave-one-out" else feedback.relevance_threshold
     rating_metrics = feedback.kind == "explicit" and protocol != HELD_OUT_USERS  # P5 predicts no rating of a history
-    settings = {"k": k, "relevance_threshold": threshold, "exclude_seen": feedback.exclude_seen,
-                "rating_metrics": rating_metrics}  # fmt: skip
+    settings = {
+        "k": k,
+        "relevance_threshold": threshold,
+        "exclude_seen": feedback.exclude_seen,
+        "rating_metrics": rating_metrics,
+    }
     return EvaluationConfig(**(settings | overrides))

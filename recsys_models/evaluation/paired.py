@@ -66,9 +66,16 @@ def compare_paired(
     else:
         p_value = float(stats.ttest_rel(a, b).pvalue)
     return PairedComparison(
-        metric, int(difference.size), float(a.mean()), float(b.mean()), float(difference.mean()),
-        float(low[0]), float(high[0]), p_value, minimum_detectable_effect(difference),
-    )  # fmt: skip
+        metric,
+        int(difference.size),
+        float(a.mean()),
+        float(b.mean()),
+        float(difference.mean()),
+        float(low[0]),
+        float(high[0]),
+        p_value,
+        minimum_detectable_effect(difference),
+    )
 
 
 MDE_CONFIDENCE, MDE_POWER = 0.95, 0.8

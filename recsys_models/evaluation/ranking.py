@@ -97,13 +97,19 @@ def evaluate_ranking_from_histories(
     users = _evaluated_user_keys(known)
     lists = _history_lists(model, histories.filter(pl.col(USER_ID).is_in(history_users.ids[users])), config)
     keys = known.filter(pl.col("item_idx") >= 0)
-    hits = mark_hits(users, lists.items, np.sort(keys["user_idx"].to_numpy() * model.n_items + keys["item_idx"].to_numpy()),
-                 model.n_items)  # fmt: skip
+    hits = mark_hits(
+        users,
+        lists.items,
+        np.sort(keys["user_idx"].to_numpy() * model.n_items + keys["item_idx"].to_numpy()),
+        model.n_items,
+    )
     n_history = histories.group_by(USER_ID).len().sort(USER_ID)["len"].to_numpy()[users]
     ranked = _RankedUsers(users, history_users.ids[users], n_history, lists.items, lists.scores, hits)
-    facts = {"n_cold_users": int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique()),
-             "n_unknown_history_items": int(lists.unknown_items.sum()),
-             "scored_from": "each user's history, given at scoring time (the user is absent from training)"}  # fmt: skip
+    facts = {
+        "n_cold_users": int(relevant.filter(pl.col("user_idx") < 0)[USER_ID].n_unique()),
+        "n_unknown_history_items": int(lists.unknown_items.sum()),
+        "scored_from": "each user's history, given at scoring time (the user is absent from training)",
+    }
     return _ranking_evaluation(model, known, ranked, config, item_features, model.n_items, facts)
 
 
@@ -140,20 +146,31 @@ def _ranking_evaluation(
     n_relevant = counts["n_relevant"].to_numpy().astype(np.int64)
     top_items, hits = ranked.top_items, ranked.hits
     per_user = {prefix + name: values for name, values in ranking_metrics_at(hits, n_relevant, cutoffs).items()}
-    summary: dict[str, Any] = {
-        "n_eval_users": int(users.size),
-        "n_relevant_items": int(n_relevant.sum()),
-        "n_unreachable_relevant_items": int(counts["n_unreachable"].sum()),
-    } | facts | {
-        "n_candidate_items": n_catalogue,
-        "candidates": ("all unseen items" if config.exclude_seen else "all items, seen ones included (repeat consumption)")
-        if config.n_negatives is None else (
-            f"sampled: {config.n_negatives} unseen negatives + the relevant items (not comparable with full ranking)"
-        ),  # fmt: skip
-        "relevance_threshold": config.relevance_threshold,
-        "interval": {"method": INTERVAL_METHOD, "resamples": config.n_bootstrap,
-                     "confidence": config.confidence, "seed": config.seed},  # fmt: skip
-    }
+    summary: dict[str, Any] = (
+        {
+            "n_eval_users": int(users.size),
+            "n_relevant_items": int(n_relevant.sum()),
+            "n_unreachable_relevant_items": int(counts["n_unreachable"].sum()),
+        }
+        | facts
+        | {
+            "n_candidate_items": n_catalogue,
+            "candidates": (
+                "all unseen items" if config.exclude_seen else "all items, seen ones included (repeat consumption)"
+            )
+            if config.n_negatives is None
+            else (
+                f"sampled: {config.n_negatives} unseen negatives + the relevant items (not comparable with full ranking)"
+            ),
+            "relevance_threshold": config.relevance_threshold,
+            "interval": {
+                "method": INTERVAL_METHOD,
+                "resamples": config.n_bootstrap,
+                "confidence": config.confidence,
+                "seed": config.seed,
+            },
+        }
+    )
     if config.n_negatives is None:
         per_user |= _beyond_accuracy_per_user(model, top_items, cutoffs, item_features)
         for k in cutoffs:
@@ -192,9 +209,7 @@ def item_feature_matrix(items: pl.DataFrame, vocabulary: IdVocabulary, column: s
     values = np.sort(exploded[column].unique().to_numpy())
     rows = vocabulary.index_of(exploded[ITEM_ID].to_numpy())
     cols = np.searchsorted(values, exploded[column].to_numpy())
-    matrix = sp.csr_matrix(
-        (np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(len(vocabulary), values.size)
-    )
+    matrix = sp.csr_matrix((np.ones(rows.size, dtype=np.float32), (rows, cols)), shape=(len(vocabulary), values.size))
     matrix.data[:] = 1.0  # a value listed twice for one item is still one indicator
     return matrix
 
@@ -220,9 +235,11 @@ def _history_lists(model: Recommender, histories: pl.DataFrame, config: Evaluati
     """Each user's top-`max(cutoffs)` from their history (users in id order, batches of
     `config.batch_size`); -1 marks an empty slot."""
     depth = max(config.all_cutoffs)
-    grouped = histories.sort(USER_ID, TIMESTAMP, ITEM_ID).group_by(USER_ID, maintain_order=True).agg(
-        ITEM_ID, RATING, TIMESTAMP
-    )  # fmt: skip
+    grouped = (
+        histories.sort(USER_ID, TIMESTAMP, ITEM_ID)
+        .group_by(USER_ID, maintain_order=True)
+        .agg(ITEM_ID, RATING, TIMESTAMP)
+    )
     parts = []
     for start in range(0, grouped.height, config.batch_size):
         users = grouped.slice(start, config.batch_size).iter_rows(named=True)
@@ -346,8 +363,10 @@ def _beyond_accuracy_per_user(
         values[f"novelty_at_{k}"] = novelty(top_items[:, :k], share)
         values[f"avg_popularity_at_{k}"] = average_popularity(top_items[:, :k], model.item_counts)
         if features is not None and k >= 2:
-            blocks = [intra_list_diversity(top_items[start : start + _ILD_BLOCK, :k], features)
-                      for start in range(0, top_items.shape[0], _ILD_BLOCK)]  # fmt: skip
+            blocks = [
+                intra_list_diversity(top_items[start : start + _ILD_BLOCK, :k], features)
+                for start in range(0, top_items.shape[0], _ILD_BLOCK)
+            ]
             values[f"ild_at_{k}"] = np.concatenate(blocks) if blocks else np.empty(0)
     return values
 

@@ -64,17 +64,24 @@ def evaluate_rating(model: Recommender, test: pl.DataFrame, config: EvaluationCo
     for (group, name), (members, n_users) in rows_in.items():
         mse, mae = intervals[(group, name, "mse")], intervals[(group, name, "mae")]
         result = rating_errors(predicted[members], actual[members]) | {
-            "rmse_ci_low": math.sqrt(mse["ci_low"]), "rmse_ci_high": math.sqrt(mse["ci_high"]),
-            "mae_ci_low": mae["ci_low"], "mae_ci_high": mae["ci_high"],
-            "n_eval_rows": int(members.sum()), "n_rating_users": n_users,
-        }  # fmt: skip
+            "rmse_ci_low": math.sqrt(mse["ci_low"]),
+            "rmse_ci_high": math.sqrt(mse["ci_high"]),
+            "mae_ci_low": mae["ci_low"],
+            "mae_ci_high": mae["ci_high"],
+            "n_eval_rows": int(members.sum()),
+            "n_rating_users": n_users,
+        }
         if group:
             slices[group][name] = result
         else:
             summary |= result
     per_user = pl.DataFrame(
-        {USER_ID: model.users.ids[rating_users], "n_rows": weights[("", "", "mse")].astype(np.int64),
-         "mse": values[("", "", "mse")], "mae": values[("", "", "mae")]},
+        {
+            USER_ID: model.users.ids[rating_users],
+            "n_rows": weights[("", "", "mse")].astype(np.int64),
+            "mse": values[("", "", "mse")],
+            "mae": values[("", "", "mae")],
+        },
         schema=per_user_schema,
-    )  # fmt: skip
+    )
     return RatingEvaluation(summary, slices, per_user)

@@ -76,14 +76,26 @@ class HybridSwitching(CompositeRecommender):
                 lambda batch: {part: self._parts[part].score(batch) for part in (COLLABORATIVE, CONTENT)}, *targets
             )
             history = np.bincount(train.user_idx, minlength=train.n_users)[users]
-            mean = {t: float(np.where(history < t, ndcg[CONTENT], ndcg[COLLABORATIVE]).mean())
-                    for t in config.thresholds}  # fmt: skip
+            mean = {
+                t: float(np.where(history < t, ndcg[CONTENT], ndcg[COLLABORATIVE]).mean()) for t in config.thresholds
+            }
             self._threshold = min(config.thresholds, key=lambda t: (-mean[t], t))
-            self.history = [{"epoch": index + 1, "threshold": t, "valid_ndcg_at_10": mean[t],
-                             "content_users": int((history < t).sum())}
-                            for index, t in enumerate(config.thresholds)]  # fmt: skip
-            logger.info("%s: threshold %d (validation NDCG@10 %.4f on %d users)", self.family,
-                        self._threshold, mean[self._threshold], users.size)  # fmt: skip
+            self.history = [
+                {
+                    "epoch": index + 1,
+                    "threshold": t,
+                    "valid_ndcg_at_10": mean[t],
+                    "content_users": int((history < t).sum()),
+                }
+                for index, t in enumerate(config.thresholds)
+            ]
+            logger.info(
+                "%s: threshold %d (validation NDCG@10 %.4f on %d users)",
+                self.family,
+                self._threshold,
+                mean[self._threshold],
+                users.size,
+            )
         else:
             logger.warning("%s: no relevant validation row, threshold %d", self.family, self._threshold)
         self._parts = self._fit_parts(train, valid, item_features)

@@ -81,10 +81,17 @@ class HybridWeighted(CompositeRecommender):
             users, ndcg = per_user_ndcg(self._candidates, *targets)
             mean = {weight: float(values.mean()) for weight, values in ndcg.items()}
             self._weight = max(config.weights, key=lambda weight: (mean[weight], weight))
-            self.history = [{"epoch": index + 1, "weight": w, "valid_ndcg_at_10": mean[w]}
-                            for index, w in enumerate(config.weights)]  # fmt: skip
-            logger.info("%s: weight %.2f of %s (validation NDCG@10 %.4f on %d users)", self.family,
-                        self._weight, config.component, mean[self._weight], users.size)  # fmt: skip
+            self.history = [
+                {"epoch": index + 1, "weight": w, "valid_ndcg_at_10": mean[w]} for index, w in enumerate(config.weights)
+            ]
+            logger.info(
+                "%s: weight %.2f of %s (validation NDCG@10 %.4f on %d users)",
+                self.family,
+                self._weight,
+                config.component,
+                mean[self._weight],
+                users.size,
+            )
         else:
             logger.warning("%s: no relevant validation row, weight %.2f", self.family, self._weight)
         self._parts = self._fit_parts(train, valid, item_features)

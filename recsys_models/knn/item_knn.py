@@ -39,7 +39,8 @@ class ItemKNNConfig(KNNConfig):
     """Hyperparameters of item-item kNN (the shared defaults of `KNNConfig`)."""
 
     search_space: ClassVar[SearchSpace] = {
-        "ranking_neighbours": IntRange(10, 500, log=True), "shrinkage": FloatRange(0.0, 100.0),
+        "ranking_neighbours": IntRange(10, 500, log=True),
+        "shrinkage": FloatRange(0.0, 100.0),
         "values": Choice(("rating", "binary")),
     }
 

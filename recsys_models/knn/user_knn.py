@@ -41,7 +41,8 @@ class UserKNNConfig(KNNConfig):
     """Hyperparameters of user-user kNN: `KNNConfig`'s, with fewer ranking neighbours and more for a rating."""
 
     search_space: ClassVar[SearchSpace] = {
-        "ranking_neighbours": IntRange(5, 300, log=True), "shrinkage": FloatRange(0.0, 100.0),
+        "ranking_neighbours": IntRange(5, 300, log=True),
+        "shrinkage": FloatRange(0.0, 100.0),
         "values": Choice(("rating", "binary")),
     }
 
@@ -76,7 +77,13 @@ class UserKNN(NeighbourhoodRecommender):
         is not their own neighbour), then their items as for a training user."""
         config = self.config
         kept = query_top_k_similarity(
-            values, self._values(), config.similarity, config.n_neighbours, config.shrinkage, config.min_similarity, users
+            values,
+            self._values(),
+            config.similarity,
+            config.n_neighbours,
+            config.shrinkage,
+            config.min_similarity,
+            users,
         )
         neighbours = top_k_per_row(kept, config.ranking_neighbours)
         return (neighbours @ self._ranking_values).toarray().astype(np.float32)

@@ -73,8 +73,10 @@ class GMFConfig(NCFTrainingConfig):
     """Generalised matrix factorisation: the element-wise product of the embeddings, then a linear output."""
 
     search_space: ClassVar[SearchSpace] = {
-        "n_factors": IntRange(8, 128, log=True), "learning_rate": FloatRange(1e-4, 2e-2, log=True),
-        "l2": FloatRange(1e-6, 1e-2, log=True), "n_negatives": IntRange(1, 8),
+        "n_factors": IntRange(8, 128, log=True),
+        "learning_rate": FloatRange(1e-4, 2e-2, log=True),
+        "l2": FloatRange(1e-6, 1e-2, log=True),
+        "n_negatives": IntRange(1, 8),
     }
 
     n_factors: PositiveInt = Field(default=32, description="Embedding width (predictive factors).")
@@ -84,7 +86,8 @@ class MLPConfig(NCFTrainingConfig):
     """An MLP over the concatenated user and item embeddings."""
 
     search_space: ClassVar[SearchSpace] = {
-        "learning_rate": FloatRange(1e-4, 2e-2, log=True), "l2": FloatRange(1e-6, 1e-2, log=True),
+        "learning_rate": FloatRange(1e-4, 2e-2, log=True),
+        "l2": FloatRange(1e-6, 1e-2, log=True),
         "n_negatives": IntRange(1, 8),
     }
 
@@ -97,8 +100,10 @@ class NeuMFConfig(NCFTrainingConfig):
     """GMF and MLP branches with their own embeddings, fused by one output layer."""
 
     search_space: ClassVar[SearchSpace] = {
-        "n_factors": IntRange(8, 64, log=True), "learning_rate": FloatRange(1e-4, 2e-2, log=True),
-        "l2": FloatRange(1e-6, 1e-2, log=True), "n_negatives": IntRange(1, 8),
+        "n_factors": IntRange(8, 64, log=True),
+        "learning_rate": FloatRange(1e-4, 2e-2, log=True),
+        "l2": FloatRange(1e-6, 1e-2, log=True),
+        "n_negatives": IntRange(1, 8),
     }
 
     n_factors: PositiveInt = Field(default=32, description="GMF embedding width.")
@@ -158,8 +163,10 @@ class NCFRecommender(Recommender):
                 branches = {}
                 for branch in ("gmf", "mlp"):
                     branches[branch], branch_history, branch_best = self._train_kind(branch, train, valid, epochs)
-                    history += [{f"{branch}_{key}" if key != "epoch" else key: value for key, value in record.items()}
-                                for record in branch_history]  # fmt: skip
+                    history += [
+                        {f"{branch}_{key}" if key != "epoch" else key: value for key, value in record.items()}
+                        for record in branch_history
+                    ]
                     best |= branch_best
                 network.fuse(branches["gmf"], branches["mlp"], config.alpha)
             learning_rate = config.finetune_learning_rate
@@ -250,7 +257,6 @@ class NCFRecommender(Recommender):
         low, high = self._rating_range
         ratings = torch.from_numpy(data.rating).to(device)
         return lambda: float(torch.sqrt(((network(users, items).clamp(low, high) - ratings) ** 2).mean()))
-
 
     def _sampler(self, positives: sp.csr_matrix, device: str) -> NegativeSampler:
         weights = None
@@ -359,4 +365,3 @@ class NeuMF(NCFRecommender):
     config_type = NeuMFConfig
     config: NeuMFConfig
     kind = "neumf"
-

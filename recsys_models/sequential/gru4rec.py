@@ -33,8 +33,11 @@ class GRU4RecConfig(NextItemConfig):
     """Hyperparameters of GRU4Rec; defaults from the validation search in the module docstring."""
 
     search_space: ClassVar[SearchSpace] = {
-        "dim": Choice((32, 64, 128)), "hidden_size": Choice((64, 128, 256)), "dropout": FloatRange(0.0, 0.5),
-        "learning_rate": FloatRange(3e-4, 1e-2, log=True), "max_length": IntRange(20, 200, log=True),
+        "dim": Choice((32, 64, 128)),
+        "hidden_size": Choice((64, 128, 256)),
+        "dropout": FloatRange(0.0, 0.5),
+        "learning_rate": FloatRange(3e-4, 1e-2, log=True),
+        "max_length": IntRange(20, 200, log=True),
     }
 
     dim: PositiveInt = Field(default=64, description="Item embedding size (input and tied output).")

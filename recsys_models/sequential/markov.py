@@ -26,7 +26,11 @@ class MarkovConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    search_space: ClassVar[SearchSpace] = {"n_recent": IntRange(1, 5), "decay": FloatRange(0.1, 1.0), "popularity_weight": FloatRange(1e-5, 1e-1, log=True)}
+    search_space: ClassVar[SearchSpace] = {
+        "n_recent": IntRange(1, 5),
+        "decay": FloatRange(0.1, 1.0),
+        "popularity_weight": FloatRange(1e-5, 1e-1, log=True),
+    }
 
     n_recent: PositiveInt = Field(default=1, description="Most recent items whose transitions are summed.")
     decay: float = Field(default=0.5, gt=0.0, le=1.0, description="Weight factor per step back in time.")

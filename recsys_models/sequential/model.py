@@ -239,8 +239,11 @@ class SequenceRecommender(Recommender):
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self._recent = state["recent"]
         network = self._build_network(self.n_items, None)
-        weights = {name[len(NETWORK_PREFIX) :]: torch.from_numpy(array) for name, array in state.items()
-                   if name.startswith(NETWORK_PREFIX)}  # fmt: skip
+        weights = {
+            name[len(NETWORK_PREFIX) :]: torch.from_numpy(array)
+            for name, array in state.items()
+            if name.startswith(NETWORK_PREFIX)
+        }
         network.load_state_dict(weights)
         self._network = network.to(self.options.torch_device()).eval()
 

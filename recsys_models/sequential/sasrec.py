@@ -43,8 +43,11 @@ class SASRecConfig(NextItemConfig):
     """Hyperparameters of SASRec; defaults from the validation search in the module docstring."""
 
     search_space: ClassVar[SearchSpace] = {
-        "dim": Choice((32, 64, 128)), "n_blocks": IntRange(1, 3), "dropout": FloatRange(0.0, 0.5),
-        "learning_rate": FloatRange(3e-4, 1e-2, log=True), "max_length": IntRange(20, 200, log=True),
+        "dim": Choice((32, 64, 128)),
+        "n_blocks": IntRange(1, 3),
+        "dropout": FloatRange(0.0, 0.5),
+        "learning_rate": FloatRange(3e-4, 1e-2, log=True),
+        "max_length": IntRange(20, 200, log=True),
     }
 
     dim: PositiveInt = Field(default=64, description="Embedding and hidden size.")
@@ -75,8 +78,9 @@ class SASRecBlock(nn.Module):
         normed = self.attention_norm(values)
         attended, _ = self.attention(normed, normed, normed, attn_mask=blocked, need_weights=False)
         values = values + seeded_dropout(attended, self.dropout, generator, self.training)
-        hidden = seeded_dropout(torch.relu(self.expand(self.feed_forward_norm(values))), self.dropout, generator,
-                                self.training)  # fmt: skip
+        hidden = seeded_dropout(
+            torch.relu(self.expand(self.feed_forward_norm(values))), self.dropout, generator, self.training
+        )
         return values + seeded_dropout(self.contract(hidden), self.dropout, generator, self.training)
 
 
@@ -88,8 +92,9 @@ class SASRecNetwork(SequenceNetwork):
         self.dim, self.n_heads, self.dropout = config.dim, config.n_heads, config.dropout
         self.items = nn.Embedding(n_items + 1, config.dim, padding_idx=PAD)
         self.positions = nn.Embedding(config.max_length, config.dim)
-        self.blocks = nn.ModuleList(SASRecBlock(config.dim, config.n_heads, config.dropout)
-                                    for _ in range(config.n_blocks))  # fmt: skip
+        self.blocks = nn.ModuleList(
+            SASRecBlock(config.dim, config.n_heads, config.dropout) for _ in range(config.n_blocks)
+        )
         self.final_norm = nn.LayerNorm(config.dim)
 
     def encode(self, inputs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -16,7 +16,9 @@ class RankerConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    n_estimators: PositiveInt = Field(default=600, description="Most boosting rounds; early stopping usually ends sooner.")
+    n_estimators: PositiveInt = Field(
+        default=600, description="Most boosting rounds; early stopping usually ends sooner."
+    )
     learning_rate: float = Field(default=0.05, gt=0.0, le=1.0, description="Shrinkage of each tree.")
     num_leaves: int = Field(default=31, ge=2, description="Leaves per tree.")
     min_data_in_leaf: PositiveInt = Field(default=50, description="Fewest (user, item) rows in a leaf.")
@@ -50,7 +52,8 @@ class StackedConfig(BaseModel):
         description="The user's seen items are candidates too: set true for repeat consumption (exclude_seen: false).",
     )
     content: bool = Field(
-        default=True, description="Content similarity of an item to the user's history as a feature (content_tfidf), "
+        default=True,
+        description="Content similarity of an item to the user's history as a feature (content_tfidf), "
         "where the source has item features.",
     )
     content_config: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the content part.")
@@ -70,11 +73,15 @@ class StackedConfig(BaseModel):
         "training data and learns corrections to it, rather than from a constant.",
     )
     valid_fraction: float = Field(
-        default=0.1, gt=0.0, lt=1.0,
+        default=0.1,
+        gt=0.0,
+        lt=1.0,
         description="Share of each user's latest rows held out to fit the ranker when fit() gets no validation part.",
-    )  # fmt: skip
+    )
     ranker_tail: float | None = Field(
-        default=0.2, gt=0.0, lt=1.0,
+        default=0.2,
+        gt=0.0,
+        lt=1.0,
         description="The ranker learns on each user's latest share of train + valid (the parts of that stage "
         "fitted on the rest); None: on the validation part fit() gets. 0.2 mirrors P4's test share: a tail of "
         "the test's size teaches the ranker the test's task (with the 10% validation tail it did not transfer).",

@@ -27,10 +27,17 @@ RECENT_DAYS = 30.0
 WINDOW_DAYS = 90.0
 TIME_SPAN = np.int64(1) << np.int64(34)  # seconds (about 540 years): item-major sort keys of (item, time)
 CONTEXT_FEATURES = (
-    "n_proposers", "item_log_count", "item_recent_share", "item_days_since_last", "item_age_days",
-    "user_log_history", "user_days_since_last", "item_first_after_user_days", "item_share_before_user",
+    "n_proposers",
+    "item_log_count",
+    "item_recent_share",
+    "item_days_since_last",
+    "item_age_days",
+    "user_log_history",
+    "user_days_since_last",
+    "item_first_after_user_days",
+    "item_share_before_user",
     "item_share_after_user",
-)  # fmt: skip
+)
 CONTENT_FEATURES = ("content_similarity", "content_similarity_z")
 
 
@@ -146,18 +153,20 @@ def build_features(
     now = float(stats.now)
     user_last, window = np.asarray(user_last, dtype=np.int64)[rows], np.int64(WINDOW_DAYS * SECONDS_PER_DAY)
     count = stats.item_count[items]
-    context = np.column_stack([
-        candidates.proposed.sum(axis=1),
-        np.log1p(count),
-        stats.item_recent[items] / np.maximum(count, 1.0),
-        (now - stats.item_last[items]) / SECONDS_PER_DAY,
-        (now - stats.item_first[items]) / SECONDS_PER_DAY,
-        np.log1p(np.asarray(user_count, dtype=np.float32)[rows]),
-        (now - user_last) / SECONDS_PER_DAY,
-        (stats.item_first[items] - user_last) / SECONDS_PER_DAY,
-        stats.item_share_between(items, user_last - window, user_last + 1),
-        stats.item_share_between(items, user_last + 1, user_last + 1 + window),
-    ]).astype(np.float32)  # fmt: skip
+    context = np.column_stack(
+        [
+            candidates.proposed.sum(axis=1),
+            np.log1p(count),
+            stats.item_recent[items] / np.maximum(count, 1.0),
+            (now - stats.item_last[items]) / SECONDS_PER_DAY,
+            (now - stats.item_first[items]) / SECONDS_PER_DAY,
+            np.log1p(np.asarray(user_count, dtype=np.float32)[rows]),
+            (now - user_last) / SECONDS_PER_DAY,
+            (stats.item_first[items] - user_last) / SECONDS_PER_DAY,
+            stats.item_share_between(items, user_last - window, user_last + 1),
+            stats.item_share_between(items, user_last + 1, user_last + 1 + window),
+        ]
+    ).astype(np.float32)
     blocks = [per_part, context]
     if content_scores is not None:
         content_scores = np.asarray(content_scores, dtype=np.float32)

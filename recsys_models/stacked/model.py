@@ -68,8 +68,9 @@ def user_tail(data: Interactions, fraction: float) -> tuple[Interactions, Intera
     in_tail[order] = position >= counts[users] - n_tail[users]
 
     def rows(mask: np.ndarray) -> Interactions:
-        return Interactions(data.user_idx[mask], data.item_idx[mask], data.rating[mask], data.timestamp[mask],
-                            data.users, data.items)  # fmt: skip
+        return Interactions(
+            data.user_idx[mask], data.item_idx[mask], data.rating[mask], data.timestamp[mask], data.users, data.items
+        )
 
     return rows(~in_tail), rows(in_tail)
 
@@ -129,20 +130,33 @@ class Stacked(Recommender):
         config = self.config
         if valid is None or len(valid) == 0:
             train, valid = user_tail(train, config.valid_fraction)
-        head, tail = (train, valid) if config.ranker_tail is None else user_tail(train.concat(valid), config.ranker_tail)
+        head, tail = (
+            (train, valid) if config.ranker_tail is None else user_tail(train.concat(valid), config.ranker_tail)
+        )
         self._fit_parts(head, None, item_features)
         features, labels, sizes = self._ranker_data(head, self._targets(tail))
         names = self.feature_names()
         base = None
         if config.boost_from_best_part:
-            base = max((f"{part}_score_z" for part in self._parts),
-                       key=lambda name: group_ndcg(features[:, names.index(name)], labels, sizes))  # fmt: skip
+            base = max(
+                (f"{part}_score_z" for part in self._parts),
+                key=lambda name: group_ndcg(features[:, names.index(name)], labels, sizes),
+            )
         self._ranker, curve = LambdaRanker.fit(features, labels, sizes, names, config.ranker, self.options.seed, base)
         recall_key = f"valid_candidate_recall_at_{config.n_candidates}"
-        self.history = [record | ({recall_key: self.candidate_recall["all"]} if index == 0 else {})
-                        for index, record in enumerate(curve)]  # fmt: skip
-        logger.info("%s: candidate recall@%d %.3f on %d users; ranker %d rounds from %s", self.family,
-                    config.n_candidates, self.candidate_recall["all"], sizes.size, self._ranker.rounds, base)  # fmt: skip
+        self.history = [
+            record | ({recall_key: self.candidate_recall["all"]} if index == 0 else {})
+            for index, record in enumerate(curve)
+        ]
+        logger.info(
+            "%s: candidate recall@%d %.3f on %d users; ranker %d rounds from %s",
+            self.family,
+            config.n_candidates,
+            self.candidate_recall["all"],
+            sizes.size,
+            self._ranker.rounds,
+            base,
+        )
         self._fit_parts(train, valid, item_features)
 
     def _ranker_data(self, head: Interactions, labels: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,8 +176,9 @@ class Stacked(Recommender):
             targets.append(np.asarray(labels[candidates.users[candidates.user_rows], candidates.items]).ravel())
             sizes.append(candidates.group_sizes())
             recalls.append(self._recalls(candidates, relevant))
-        self.candidate_recall = {name: float(np.mean(np.concatenate([r[name] for r in recalls])))
-                                 for name in recalls[0]}  # fmt: skip
+        self.candidate_recall = {
+            name: float(np.mean(np.concatenate([r[name] for r in recalls]))) for name in recalls[0]
+        }
         features, target, size = np.vstack(blocks), np.concatenate(targets), np.concatenate(sizes)
         group = np.repeat(np.arange(size.size), size)
         useful = np.bincount(group, weights=target, minlength=size.size) > 0  # the others teach nothing
@@ -201,9 +216,15 @@ class Stacked(Recommender):
         result = {"all": candidate_recall(candidates, relevant)[1]}
         for index, name in enumerate(self._parts):
             mask = candidates.proposed[:, index]
-            own = Candidates(candidates.users, candidates.items[mask], candidates.user_rows[mask],
-                             candidates.offsets, candidates.scores[mask], candidates.ranks[mask],
-                             candidates.proposed[mask])  # fmt: skip
+            own = Candidates(
+                candidates.users,
+                candidates.items[mask],
+                candidates.user_rows[mask],
+                candidates.offsets,
+                candidates.scores[mask],
+                candidates.ranks[mask],
+                candidates.proposed[mask],
+            )
             result[name] = candidate_recall(own, relevant)[1]
         return result
 
@@ -284,8 +305,10 @@ class Stacked(Recommender):
         rounds and starting part, and the feature importances (share of split gain)."""
         depth = self.config.n_candidates
         ranker = self._require(self._ranker)
-        recall = {f"candidate_recall_at_{depth}" + ("" if name == "all" else f"_{name}"): value
-                  for name, value in self.candidate_recall.items()}  # fmt: skip
+        recall = {
+            f"candidate_recall_at_{depth}" + ("" if name == "all" else f"_{name}"): value
+            for name, value in self.candidate_recall.items()
+        }
         return recall | {
             "ranker_rounds": ranker.rounds,
             "ranker_base": ranker.base or "",
@@ -308,8 +331,9 @@ class Stacked(Recommender):
         self._part_names = [str(name) for name in state["part_names"]]
         self._has_content = bool(state["has_content"])
         self._base_feature = str(state["base_feature"]) or None
-        self.candidate_recall = dict(zip(state["recall_names"].astype(str).tolist(),
-                                         state["recall_values"].tolist(), strict=True))  # fmt: skip
+        self.candidate_recall = dict(
+            zip(state["recall_names"].astype(str).tolist(), state["recall_values"].tolist(), strict=True)
+        )
         self._stats = ContextStats.from_state("stats_", state)
 
     def save(self, directory: Path) -> None:

@@ -87,21 +87,35 @@ class LambdaRanker:
         }
         init = None if base is None else features[:, list(names).index(base)].astype(np.float64)
         train_set = lightgbm.Dataset(
-            features[~row_holdout], labels[~row_holdout], group=group_sizes[~holdout], feature_name=list(names),
-            init_score=None if init is None else init[~row_holdout], free_raw_data=False,
-        )  # fmt: skip
+            features[~row_holdout],
+            labels[~row_holdout],
+            group=group_sizes[~holdout],
+            feature_name=list(names),
+            init_score=None if init is None else init[~row_holdout],
+            free_raw_data=False,
+        )
         history: dict = {}
         callbacks = [lightgbm.record_evaluation(history)]
         valid_sets = []
         if holdout.any():
-            valid_sets = [lightgbm.Dataset(features[row_holdout], labels[row_holdout], group=group_sizes[holdout],
-                                           init_score=None if init is None else init[row_holdout],
-                                           reference=train_set)]  # fmt: skip
+            valid_sets = [
+                lightgbm.Dataset(
+                    features[row_holdout],
+                    labels[row_holdout],
+                    group=group_sizes[holdout],
+                    init_score=None if init is None else init[row_holdout],
+                    reference=train_set,
+                )
+            ]
             callbacks.append(lightgbm.early_stopping(config.early_stopping_rounds, verbose=False))
         booster = lightgbm.train(
-            params, train_set, num_boost_round=config.n_estimators, valid_sets=valid_sets, valid_names=["holdout"],
+            params,
+            train_set,
+            num_boost_round=config.n_estimators,
+            valid_sets=valid_sets,
+            valid_names=["holdout"],
             callbacks=callbacks,
-        )  # fmt: skip
+        )
         curve = history.get("holdout", {}).get("ndcg@10", [])
         records = [{"epoch": index + 1, "holdout_ndcg_at_10": float(value)} for index, value in enumerate(curve)]
         return cls(booster, names, base), records

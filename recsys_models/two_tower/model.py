@@ -73,8 +73,10 @@ class TwoTowerConfig(TorchTrainingConfig):
     A batch holds positive pairs (batch_size = in-batch negatives + 1); learning_rate is Adam's on every table."""
 
     search_space: ClassVar[SearchSpace] = {
-        "dimension": Choice((32, 64, 128)), "history_length": IntRange(5, 100, log=True),
-        "temperature": FloatRange(0.05, 1.0, log=True), "learning_rate": FloatRange(5e-4, 2e-2, log=True),
+        "dimension": Choice((32, 64, 128)),
+        "history_length": IntRange(5, 100, log=True),
+        "temperature": FloatRange(0.05, 1.0, log=True),
+        "learning_rate": FloatRange(5e-4, 2e-2, log=True),
     }
 
     dimension: PositiveInt = Field(default=64, description="Embedding dimension of both towers.")
@@ -122,9 +124,18 @@ class TwoTower(Recommender):
     def _settings(self) -> TrainerSettings:
         c = self.config
         return TrainerSettings(
-            self.family, c.dimension, c.temperature, c.item_bias, c.init_std, c.batch_size, c.n_random_negatives,
-            c.logq_correction, c.learning_rate, c.weight_decay, c.patience,
-        )  # fmt: skip
+            self.family,
+            c.dimension,
+            c.temperature,
+            c.item_bias,
+            c.init_std,
+            c.batch_size,
+            c.n_random_negatives,
+            c.logq_correction,
+            c.learning_rate,
+            c.weight_decay,
+            c.patience,
+        )
 
     def _features(self, item_features: ItemFeatures | None, train: Interactions) -> sp.csr_matrix | None:
         """TF-IDF rows of the chosen feature kinds, in the model's item order; None without features."""
@@ -197,7 +208,9 @@ class TwoTower(Recommender):
         embedding where the row names a known user (none for anyone else). Exact for a known
         user; brute force (the index serves trained users only)."""
         if not self._user_tower:
-            raise ValueError(f"{self.family}: this model was saved without its user tower; retrain it to score histories")
+            raise ValueError(
+                f"{self.family}: this model was saved without its user tower; retrain it to score histories"
+            )
         config, n_items = self.config, self.n_items
         users, items, timestamps = self._pairs(history.rows)
         order = np.lexsort((items, timestamps, users))

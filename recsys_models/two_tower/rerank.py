@@ -34,7 +34,9 @@ class TwoTowerRerankConfig(BaseModel):
     search_space: ClassVar[SearchSpace] = {"n_candidates": IntRange(50, 1000, log=True)}
 
     retriever: TwoTowerConfig = Field(default_factory=TwoTowerConfig, description="Stage one: the two-tower model.")
-    ranker: str = Field(default="ease", description="Stage two: a leaf family (built on no other) that scores the candidates.")
+    ranker: str = Field(
+        default="ease", description="Stage two: a leaf family (built on no other) that scores the candidates."
+    )
     ranker_config: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters of the ranker.")
     n_candidates: PositiveInt = Field(default=200, description="Candidates retrieved per user (at least k are).")
 
@@ -67,8 +69,10 @@ class TwoTowerRerank(Recommender):
         self._retriever = TwoTower(config.retriever, self.options).fit(train, valid, item_features)
         ranker = leaf_class(config.ranker)(make_leaf_config(config.ranker, config.ranker_config), self.options)
         self._ranker = ranker.fit(train, valid, item_features)
-        self.history = [{"epoch": r["epoch"], **{f"retriever_{k}": v for k, v in r.items() if k != "epoch"}}
-                        for r in self._retriever.history]  # fmt: skip
+        self.history = [
+            {"epoch": r["epoch"], **{f"retriever_{k}": v for k, v in r.items() if k != "epoch"}}
+            for r in self._retriever.history
+        ]
 
     @property
     def retriever(self) -> TwoTower:

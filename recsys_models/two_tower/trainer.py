@@ -89,9 +89,12 @@ def training_data(
         tensor(sorted_items), tensor(position.astype(np.int64)), tensor(rank.astype(np.int64)), history_length, n_items
     )
     return TrainingData(
-        tensor(users.astype(np.int64)), tensor(items.astype(np.int64)), history, tensor(user_history),
+        tensor(users.astype(np.int64)),
+        tensor(items.astype(np.int64)),
+        history,
+        tensor(user_history),
         tensor(log_frequency.astype(np.float32)),
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -170,9 +173,15 @@ def train_towers(
     sample_generator = torch.Generator(device=device)
     sample_generator.manual_seed(seed)
     network = TwoTowerNetwork(
-        n_users, n_items, settings.dimension, settings.temperature, settings.item_bias, settings.init_std,
-        features, generator,
-    ).to(device)  # fmt: skip
+        n_users,
+        n_items,
+        settings.dimension,
+        settings.temperature,
+        settings.item_bias,
+        settings.init_std,
+        features,
+        generator,
+    ).to(device)
     optimizers = tower_optimizers(network, settings)
     stopper = EarlyStopping(patience=settings.patience, lower_is_better=False) if validation else None
     n_pairs = data.users.numel()
@@ -186,9 +195,14 @@ def train_towers(
                 n_items, (settings.n_random_negatives,), generator=sample_generator, device=device
             )
             loss = in_batch_loss(
-                network, data.users[batch], data.items[batch], data.history[batch], random_items,
-                data.log_frequency, settings,
-            )  # fmt: skip
+                network,
+                data.users[batch],
+                data.items[batch],
+                data.history[batch],
+                random_items,
+                data.log_frequency,
+                settings,
+            )
             for optimizer in optimizers:
                 optimizer.zero_grad()
             loss.backward()

@@ -64,8 +64,10 @@ class MultVAEConfig(AutoencoderConfig):
     """Mult-VAE: the autoencoder with a Gaussian latent layer and an annealed KL term."""
 
     search_space: ClassVar[SearchSpace] = {
-        "latent": IntRange(32, 400, log=True), "dropout": FloatRange(0.0, 0.8),
-        "learning_rate": FloatRange(1e-4, 1e-2, log=True), "anneal_cap": FloatRange(0.0, 1.0),
+        "latent": IntRange(32, 400, log=True),
+        "dropout": FloatRange(0.0, 0.8),
+        "learning_rate": FloatRange(1e-4, 1e-2, log=True),
+        "anneal_cap": FloatRange(0.0, 1.0),
     }
 
     anneal_cap: float = Field(default=0.2, ge=0.0, le=1.0, description="Largest KL weight beta.")
@@ -76,7 +78,8 @@ class MultDAEConfig(AutoencoderConfig):
     """Mult-DAE: the same autoencoder, deterministic, without the KL term."""
 
     search_space: ClassVar[SearchSpace] = {
-        "latent": IntRange(32, 400, log=True), "dropout": FloatRange(0.0, 0.8),
+        "latent": IntRange(32, 400, log=True),
+        "dropout": FloatRange(0.0, 0.8),
         "learning_rate": FloatRange(1e-4, 1e-2, log=True),
     }
 
@@ -107,7 +110,6 @@ class MultVAE(Recommender):
             full_rows = train.concat(valid).positives(self.config.min_rating)
             self._network, refit, _ = self._train(full_rows, best_epoch, None)
             self.history += [refit_record(record) for record in refit]
-
 
     def _train(
         self, rows: sp.csr_matrix, epochs: int, relevant: sp.csr_matrix | None

@@ -34,8 +34,12 @@ class MultVAENetwork(nn.Module):
         first = _linear(n_items, encoder_widths[0], generator)
         self.input_weight = nn.Parameter(first.weight.detach().T.contiguous())  # (n_items, width): one row per item
         self.input_bias = first.bias
-        self.encoder = nn.ModuleList(_linear(a, b, generator) for a, b in zip(encoder_widths, encoder_widths[1:], strict=False))
-        self.decoder = nn.ModuleList(_linear(a, b, generator) for a, b in zip(decoder_widths, decoder_widths[1:], strict=False))
+        self.encoder = nn.ModuleList(
+            _linear(a, b, generator) for a, b in zip(encoder_widths, encoder_widths[1:], strict=False)
+        )
+        self.decoder = nn.ModuleList(
+            _linear(a, b, generator) for a, b in zip(decoder_widths, decoder_widths[1:], strict=False)
+        )
 
     def encode(
         self, items: torch.Tensor, offsets: torch.Tensor, generator: torch.Generator | None = None

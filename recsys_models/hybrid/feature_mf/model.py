@@ -49,8 +49,11 @@ class HybridFeaturesConfig(TorchTrainingConfig):
     A mini-batch holds positive pairs."""
 
     search_space: ClassVar[SearchSpace] = {
-        "n_factors": IntRange(16, 256, log=True), "learning_rate": FloatRange(1e-3, 2e-2, log=True),
-        "l2": FloatRange(1e-4, 1e-1, log=True), "id_dropout": FloatRange(0.0, 0.7), "n_negatives": IntRange(1, 10),
+        "n_factors": IntRange(16, 256, log=True),
+        "learning_rate": FloatRange(1e-3, 2e-2, log=True),
+        "l2": FloatRange(1e-4, 1e-1, log=True),
+        "id_dropout": FloatRange(0.0, 0.7),
+        "n_negatives": IntRange(1, 10),
     }
 
     n_factors: PositiveInt = Field(default=64, description="Latent dimensions of users, item ids and features.")
@@ -75,7 +78,8 @@ class HybridFeaturesConfig(TorchTrainingConfig):
 def _rows(matrix: sp.csr_matrix, device: str | torch.device) -> FeatureRows:
     matrix = sp.csr_matrix(matrix, dtype=np.float32)
     return FeatureRows(
-        torch.from_numpy(matrix.indptr.astype(np.int64)), torch.from_numpy(matrix.indices.astype(np.int64)),
+        torch.from_numpy(matrix.indptr.astype(np.int64)),
+        torch.from_numpy(matrix.indices.astype(np.int64)),
         torch.from_numpy(matrix.data),
     ).to(device)
 
@@ -110,7 +114,6 @@ class HybridFeatures(Recommender):
             self._network, refit, _ = self._train(train.concat(valid).positives(min_rating), best_epoch, None)
             self.history += [{"epoch": r["epoch"], "refit_train_loss": r["train_loss"]} for r in refit]
 
-
     def _train(
         self, positives: sp.csr_matrix, epochs: int, validation: tuple[sp.csr_matrix, sp.csr_matrix] | None
     ) -> tuple[FeatureMFNetwork, list[dict[str, float]], int]:
@@ -123,7 +126,11 @@ class HybridFeatures(Recommender):
         sample_generator = torch.Generator(device=device)
         sample_generator.manual_seed(self.options.seed)
         network = FeatureMFNetwork(
-            positives.shape[0], _rows(self._weights, "cpu"), self._idf.size, config.n_factors, config.init_std,
+            positives.shape[0],
+            _rows(self._weights, "cpu"),
+            self._idf.size,
+            config.n_factors,
+            config.init_std,
             generator,
         ).to(device)
         optimizer = torch.optim.Adam(network.parameters(), lr=config.learning_rate)
@@ -177,8 +184,12 @@ class HybridFeatures(Recommender):
             vectors, biases = network.item_parts(torch.arange(self.n_items, device=network.user_factors.weight.device))
         weights = popularity_weights(np.diff(self.seen.tocsc().indptr), config.popularity_alpha)
         return fold_in_implicit(
-            lambda users: users @ vectors.T + biases, network.user_factors.weight.detach().mean(0),
-            history.rows.positives(config.min_rating), weights if weights.sum() > 0 else None, True, config.l2,
+            lambda users: users @ vectors.T + biases,
+            network.user_factors.weight.detach().mean(0),
+            history.rows.positives(config.min_rating),
+            weights if weights.sum() > 0 else None,
+            True,
+            config.l2,
             bpr_loss_of,
         )
 
@@ -195,8 +206,13 @@ class HybridFeatures(Recommender):
     def _state(self) -> dict[str, np.ndarray]:
         network = {f"network.{name}": tensor.cpu().numpy() for name, tensor in self._network.state_dict().items()}
         weights = self._weights
-        return network | {"names": self._names, "idf": self._idf, "weights_indptr": weights.indptr,
-                          "weights_indices": weights.indices, "weights_data": weights.data}  # fmt: skip
+        return network | {
+            "names": self._names,
+            "idf": self._idf,
+            "weights_indptr": weights.indptr,
+            "weights_indices": weights.indices,
+            "weights_data": weights.data,
+        }
 
     def _restore(self, state: dict[str, np.ndarray]) -> None:
         self._names, self._idf = state["names"].astype(str), state["idf"]
@@ -207,6 +223,11 @@ class HybridFeatures(Recommender):
         n_users, n_factors = state["network.user_factors.weight"].shape
         rows = _rows(self._weights, "cpu")
         network = FeatureMFNetwork(n_users, rows, self._idf.size, n_factors, self.config.init_std)
-        network.load_state_dict({name.removeprefix("network."): torch.from_numpy(array)
-                                 for name, array in state.items() if name.startswith("network.")})  # fmt: skip
+        network.load_state_dict(
+            {
+                name.removeprefix("network."): torch.from_numpy(array)
+                for name, array in state.items()
+                if name.startswith("network.")
+            }
+        )
         self._network = network.to(self.options.torch_device()).eval()
