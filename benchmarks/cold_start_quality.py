@@ -19,6 +19,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 import torch
 
@@ -59,8 +60,10 @@ def main() -> None:
         parts = protocol_parts(parts.history, args.protocol)
     full = Interactions.from_frame(parts.history)
     train = Interactions.from_frame(parts.train, full.users, full.items)
+    assert parts.valid is not None  # protocol_split always cuts a validation tail
+    assert raw.items is not None  # MovieLens has an item table
     valid = Interactions.from_frame(parts.valid, full.users, full.items)
-    tags = tags_until(raw.tags, int(parts.history["timestamp"].max())) if raw.tags is not None else None
+    tags = tags_until(raw.tags, cast(int, parts.history["timestamp"].max())) if raw.tags is not None else None
     features = build_item_features(raw.items, tags)
     config = protocol_evaluation_config(PROTOCOL_NAMES[args.protocol])
     results, per_user = {}, {}

@@ -46,6 +46,7 @@ class RandomFactors(Recommender):
 
     family = "random_factors"
     config_type = RandomFactorsConfig
+    config: RandomFactorsConfig
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
         rng = np.random.default_rng(self.options.seed)

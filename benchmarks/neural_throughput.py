@@ -24,6 +24,7 @@ import os
 import statistics
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 
@@ -37,7 +38,9 @@ FAMILIES = ("gmf", "mlp", "neumf", "mult_vae", "mult_dae")
 AUTOENCODERS = ("mult_vae", "mult_dae")
 
 
-def measure(family: str, data: Interactions, dataset: str, epochs: int, seed: int, device: str) -> dict:
+def measure(
+    family: str, data: Interactions, dataset: str, epochs: int, seed: int, device: Literal["cpu", "cuda", "auto"]
+) -> dict:
     """Fit `family` for `epochs` epochs on `data` alone and summarise its per-epoch training time."""
     config = make_config(family, {"epochs": epochs})
     model = family_class(family)(config, TrainingOptions(seed=seed, device=device))

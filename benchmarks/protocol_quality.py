@@ -24,13 +24,14 @@ import torch
 
 from data_contracts import validate_ratings
 from recsys_models.datasets import RawDataset, load_dataset
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.evaluation import evaluate_model, protocol_evaluation_config
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class, make_config
 from recsys_models.splitting import Split, SplitSettings, protocol_split
 
-PROTOCOL_NAMES = {"P2": "temporal-global", "P3": "leave-one-out", "P4": "temporal-user"}
+PROTOCOL_NAMES: dict[str, ProtocolName] = {"P2": "temporal-global", "P3": "leave-one-out", "P4": "temporal-user"}
 HEADLINE = (
     "rmse",
     "rmse_ci_low",
@@ -89,6 +90,7 @@ def main() -> None:
     model_class = family_class(args.family)
     model = model_class(make_config(args.family, json.loads(args.config)), TrainingOptions(seed=args.seed))
     started = time.perf_counter()
+    assert parts.valid is not None  # protocol_split always cuts a validation tail
     model.fit(
         Interactions.from_frame(parts.train, full.users, full.items),
         Interactions.from_frame(parts.valid, full.users, full.items),

@@ -19,7 +19,7 @@ import time
 from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -72,13 +72,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     raw = load_source(args.dataset)
     parts = protocol_parts(contract_valid(raw), "P4")
+    assert parts.valid is not None  # protocol_split always cuts a validation tail
     cut = int(np.quantile(parts.history["timestamp"].to_numpy(), 1.0 - args.newest))
     older = {
         name: frame.filter(pl.col("timestamp") < cut)
         for name, frame in (("train", parts.train), ("valid", parts.valid))
     }
     evaluation = protocol_evaluation_config("temporal-user")
-    tags = tags_until(raw.tags, int(parts.history["timestamp"].max())) if raw.tags is not None else None
+    tags = tags_until(raw.tags, cast(int, parts.history["timestamp"].max())) if raw.tags is not None else None
     features = build_item_features(raw.items, tags) if raw.items is not None else None
     results: dict[str, Any] = {
         "dataset": args.dataset,

@@ -15,6 +15,7 @@ the served lists against the exact ones. `--validation` tunes without touching t
 import argparse
 import json
 import time
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -26,7 +27,8 @@ from recsys_models.features import build_item_features, tags_until
 from recsys_models.interactions import Interactions
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import family_class, make_config
-from recsys_models.two_tower import recall_at_k
+from recsys_models.two_tower import TwoTower, recall_at_k
+from recsys_models.two_tower.rerank import TwoTowerRerank
 
 
 def main() -> None:
@@ -47,12 +49,14 @@ def main() -> None:
         parts = protocol_parts(parts.history, args.protocol)
     full = Interactions.from_frame(parts.history)
     train = Interactions.from_frame(parts.train, full.users, full.items)
+    assert parts.valid is not None  # protocol_split always cuts a validation tail
     valid = Interactions.from_frame(parts.valid, full.users, full.items)
-    tags = None if raw.tags is None else tags_until(raw.tags, int(parts.history["timestamp"].max()))
+    tags = None if raw.tags is None else tags_until(raw.tags, cast(int, parts.history["timestamp"].max()))
     features = build_item_features(raw.items, tags) if raw.items is not None else None
 
     config = make_config(args.family, json.loads(args.config))
-    model = family_class(args.family)(config, TrainingOptions(seed=args.seed))
+    # two_tower or two_tower_rerank
+    model = cast(TwoTower | TwoTowerRerank, family_class(args.family)(config, TrainingOptions(seed=args.seed)))
     started = time.perf_counter()
     model.fit(train, valid, features)
     fit_seconds = time.perf_counter() - started
@@ -74,7 +78,7 @@ def main() -> None:
         metrics = evaluate_model(model, parts.test, evaluation, n_catalogue_items=catalogue).metrics
         result[label] = {key: round(metrics[key], 4) for key in HEADLINE if key in metrics}
         result[label]["evaluate_seconds"] = round(time.perf_counter() - started, 2)
-    retriever = model.retriever if args.family == "two_tower_rerank" else model
+    retriever = cast(TwoTowerRerank, model).retriever if args.family == "two_tower_rerank" else cast(TwoTower, model)
     users = np.arange(len(retriever.users))
     served, _ = retriever.recommend(users, 100, exact=False)
     reference, _ = retriever.recommend(users, 100, exact=True)

@@ -1,5 +1,7 @@
 """Implicit ALS: the batched solvers against the normal equations, and a planted low-rank matrix."""
 
+from typing import Literal
+
 import numpy as np
 import polars as pl
 import pytest
@@ -77,7 +79,7 @@ def held_out_auc(scores: np.ndarray, held_out: np.ndarray, negatives: np.ndarray
 
 
 @pytest.mark.parametrize("solver", ["cholesky", "cg"])
-def test_reconstructs_a_planted_low_rank_matrix(solver: str) -> None:
+def test_reconstructs_a_planted_low_rank_matrix(solver: Literal["cholesky", "cg"]) -> None:
     interactions, probability = planted_low_rank()
     held_out = interactions & (np.random.default_rng(1).random(interactions.shape) < 0.2)
     train = interactions & ~held_out

@@ -76,6 +76,7 @@ def test_backtest_writes_a_metric_over_time_table_and_logs_it(
     artefacts = {entry.path for entry in client.list_artifacts(parent.info.run_id, "backtest")}
     assert {"backtest/metrics_over_time.parquet", "backtest/metrics_over_time.csv"} <= artefacts
     experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None  # the flow logged its runs there
     (child,) = client.search_runs(
         [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'"
     )

@@ -1,6 +1,7 @@
 """BPR-MF on block-structured implicit data, its early stopping, and the validation NDCG helper."""
 
 import math
+from typing import Any, Literal
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ CPU = TrainingOptions(device="cpu", seed=0)
 @pytest.mark.parametrize(
     ("optimizer", "sampling", "learning_rate"), [("adam", "uniform", 0.05), ("adagrad", "popularity", 0.3)]
 )
-def test_finds_block_structure(optimizer: str, sampling: str, learning_rate: float) -> None:
+def test_finds_block_structure(
+    optimizer: Literal["adam", "adagrad"], sampling: Literal["uniform", "popularity"], learning_rate: float
+) -> None:
     matrix, user_block, item_block = block_data()
     config = BPRMFConfig(
         n_factors=4,
@@ -89,7 +92,7 @@ def test_validation_ndcg_matches_a_hand_computed_value() -> None:
 def test_large_data_get_larger_batches_instead_of_more_steps() -> None:
     # max_batches_per_epoch=1: every epoch is one step over all pairs, as if batch_size were that large
     data = Interactions.from_frame(to_frame(block_data(seed=5)[0]))
-    common = {"n_factors": 4, "epochs": 3, "negative_sampling": "uniform"}
+    common: dict[str, Any] = {"n_factors": 4, "epochs": 3, "negative_sampling": "uniform"}
     capped = BPRMF(BPRMFConfig(**common, max_batches_per_epoch=1), CPU).fit(data)
     one_batch = BPRMF(BPRMFConfig(**common, batch_size=len(data)), CPU).fit(data)
     small_batches = BPRMF(BPRMFConfig(**common, batch_size=64), CPU).fit(data)

@@ -84,20 +84,26 @@ def loved_genre_share(model, catalogue: ItemFeatures) -> float:
 
 
 # --- content_tfidf -------------------------------------------------------------------------------
-def test_content_ranks_the_loved_genre_first_for_warm_and_cold_items(parts, catalogue) -> None:
+def test_content_ranks_the_loved_genre_first_for_warm_and_cold_items(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     model = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
     top, _ = model.recommend(np.arange(len(model.users)), k=2)
     assert np.mean((model.items.ids[top] - 1) % 4 == ((model.users.ids - 1) % 4)[:, None]) > 0.95
     assert loved_genre_share(model, catalogue) == 1.0
 
 
-def test_content_scores_a_training_item_like_a_new_item_with_the_same_features(parts, catalogue) -> None:
+def test_content_scores_a_training_item_like_a_new_item_with_the_same_features(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     model = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
     as_new = model.score_new_items(np.arange(5), catalogue.subset(model.items.ids))
     np.testing.assert_allclose(as_new, model.score(np.arange(5)), rtol=1e-5, atol=1e-6)
 
 
-def test_mean_centring_pushes_disliked_genres_below_unrelated_items(parts, catalogue) -> None:
+def test_mean_centring_pushes_disliked_genres_below_unrelated_items(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     centred = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
     scores = centred.score(np.arange(len(centred.users)))
     liked = (centred.items.ids[None, :] - 1) % 4 == ((centred.users.ids - 1) % 4)[:, None]
@@ -106,7 +112,9 @@ def test_mean_centring_pushes_disliked_genres_below_unrelated_items(parts, catal
     assert raw.score(np.arange(len(raw.users))).min() >= 0.0  # positive weights only: no item repelled
 
 
-def test_more_like_this_returns_items_of_the_same_genre_without_the_item_itself(parts, catalogue) -> None:
+def test_more_like_this_returns_items_of_the_same_genre_without_the_item_itself(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     model = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
     similar, similarity = model.similar_items(np.arange(8), k=5)
     assert not (similar == np.arange(8)[:, None]).any()
@@ -114,7 +122,7 @@ def test_more_like_this_returns_items_of_the_same_genre_without_the_item_itself(
     assert (np.diff(similarity, axis=1) <= 1e-6).all()
 
 
-def test_content_needs_item_features(parts) -> None:
+def test_content_needs_item_features(parts: tuple[Interactions, Interactions]) -> None:
     with pytest.raises(ValueError, match="needs item features"):
         ContentTFIDF().fit(*parts, None)
     with pytest.raises(ValueError, match="at least one"):
@@ -122,7 +130,9 @@ def test_content_needs_item_features(parts) -> None:
 
 
 # --- hybrids -------------------------------------------------------------------------------------
-def test_weighted_hybrid_blends_standardised_scores_with_the_fitted_weight(parts, catalogue, tmp_path: Path) -> None:
+def test_weighted_hybrid_blends_standardised_scores_with_the_fitted_weight(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures, tmp_path: Path
+) -> None:
     config = HybridWeightedConfig(component="ease", component_config={"l2": 10.0})
     model = HybridWeighted(config, OPTIONS).fit(*parts, catalogue)
     assert model.weight in config.weights and len(model.history) == len(config.weights)
@@ -157,7 +167,9 @@ def test_weighted_hybrid_prefers_the_informative_part() -> None:
     assert model.weight >= 0.5
 
 
-def test_switching_hybrid_sends_light_users_to_content_and_the_rest_to_the_component(parts, catalogue) -> None:
+def test_switching_hybrid_sends_light_users_to_content_and_the_rest_to_the_component(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     history = np.diff(parts[0].concat(parts[1]).tocsr("binary").indptr)
     threshold = int(np.median(history))
     config = HybridSwitchingConfig(component="ease", component_config={"l2": 10.0}, thresholds=(threshold,))
@@ -171,7 +183,9 @@ def test_switching_hybrid_sends_light_users_to_content_and_the_rest_to_the_compo
     assert loved_genre_share(model, catalogue) == 1.0
 
 
-def test_switching_threshold_is_chosen_on_validation(parts, catalogue) -> None:
+def test_switching_threshold_is_chosen_on_validation(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     model = HybridSwitching(HybridSwitchingConfig(component_config={"l2": 10.0}), OPTIONS).fit(*parts, catalogue)
     best = max(model.history, key=lambda r: (r["valid_ndcg_at_10"], -r["threshold"]))
     assert model.threshold == best["threshold"]
@@ -188,7 +202,9 @@ def test_hybrid_component_is_validated() -> None:
         HybridWeightedConfig(component="hybrid_weighted")
 
 
-def test_feature_augmented_mf_scores_new_items_from_their_features(parts, catalogue) -> None:
+def test_feature_augmented_mf_scores_new_items_from_their_features(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     config = HybridFeaturesConfig(
         n_factors=8,
         epochs=30,
@@ -205,7 +221,9 @@ def test_feature_augmented_mf_scores_new_items_from_their_features(parts, catalo
 
 
 # --- cold-item evaluation and the run summary ----------------------------------------------------
-def test_cold_item_slice_scores_content_and_gives_collaborative_zeros(parts, catalogue) -> None:
+def test_cold_item_slice_scores_content_and_gives_collaborative_zeros(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     content = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
     popularity = Popularity().fit(*parts)
     test = cold_test(content)
@@ -221,7 +239,9 @@ def test_cold_item_slice_scores_content_and_gives_collaborative_zeros(parts, cat
     assert scored["cold_items_random_hit_rate_at_5"] == pytest.approx(1 - 6 / 56)
 
 
-def test_cold_item_slice_leaves_out_items_without_features_and_unknown_users(parts, catalogue) -> None:
+def test_cold_item_slice_leaves_out_items_without_features_and_unknown_users(
+    parts: tuple[Interactions, Interactions], catalogue: ItemFeatures
+) -> None:
     content = ContentTFIDF(options=OPTIONS).fit(*parts, catalogue)
     extra = pl.DataFrame(
         {"user_id": [1, 9999], "item_id": [5555, 1001], "rating": [5.0, 5.0], "timestamp": [10**6, 10**6]}

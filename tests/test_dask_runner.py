@@ -3,6 +3,7 @@ with the workers publishing to a stage store."""
 
 import os
 from pathlib import Path
+from typing import cast
 
 import pytest
 
@@ -20,7 +21,7 @@ def test_execution_picks_the_runner_and_divides_threads() -> None:
     cluster = task_runner(Execution(runner="dask", workers=2))
     assert isinstance(cluster, DaskTaskRunner) and cluster.cluster_kwargs["n_workers"] == 2
     remote = task_runner(Execution(runner="dask", dask_address="tcp://10.0.0.5:8786"))
-    assert remote.address == "tcp://10.0.0.5:8786"
+    assert cast(DaskTaskRunner, remote).address == "tcp://10.0.0.5:8786"  # task_runner is typed as any runner
     assert torch_threads(Execution(workers=1)) == os.cpu_count()
     assert torch_threads(Execution(workers=4 * (os.cpu_count() or 1))) == 1
     assert torch_threads(Execution(runner="dask", dask_address="tcp://10.0.0.5:8786")) is None

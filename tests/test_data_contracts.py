@@ -253,7 +253,7 @@ def test_arguments_of_the_wrong_type_raise_type_error():
     with pytest.raises(TypeError, match="polars DataFrame"):
         validate_ratings(ratings_frame(CLEAN_ROWS).to_pandas(), ITEMS, HALF_STARS, now=NOW)
     with pytest.raises(TypeError, match="RatingScale"):
-        validate_ratings(ratings_frame(CLEAN_ROWS), ITEMS, (0.5, 5.0, 0.5), now=NOW)
+        validate_ratings(ratings_frame(CLEAN_ROWS), ITEMS, (0.5, 5.0, 0.5), now=NOW)  # type: ignore[arg-type]  # the wrong type is the point
 
 
 # Table-level violations ---------------------------------------------------------------------

@@ -145,6 +145,7 @@ def test_real_datasets_pass_except_genuinely_bad_rows(
     datasets_dir: Path, tmp_path: Path, dataset: str, quarantined: dict[str, int]
 ) -> None:
     raw = load_dataset(dataset, datasets_dir, tmp_path)
+    assert raw.items is not None  # both datasets have an item table
     items = validate_items(raw.items)
     found = {"items": items.quarantine.height}
     if raw.tags is not None:

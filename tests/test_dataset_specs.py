@@ -375,6 +375,7 @@ def test_item_table_gives_categories_titles_and_the_interactions_ids(tmp_path: P
     assert items is not None and items["title"].to_list() == ["Red shoe", "Blue hat", "Green sock"]
     assert items["genres"].to_list()[0] == ["brand=Acme", "tags=a", "tags=b"]
     assert set(items["item_id"].to_list()[:2]) == set(dataset.ratings["item_id"].to_list())  # same id mapping
+    assert dataset.ids is not None  # a spec source with string ids keeps their mapping
     assert "SKU-3" in dataset.ids.filter(pl.col("role") == "item")["raw"].to_list()  # an item never interacted with
     (tmp_path / "bad.yaml").write_text(
         "name: s\npath: events.csv\nfeedback: implicit\ncolumns: {user: visitor, item: sku, timestamp: when}\n"

@@ -147,6 +147,7 @@ def test_ml_latest_small_movies_and_tags(tmp_path: Path, caplog: pytest.LogCaptu
         schema=ITEMS_SCHEMA,
         orient="row",
     )
+    assert dataset.items is not None and dataset.tags is not None  # ml-latest-small has movies.csv and tags.csv
     assert_frame_equal(dataset.items, expected_items)
     expected_tags = pl.DataFrame(
         [(2, 1, "funny", 1445714994), (2, 1, "Highly quotable, really", 1445714996)], schema=TAGS_SCHEMA, orient="row"
@@ -178,6 +179,7 @@ def test_ml_100k_ratings_items_and_genres(tmp_path: Path) -> None:
         schema=ITEMS_SCHEMA,
         orient="row",
     )
+    assert dataset.items is not None  # ml-100k has u.item
     assert_frame_equal(dataset.items, expected_items)
     assert (dataset.name, dataset.scale, dataset.tags) == ("ml-100k", WHOLE_STARS, None)
 
@@ -230,7 +232,7 @@ class FakeGroupLens:
 
     def __call__(self, url: str) -> io.BytesIO:
         self.calls.append(url)
-        response = self.responses.get(url, urllib.error.HTTPError(url, 404, "Not Found", None, None))
+        response = self.responses.get(url, urllib.error.HTTPError(url, 404, "Not Found", None, None))  # type: ignore[arg-type]  # typeshed wants headers; None works
         if isinstance(response, Exception):
             raise response
         return io.BytesIO(response)
@@ -283,6 +285,7 @@ def test_load_dataset_without_data_dir_downloads_into_the_cache(
     archive = ml_100k_zip(tmp_path)
     monkeypatch.setattr(movielens, "_open_url", FakeGroupLens({ZIP_URL: archive, f"{ZIP_URL}.md5": md5_file(archive)}))
     dataset = load_dataset("ml-100k", None, tmp_path / "cache")
+    assert dataset.items is not None  # ml-100k has u.item
     assert dataset.source == str(tmp_path / "cache" / "ml-100k") and len(dataset.items) == 5
 
 
@@ -364,6 +367,7 @@ def test_real_ml_latest_small(real_dir: Path) -> None:
     assert len(dataset.ratings) == 100_837
     assert dataset.rejected.is_empty()
     assert dataset.ratings.schema == pl.Schema(RATINGS_SCHEMA)
+    assert dataset.items is not None and dataset.tags is not None  # ml-latest-small has movies.csv and tags.csv
     assert dataset.items.schema == pl.Schema(ITEMS_SCHEMA) and len(dataset.items) == 9_742
     assert dataset.tags.schema == pl.Schema(TAGS_SCHEMA) and len(dataset.tags) == 3_683
     assert dataset.items.row(0) == (1, "Toy Story", 1995, ["Adventure", "Animation", "Children", "Comedy", "Fantasy"])
@@ -378,6 +382,7 @@ def test_real_ml_100k(real_dir: Path) -> None:
     assert len(dataset.ratings) == 99_999  # this copy lacks one of the official 100,000 rows
     assert dataset.rejected.is_empty()
     assert dataset.ratings.schema == pl.Schema(RATINGS_SCHEMA)
+    assert dataset.items is not None  # ml-100k has u.item
     assert dataset.items.schema == pl.Schema(ITEMS_SCHEMA) and len(dataset.items) == 1_682
     assert dataset.ratings["user_id"].n_unique() == 943
     latin_1_title = dataset.items.filter(pl.col("item_id") == 543).row(0)

@@ -1,5 +1,7 @@
 """The synthetic generator: exact sizes, no duplicate pairs, power laws, learnable low-rank structure."""
 
+from typing import cast
+
 import numpy as np
 import polars as pl
 import pytest
@@ -21,20 +23,25 @@ def small() -> RawDataset:
 
 def test_sizes_schemas_and_ranges(small: RawDataset) -> None:
     ratings, items = small.ratings, small.items
+    assert items is not None  # the generator always makes an item table
     assert ratings.schema == pl.Schema(RATINGS_SCHEMA) and items.schema == pl.Schema(ITEMS_SCHEMA)
     assert len(ratings) == SMALL.n_ratings
     assert ratings["user_id"].n_unique() == SMALL.n_users  # every user rates something
     assert ratings["user_id"].min() == 1 and ratings["user_id"].max() == SMALL.n_users
-    assert 1 <= ratings["item_id"].min() and ratings["item_id"].max() <= SMALL.n_items
+    assert 1 <= cast(int, ratings["item_id"].min()) and cast(int, ratings["item_id"].max()) <= SMALL.n_items
     assert not ratings.select(pl.struct("user_id", "item_id").is_duplicated().any()).item()
     assert ratings["rating"].is_in(np.arange(0.5, 5.01, 0.5).tolist()).all()
-    assert SMALL.start_timestamp <= ratings["timestamp"].min() and ratings["timestamp"].max() < SMALL.end_timestamp
+    assert (
+        SMALL.start_timestamp <= cast(int, ratings["timestamp"].min())
+        and cast(int, ratings["timestamp"].max()) < SMALL.end_timestamp
+    )
     assert small.scale == HALF_STARS and small.tags is None and small.name == "synthetic"
     assert small.rejected.is_empty() and small.rejected.schema == pl.Schema(REJECTED_SCHEMA)
 
 
 def test_items_have_titles_years_and_one_to_three_distinct_genres(small: RawDataset) -> None:
     items = small.items
+    assert items is not None  # the generator always makes an item table
     assert items["item_id"].to_list() == list(range(1, SMALL.n_items + 1))
     assert items["title"].to_list()[:3] == ["Item 1", "Item 2", "Item 3"]
     assert items["year"].is_between(1950, 2019).all()
@@ -47,6 +54,7 @@ def test_items_have_titles_years_and_one_to_three_distinct_genres(small: RawData
 def test_same_seed_same_data_other_seed_other_data(small: RawDataset) -> None:
     again = generate_synthetic(SMALL)
     assert_frame_equal(again.ratings, small.ratings)
+    assert again.items is not None and small.items is not None  # the generator always makes an item table
     assert_frame_equal(again.items, small.items)
     other = generate_synthetic(SMALL.model_copy(update={"seed": 8}))
     assert not other.ratings.equals(small.ratings)
@@ -55,7 +63,7 @@ def test_same_seed_same_data_other_seed_other_data(small: RawDataset) -> None:
 def test_activity_and_popularity_follow_the_exponents() -> None:
     def top_decile_share(config: SyntheticConfig, column: str) -> float:
         counts = generate_synthetic(config).ratings[column].value_counts()["count"].sort(descending=True)
-        return counts.head(len(counts) // 10).sum() / counts.sum()
+        return cast(int, counts.head(len(counts) // 10).sum()) / cast(int, counts.sum())  # UInt32 counts
 
     skewed = SyntheticConfig(n_users=1000, n_items=1000, n_ratings=20_000)
     flat = skewed.model_copy(update={"user_activity_exponent": 0.0, "item_popularity_exponent": 0.0})
@@ -103,7 +111,7 @@ def test_a_full_matrix_and_extreme_exponents_still_finish_without_duplicates() -
 
 def test_config_is_frozen_strict_and_consistent() -> None:
     with pytest.raises(ValidationError, match="n_user"):
-        SyntheticConfig(n_user=5)
+        SyntheticConfig(n_user=5)  # type: ignore[call-arg]  # the misspelt key is the point: it must be refused
     with pytest.raises(ValidationError, match="frozen"):
         SMALL.seed = 3
     with pytest.raises(ValidationError, match="n_ratings 101 must lie between"):

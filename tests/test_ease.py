@@ -1,5 +1,7 @@
 """EASE against an independent numpy closed form, and on block-structured data."""
 
+from typing import Literal
+
 import numpy as np
 import polars as pl
 import pytest
@@ -42,7 +44,7 @@ TINY = np.array(
 
 
 @pytest.mark.parametrize("values", ["binary", "rating"])
-def test_scores_match_the_closed_form(values: str) -> None:
+def test_scores_match_the_closed_form(values: Literal["binary", "rating"]) -> None:
     matrix = TINY if values == "rating" else (TINY > 0).astype(np.float64)
     model = EASE(EASEConfig(l2=2.0, values=values), TrainingOptions(device="cpu"))
     model.fit(Interactions.from_frame(frame_from_matrix(TINY)))

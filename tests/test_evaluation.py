@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict
 from scipy import stats
 
 from recsys_models.base import Recommender
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.evaluation import (
     EvaluationConfig,
     compare_paired,
@@ -183,7 +184,8 @@ def brute_force(
     history = {user: set(train.filter(pl.col("user_id") == user)["item_id"]) for user in users}
     users_of_item = {item: sum(item in seen for seen in history.values()) for item in items}
     interactions = {item: train.filter(pl.col("item_id") == item).height for item in items}
-    results, lists = {}, {k: [] for k in cutoffs}
+    results: dict[int, dict[str, float]] = {}
+    lists: dict[int, list[list[Any]]] = {k: [] for k in cutoffs}
     for user in sorted(set(test.filter(pl.col("rating") >= 4.0)["user_id"])):
         if user not in history:
             continue
@@ -192,7 +194,7 @@ def brute_force(
         ranked = sorted(
             (item for item in items if item not in history[user]), key=lambda item: -table[row, items.index(item)]
         )
-        values = {}
+        values: dict[str, Any] = {}
         for k in cutoffs:
             top = ranked[:k]
             lists[k].append(top)
@@ -350,11 +352,12 @@ def movielens_small(datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory
     return validate_ratings(raw.ratings, raw.items, raw.scale).valid
 
 
-def _popularity_on(ratings_frame: pl.DataFrame, protocol: str) -> dict[str, Any]:
+def _popularity_on(ratings_frame: pl.DataFrame, protocol: ProtocolName) -> dict[str, Any]:
     from recsys_models.popularity import Popularity
 
     parts = protocol_split(ratings_frame, SplitSettings(protocol=protocol))
     full = Interactions.from_frame(parts.history)
+    assert parts.valid is not None  # protocol_split always cuts a validation tail
     model = Popularity().fit(
         Interactions.from_frame(parts.train, full.users, full.items),
         Interactions.from_frame(parts.valid, full.users, full.items),

@@ -89,6 +89,7 @@ def test_real_catalogue_features(datasets_dir: Path) -> None:
     from recsys_models.datasets.movielens import load_ml_latest_small
 
     raw = load_ml_latest_small(datasets_dir / "ml-latest-small")
+    assert raw.items is not None  # ml-latest-small has movies.csv
     features = build_item_features(raw.items, raw.tags)
     assert features.matrix.shape[0] == raw.items.height
     kinds = features.kinds()

@@ -7,6 +7,7 @@ for fold-in families whose trained user parameters are iterates of stochastic tr
 """
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -32,7 +33,7 @@ CLOSE = {
     "hybrid_features": (0.99, 0.9),
 }
 FULL_BATCH = {"batch_size": 4096, "learning_rate": 0.05}
-TRAINED = {
+TRAINED: dict[str, dict[str, Any]] = {
     "biased_mf": {"epochs": 80, "n_factors": 4, **FULL_BATCH},
     "mf": {"epochs": 300, "n_factors": 4, **FULL_BATCH},
     "bpr_mf": {"epochs": 80, "n_factors": 4, "n_negatives": 20, **FULL_BATCH},
@@ -88,9 +89,10 @@ def fitted(family: str, parts: tuple[Interactions, Interactions], values: dict |
     model_class = family_class(family)
     features = genre_features(parts[0].items) if model_class.uses_item_features else None
     config = make_config(family, values if values is not None else TRAINED.get(family, FAST_CONFIGS.get(family)))
-    data = (parts[0].concat(parts[1]), None) if family in TRAINED else parts
+    data: tuple[Interactions, Interactions | None] = (parts[0].concat(parts[1]), None) if family in TRAINED else parts
     model = model_class(config, TrainingOptions(seed=3, device="cpu")).fit(*data, features)
-    model.exact_search = True  # two-tower families: candidates by brute force, as histories get them
+    # two-tower families: candidates by brute force, as histories get them (set on every family, read by those)
+    cast(Any, model).exact_search = True
     return model
 
 

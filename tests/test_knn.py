@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from recsys_models.interactions import Interactions
 from recsys_models.knn import ItemKNN, ItemKNNConfig, UserKNN, UserKNNConfig, top_k_similarity
-from recsys_models.knn.similarity import top_k_per_row
+from recsys_models.knn.similarity import Measure, Product, top_k_per_row
 
 # 4 users x 4 items (0 = not rated), the example every hand computation below uses
 RATINGS = np.array(
@@ -84,7 +84,7 @@ def random_ratings(n_rows: int = 120, n_cols: int = 80, density: float = 0.1, se
 
 @pytest.mark.parametrize("product", ["sparse", "dense"])
 @pytest.mark.parametrize("measure", ["cosine", "adjusted_cosine", "pearson"])
-def test_chunked_similarity_equals_one_chunk(measure: str, product: str) -> None:
+def test_chunked_similarity_equals_one_chunk(measure: Measure, product: Product) -> None:
     matrix = random_ratings()
     whole = top_k_similarity(matrix, measure, 10, shrinkage=5.0, chunk_rows=matrix.shape[0], product=product)
     for chunk_rows in (1, 7, 50):
@@ -94,7 +94,7 @@ def test_chunked_similarity_equals_one_chunk(measure: str, product: str) -> None
 
 
 @pytest.mark.parametrize("measure", ["cosine", "adjusted_cosine", "pearson"])
-def test_sparse_and_dense_products_agree(measure: str) -> None:
+def test_sparse_and_dense_products_agree(measure: Measure) -> None:
     matrix = random_ratings(seed=2)
     matrix.data += np.random.default_rng(2).random(matrix.nnz)  # no ties at the top-k boundary
     sparse = top_k_similarity(matrix, measure, 10, shrinkage=5.0, chunk_rows=16, product="sparse")
@@ -103,7 +103,7 @@ def test_sparse_and_dense_products_agree(measure: str) -> None:
 
 
 @pytest.mark.parametrize("measure", ["cosine", "pearson"])
-def test_top_k_bound_keeps_each_rows_largest_positive_similarities(measure: str) -> None:
+def test_top_k_bound_keeps_each_rows_largest_positive_similarities(measure: Measure) -> None:
     matrix = random_ratings(seed=1)
     everything = top_k_similarity(matrix, measure, n_neighbours=matrix.shape[0]).toarray()
     kept = top_k_similarity(matrix, measure, n_neighbours=5, min_similarity=0.05)
@@ -208,7 +208,7 @@ def checkerboard(n: int = 40, hold_out: float = 0.2, seed: int = 0) -> tuple[Int
 
 
 @pytest.mark.parametrize("model_class", [ItemKNN, UserKNN])
-def test_checkerboard_recommendations_are_the_held_out_cells(model_class: type) -> None:
+def test_checkerboard_recommendations_are_the_held_out_cells(model_class: type[ItemKNN] | type[UserKNN]) -> None:
     data, answer = checkerboard()
     model = model_class(model_class.config_type(n_neighbours=10)).fit(data)
     users = np.arange(data.n_users)

@@ -49,6 +49,7 @@ def test_bpr_loss_gradient_pushes_positives_up_and_negatives_down() -> None:
     positive = torch.zeros(3, requires_grad=True)
     negative = torch.zeros(3, 2, requires_grad=True)
     bpr_loss(positive, negative).backward()
+    assert positive.grad is not None and negative.grad is not None  # set by backward()
     assert (positive.grad < 0).all() and (negative.grad > 0).all()
 
 

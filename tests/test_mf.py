@@ -1,5 +1,7 @@
 """Plain MF (no biases): it predicts a bare dot product, learns one, and loses to biased MF on biased data."""
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 import pytest
@@ -41,7 +43,7 @@ def planted_ratings(bias_std: float, seed: int = 0) -> tuple[Interactions, Inter
     )
 
 
-FAST = {"n_factors": 4, "epochs": 80, "batch_size": 256, "learning_rate": 0.02, "factor_l2": 0.02}
+FAST: dict[str, Any] = {"n_factors": 4, "epochs": 80, "batch_size": 256, "learning_rate": 0.02, "factor_l2": 0.02}
 
 
 def rmse(model: BiasedMF, test: Interactions) -> float:
@@ -75,7 +77,7 @@ def test_biases_matter_on_biased_data() -> None:
 
 def test_config_has_no_bias_terms() -> None:
     with pytest.raises(ValueError, match="bias_l2"):
-        MFConfig(bias_l2=0.1)
+        MFConfig(bias_l2=0.1)  # type: ignore[call-arg]  # the unknown key is the point: it must be refused
 
 
 def test_large_data_get_larger_batches_instead_of_more_steps() -> None:

@@ -1,5 +1,7 @@
 """GMF, MLP and NeuMF on synthetic data with a known answer: block structure, planted ratings, fusion."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from recsys_models.options import TrainingOptions
 from recsys_models.testing import block_data, low_rank_ratings, own_block_share, split_by_time, to_frame
 
 CPU = TrainingOptions(device="cpu", seed=0)
-FAST = {"epochs": 25, "batch_size": 256, "learning_rate": 0.01}
+FAST: dict[str, Any] = {"epochs": 25, "batch_size": 256, "learning_rate": 0.01}
 
 
 @pytest.mark.parametrize(

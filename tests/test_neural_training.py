@@ -79,6 +79,7 @@ def test_multinomial_loss_matches_hand_computed_values() -> None:
 def test_multinomial_loss_gradient_moves_mass_to_the_observed_items() -> None:
     logits = torch.zeros(1, 3, requires_grad=True)
     multinomial_loss(logits, torch.tensor([[1.0, 0.0, 0.0]])).backward()
+    assert logits.grad is not None  # set by backward()
     assert logits.grad[0, 0] < 0 < logits.grad[0, 1]
 
 

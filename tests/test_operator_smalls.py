@@ -12,6 +12,7 @@ import shutil
 import sqlite3
 import zipfile
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -255,12 +256,15 @@ def test_only_transient_errors_are_retried(error: Exception, transient: bool) ->
     ids=["corrupt-model", "timeout"],
 )
 def test_score_retries_a_model_load_only_on_a_transient_error(error: Exception, retried: bool) -> None:
-    from prefect.states import Failed
+    from prefect.client.schemas.objects import TaskRun
+    from prefect.states import Failed, State
 
     from flows.score import score_task
 
-    failed = Failed(data=error)  # the failed state Prefect's engine asks the condition about
-    assert score_task.retries == 2 and score_task.retry_condition_fn(score_task, None, failed) is retried
+    failed: State[Any] = Failed(data=error)  # the failed state Prefect's engine asks the condition about
+    assert score_task.retry_condition_fn is not None  # set by the task's decorator
+    no_task_run = cast(TaskRun, None)  # the condition reads only the state
+    assert score_task.retries == 2 and score_task.retry_condition_fn(score_task, no_task_run, failed) is retried
 
 
 # f. the run report: families evaluated on no user; legends of two dozen families
@@ -280,10 +284,18 @@ def _metrics_on_no_user(train: pl.DataFrame) -> dict:
 @pytest.fixture
 def saved_figures(monkeypatch: pytest.MonkeyPatch) -> list:
     """Every figure the plot functions save, kept for inspection."""
+    from matplotlib.figure import Figure
+
     from reporting import plots
 
-    figures, save = [], plots.save_figure
-    monkeypatch.setattr(plots, "save_figure", lambda figure, path: figures.append(figure) or save(figure, path))
+    figures: list[Figure] = []
+    save = plots.save_figure
+
+    def keep_and_save(figure: Figure, path: Path) -> Path:
+        figures.append(figure)
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "save_figure", keep_and_save)
     return figures
 
 
@@ -406,7 +418,12 @@ def test_report_after_a_backtest_says_what_it_shows(
     }
     RunDir(run).summary_file.write_text(json.dumps(summary))
     opened: list[str] = []
-    monkeypatch.setattr(ui.webbrowser, "open", lambda uri: opened.append(uri) or True)
+
+    def record_and_succeed(uri: str) -> bool:
+        opened.append(uri)
+        return True
+
+    monkeypatch.setattr(ui.webbrowser, "open", record_and_succeed)
 
     assert main(["report"]) == 0
     out = capsys.readouterr().out

@@ -4,6 +4,7 @@ column names and a 1-10 scale; a Parquet file with a datetime column; repeat con
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -11,7 +12,11 @@ import pytest
 
 pytestmark = pytest.mark.flow
 
-FAST = {"als": {"iterations": 3, "n_factors": 8}, "ease": {"l2": 10.0}, "biased_mf": {"epochs": 4, "n_factors": 8}}
+FAST: dict[str, dict[str, Any]] = {
+    "als": {"iterations": 3, "n_factors": 8},
+    "ease": {"l2": 10.0},
+    "biased_mf": {"epochs": 4, "n_factors": 8},
+}
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
 
@@ -38,13 +43,17 @@ def write_spec(folder: Path, text: str) -> Path:
     return path
 
 
-def retrain(spec: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, families: list[str], **config) -> dict:
+def retrain(spec: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, families: list[str], **config: Any) -> dict:
     from flows.retrain import RetrainConfig
     from flows.retrain import retrain as retrain_flow
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
     chosen = {family: FAST[family] for family in families if family in FAST}
-    return retrain_flow(RetrainConfig(dataset=str(spec), families=families, family_configs=chosen, **config))
+    # cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
+    return cast(
+        dict[str, Any],
+        retrain_flow(RetrainConfig(dataset=str(spec), families=families, family_configs=chosen, **config)),
+    )
 
 
 def test_event_log_with_string_ids_iso_times_weights_and_repeats(

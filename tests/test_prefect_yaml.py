@@ -1,6 +1,7 @@
 """prefect.yaml checked offline: Prefect itself silently ignores misspelled keys."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -51,12 +52,12 @@ def test_nightly_schedule_is_a_valid_cron_in_a_real_timezone(project: dict) -> N
 
 
 def test_parameters_validate_against_the_flow_signature(project: dict) -> None:
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.flows import Flow, load_flow_from_entrypoint
 
     for deployment in project["deployments"]:
         entry_file, _, _ = deployment["entrypoint"].partition(":")
         assert (REPO_ROOT / entry_file).exists()
-        flow = load_flow_from_entrypoint(str(Path(REPO_ROOT) / deployment["entrypoint"]))
+        flow: Flow[..., Any] = load_flow_from_entrypoint(str(Path(REPO_ROOT) / deployment["entrypoint"]))
         flow.validate_parameters(deployment.get("parameters", {}))
         with pytest.raises(Exception, match="datasett"):
             flow.validate_parameters({"config": {"datasett": "x"}})

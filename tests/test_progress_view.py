@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from recsys_models.progress import PROGRESS_LOGGER, report_epoch
+from recsys_models.progress import EVENT_ATTRIBUTE, PROGRESS_LOGGER, report_epoch
 from recsys_models.testing import FAST_CONFIGS, fitted
 from reporting.progress import BoardHandler, ProgressBoard, format_epoch_line, progress_view, use_live_view
 
@@ -68,12 +68,14 @@ def test_prefect_task_records_mark_stages_and_families() -> None:
 
 def test_plain_mode_writes_one_line_per_epoch_from_any_thread_then_detaches() -> None:
     stream = io.StringIO()
+
+    def report_three_epochs(family: str) -> None:
+        for epoch in (1, 2, 3):
+            report_epoch(family, epoch, 3, {"train_loss": 0.5})
+
     with progress_view(live=False, stream=stream) as board:
         assert not logging.getLogger(PROGRESS_LOGGER).propagate  # the root's console would print each epoch again
-        threads = [
-            threading.Thread(target=lambda f=family: [report_epoch(f, e, 3, {"train_loss": 0.5}) for e in (1, 2, 3)])
-            for family in ("mf", "bpr_mf")
-        ]
+        threads = [threading.Thread(target=report_three_epochs, args=(family,)) for family in ("mf", "bpr_mf")]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -113,7 +115,7 @@ class EventCapture(logging.Handler):
         self.events: list[dict] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.events.append(record.recsys_progress)
+        self.events.append(getattr(record, EVENT_ATTRIBUTE))  # an `extra` attribute: not on LogRecord's type
 
 
 @pytest.mark.parametrize("family", ["biased_mf", "bpr_mf", "als"])

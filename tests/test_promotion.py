@@ -135,6 +135,7 @@ def test_decide_reports_the_comparison() -> None:
         per_user,
         PromotionGate(),
     )
+    assert figures is not None  # past the gate's minimums: the comparison's figures come back
     assert promoted and figures["n_users"] == 40 and figures["difference"] == pytest.approx(0.1)
     assert "beats the champion beyond noise" in reason
 
@@ -182,6 +183,7 @@ def test_a_refresh_slightly_worse_within_the_margin_is_promoted_and_beyond_it_is
     promoted, reason, figures = decide(
         {"ndcg_at_10": 0.295, "n_eval_users": 2000}, per_user(MANY - 0.005), champion, gate, kind="refresh"
     )
+    assert figures is not None  # past the gate's minimums: the comparison's figures come back
     assert promoted and reason.startswith("refresh: not worse") and figures["kind"] == "refresh"
     promoted, reason, _ = decide(
         {"ndcg_at_10": 0.27, "n_eval_users": 2000}, per_user(MANY - 0.03), champion, gate, kind="refresh"
@@ -196,6 +198,7 @@ def test_an_underpowered_comparison_never_switches() -> None:
     noise = np.random.default_rng(1).normal(0, 0.2, 30)
     candidate, champion = per_user(0.3 + 0.05 + noise), per_user(np.full(30, 0.3))
     promoted, reason, figures = decide({"ndcg_at_10": 0.35, "n_eval_users": 30}, candidate, champion, PromotionGate())
+    assert figures is not None  # past the gate's minimums: the comparison's figures come back
     assert figures["underpowered"] and figures["minimum_detectable_effect"] > figures["margin"]
     assert not promoted and reason.startswith("switch not allowed: the comparison is underpowered")
     assert "minimum detectable effect" in reason

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
 from stages.ingest import ingest
@@ -42,7 +43,9 @@ CASES = (
 )
 
 
-def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, families=FAMILIES) -> dict[str, dict]:
+def run_case(
+    datasets_dir: Path, root: Path, dataset: str, protocol: ProtocolName, families=FAMILIES
+) -> dict[str, dict]:
     """Ingest, validate and split `dataset` once by `protocol`; train and evaluate each family.
 
     Returns each family's metrics.json, with the fit time of its train manifest as `fit_seconds`.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import compare_families, evaluate
 from stages.ingest import ingest
@@ -25,7 +26,7 @@ from stages.train import train
 from stages.validate import validate
 
 pytestmark = pytest.mark.real_data
-PROTOCOLS = {"P2": "temporal-global", "P4": "temporal-user"}
+PROTOCOLS: dict[str, ProtocolName] = {"P2": "temporal-global", "P4": "temporal-user"}
 
 
 class Runs:

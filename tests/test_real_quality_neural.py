@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
 from stages.ingest import ingest
@@ -76,7 +77,7 @@ BANDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 }
 
 
-def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str) -> dict[str, dict]:
+def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: ProtocolName) -> dict[str, dict]:
     """Ingest, validate and split once; train (with TEST_CONFIGS) and evaluate each family of the case."""
     validated = validate(ingest(dataset, root / "ingest", datasets_dir, root / "downloads"), root / "validate")
     split_dir = split(validated, root / "split", SplitSettings(protocol=protocol))

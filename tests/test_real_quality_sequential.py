@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.splitting import SplitSettings
 from stages.evaluate import evaluate
 from stages.ingest import ingest
@@ -54,7 +55,9 @@ BANDS: dict[tuple[str, str], dict[str, tuple[float, float]]] = {
 ABOVE_POPULARITY = {"ml-100k": ("markov", "sasrec", "gru4rec"), "ml-latest-small": ("markov",)}
 
 
-def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, families: list[str]) -> dict[str, dict]:
+def run_case(
+    datasets_dir: Path, root: Path, dataset: str, protocol: ProtocolName, families: list[str]
+) -> dict[str, dict]:
     """Ingest, validate and split once; train and evaluate each family; its metrics.json by family."""
     validated = validate(ingest(dataset, root / "ingest", datasets_dir, root / "downloads"), root / "validate")
     split_dir = split(validated, root / "split", SplitSettings(protocol=protocol))

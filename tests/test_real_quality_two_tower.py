@@ -11,13 +11,15 @@ asserted against popularity there.
 """
 
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pytest
 
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.registry import load_model
 from recsys_models.splitting import SplitSettings
-from recsys_models.two_tower import recall_at_k
+from recsys_models.two_tower import TwoTower, recall_at_k
 from stages.evaluate import compare_families, evaluate
 from stages.ingest import ingest
 from stages.layout import EvalDir
@@ -38,7 +40,7 @@ BANDS = {
 }
 
 
-def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, families: dict[str, dict]) -> dict:
+def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: ProtocolName, families: dict[str, dict]) -> dict:
     validated = validate(ingest(dataset, root / "ingest", datasets_dir, root / "downloads"), root / "validate")
     split_dir = split(validated, root / "split", SplitSettings(protocol=protocol))
     case: dict = {"metrics": {}, "eval_dirs": {}, "train_dirs": {}}
@@ -53,7 +55,7 @@ def run_case(datasets_dir: Path, root: Path, dataset: str, protocol: str, famili
 @pytest.fixture(scope="module", params=sorted(BANDS), ids=lambda case: f"{case[0]}-{case[1]}")
 def case(request, datasets_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     dataset, protocol = request.param
-    families = {"popularity": {}, "two_tower": TEST_CONFIG}
+    families: dict[str, dict] = {"popularity": {}, "two_tower": TEST_CONFIG}
     if (dataset, protocol) == ("ml-100k", "temporal-user"):
         families["two_tower_rerank"] = RERANK_CONFIG
     root = tmp_path_factory.mktemp(f"{dataset}-{protocol}")
@@ -78,8 +80,9 @@ def test_two_tower_beats_popularity_on_p4(case: dict) -> None:
 
 
 def test_index_serves_what_exact_search_finds(case: dict) -> None:
-    model = load_model(case["train_dirs"]["two_tower"] / "model")
-    users = model.users.index_of(pl.read_parquet(case["eval_dirs"]["two_tower"] / "per_user.parquet")["user_id"])
+    model = cast(TwoTower, load_model(case["train_dirs"]["two_tower"] / "model"))  # typed as any Recommender
+    per_user = pl.read_parquet(case["eval_dirs"]["two_tower"] / "per_user.parquet")
+    users = model.users.index_of(per_user["user_id"].to_numpy())
     served, _ = model.recommend(users[users >= 0], 100)
     exact, _ = model.recommend(users[users >= 0], 100, exact=True)
     assert recall_at_k(served, exact) >= 0.95

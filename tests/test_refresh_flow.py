@@ -3,6 +3,7 @@ newer rows (new users and items among them) without a retrain, registered and ma
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -38,7 +39,10 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     source = tmp_path / "ratings.parquet"
     older = everything.filter(pl.col("user_id") <= 80)  # users 81.. arrive later
     older.write_parquet(source)
-    retrained = retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST))
+    # cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
+    retrained = cast(
+        dict[str, Any], retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST))
+    )
     mlflow.set_tracking_uri(retrained["mlflow"]["tracking_uri"])
     client = MlflowClient()
     champions = {
@@ -46,7 +50,7 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     }
     global_champion = retrained["overall"]["promoted"]  # `recsys` has a champion only if the gate gave it one
 
-    newest = int(older["timestamp"].max())
+    newest = cast(int, older["timestamp"].max())  # an Int64 column
     arrived = everything.filter(pl.col("user_id") > 80)
     arrived = arrived.with_columns(pl.col("timestamp") - arrived["timestamp"].min() + newest + 3600)  # the next day
     pl.concat([older, arrived]).write_parquet(source)
@@ -62,10 +66,11 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
         assert outcome["status"] == "refreshed" and outcome["promoted"], outcome
         assert outcome["arrived_rows"] == arrived.height
         version = client.get_model_version_by_alias(name, "champion")
-        assert version.version == int(outcome["version"]) > before.version
+        # (cast: mlflow types ModelVersion.version as str, its SQL store gives an int)
+        assert version.version == int(outcome["version"]) > cast(int, before.version)
         assert version.tags["refreshed_from"] == str(before.version)
         assert version.tags["protocol"] == before.tags["protocol"] and version.tags["recipe"] == before.tags["recipe"]
-        assert int(version.tags["data_end"]) == int(arrived["timestamp"].max()) > int(before.tags["data_end"])
+        assert int(version.tags["data_end"]) == cast(int, arrived["timestamp"].max()) > int(before.tags["data_end"])
         assert str(client.get_model_version_by_alias(name, "previous_champion").version) == str(before.version)
     assert outcomes["recsys-biased_mf"]["warm_started"] and not outcomes["recsys-popularity"]["warm_started"]
     manifest = json.loads((Path(summary["run_dir"]) / "serve" / "recsys-biased_mf" / "manifest.json").read_text())
@@ -82,7 +87,7 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     assert [outcome["status"] for outcome in again["models"]] == ["up to date"]
     assert len(client.search_model_versions("name='recsys-biased_mf'")) == 2
 
-    nightly = retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST))
+    nightly = cast(dict[str, Any], retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST)))
     registration = nightly["families"]["biased_mf"]["registration"]  # the refresh does not stand for a retrain
     assert registration["version"] == "3" and not registration["reason"].startswith("unchanged")
     assert registration["reason"].startswith("refresh")  # judged against the refreshed champion, same recipe

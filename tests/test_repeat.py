@@ -1,6 +1,7 @@
 """The repeat baseline, and `recommend(..., exclude_seen=False)` across every family."""
 
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -13,6 +14,7 @@ from recsys_models.popularity import Popularity
 from recsys_models.registry import FAMILIES, family_class, load_model, make_config
 from recsys_models.repeat import Repeat, RepeatConfig
 from recsys_models.testing import FAST_CONFIGS
+from recsys_models.two_tower.rerank import TwoTowerRerank
 
 DAY = 86_400
 
@@ -155,7 +157,7 @@ def test_every_family_can_recommend_seen_items(family: str, split: tuple[Interac
         assert recommended_seen
     # The family's own unmasked ranking (two_tower_rerank's `score` is over unseen candidates by design;
     # here its candidates are the whole catalogue, so its ranker's scores rank them).
-    reference = model.ranker if family == "two_tower_rerank" else model
+    reference = cast(TwoTowerRerank, model).ranker if family == "two_tower_rerank" else model
     unmasked = np.argsort(-reference.score(np.arange(n_users)), axis=1, kind="stable")[:, :5]
     if any(set(row) & set(seen[user].indices) for user, row in enumerate(unmasked)):
         assert recommended_seen  # that ranking favours some seen item: recommend must not drop it

@@ -155,6 +155,7 @@ def test_after_a_killed_run_its_mlflow_runs_are_marked_killed_and_its_temporarie
     }
     try:
         for holder in holders.values():
+            assert holder.stdout is not None  # stdout=PIPE
             assert holder.stdout.readline().strip() == "held"
         holders[killed.name].kill()  # kill -9 in the middle of the run
         holders[killed.name].wait()

@@ -1,6 +1,7 @@
 """The retrain flow end to end on small generated data: stage files, row accounting, MLflow, pyfunc."""
 
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -34,8 +35,12 @@ def run_flow(ratings_file: Path, workspace: Path, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
     # the global split (P1/P2): the parts' time order is checked below
-    return retrain(
-        RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST, protocol="temporal-global")
+    # (cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None)
+    return cast(
+        dict[str, Any],
+        retrain(
+            RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST, protocol="temporal-global")
+        ),
     )
 
 
@@ -62,8 +67,9 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
 
     split = {name: pl.read_parquet(run_dir / "split" / f"{name}.parquet") for name in ("train", "valid", "test")}
     assert sum(frame.height for frame in split.values()) == counts["valid_rows"]
-    assert split["valid"]["timestamp"].min() >= split["train"]["timestamp"].max()
-    assert split["test"]["timestamp"].min() >= split["valid"]["timestamp"].max()
+    # Int64 unix seconds (cast: polars types a Series' min/max as any Python scalar)
+    assert cast(int, split["valid"]["timestamp"].min()) >= cast(int, split["train"]["timestamp"].max())
+    assert cast(int, split["test"]["timestamp"].min()) >= cast(int, split["valid"]["timestamp"].max())
 
     recommendations = pl.read_parquet(run_dir / "evaluate" / "biased_mf" / "recommendations.parquet")
     assert recommendations.columns[:3] == ["user_id", "item_id", "rank"]
@@ -112,7 +118,9 @@ def test_one_failing_family_does_not_stop_the_others(
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     broken = {"biased_mf": {"n_factorz": 8}}  # a typo in a hyperparameter fails that family only
-    summary = retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=broken))
+    summary = cast(
+        dict[str, Any], retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=broken))
+    )
     assert list(summary["families"]) == ["popularity"]
     assert "n_factorz" in summary["failed"]["biased_mf"]
     assert np.isfinite(summary["families"]["popularity"]["metrics"]["ndcg_at_10"])

@@ -1,6 +1,7 @@
 """Registration retries transient I/O errors with backoff, and nothing else."""
 
 from pathlib import Path
+from typing import Protocol, cast
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -18,17 +19,26 @@ def waits(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return recorded
 
 
-def failing(errors: list[Exception], result: str = "done"):
+class CountedCall(Protocol):
+    """A no-argument call that counts how often it was made."""
+
+    attempts: int
+
+    def __call__(self) -> str: ...
+
+
+def failing(errors: list[Exception], result: str = "done") -> CountedCall:
     """A call that raises `errors` one per attempt, then returns `result`; counts its attempts."""
 
     def call() -> str:
-        call.attempts += 1
+        counted.attempts += 1
         if errors:
             raise errors.pop(0)
         return result
 
-    call.attempts = 0
-    return call
+    counted = cast(CountedCall, call)  # the function itself, which carries its `attempts`
+    counted.attempts = 0
+    return counted
 
 
 def locked() -> MlflowException:

@@ -3,6 +3,7 @@ by the flows' own models before anything is written, flags that override single 
 
 import argparse
 from pathlib import Path
+from typing import cast
 
 import pytest
 import yaml
@@ -10,8 +11,10 @@ import yaml
 from cli.main import _parser, main
 from cli.options import FLAGS, FLOW_COMMANDS, run_config_of
 from cli.run_config import WITHOUT_EXECUTION, RunConfig, RunConfigError, default_of, resolve
+from data_contracts.drift import DriftBounds
 from flows.config import RetrainConfig, ScoreConfig, TuneConfig
 from flows.runners import Execution
+from tasks.promotion_gate import PromotionGate
 from tests.pipeline_helpers import REPO_ROOT
 
 NIGHTLY = REPO_ROOT / "examples" / "nightly.yaml"
@@ -51,8 +54,8 @@ def test_a_valid_file_gives_the_flow_its_parameters(tmp_path: Path) -> None:
         families=["popularity", "ease"],
         family_configs={"ease": {"l2": 500.0}},
         seed=7,
-        gate={"min_users": 50},
-        drift={"policy": "fail"},
+        gate=PromotionGate(min_users=50),
+        drift=DriftBounds(policy="fail"),
     )
     assert run.config == expected
     assert run.execution == Execution(workers=1)
@@ -125,17 +128,21 @@ def test_every_problem_is_on_the_one_line_with_where_it_came_from(tmp_path: Path
 def test_a_flag_given_overrides_the_file_and_a_flag_left_out_keeps_it(tmp_path: Path) -> None:
     path = write(tmp_path, RUN_FILE)
     run = resolved(["retrain", "--config", str(path), "--seed", "3", "--families", "popularity", "--no-cache"])
-    assert (run.config.seed, run.config.families) == (3, ["popularity"])
-    assert (run.config.dataset, run.config.gate.min_users) == ("ml-100k", 50)  # from the file
+    config = cast(RetrainConfig, run.config)  # `retrain`'s model
+    assert (config.seed, config.families) == (3, ["popularity"])
+    assert (config.dataset, config.gate.min_users) == ("ml-100k", 50)  # from the file
     assert run.execution == Execution(workers=1, refresh_cache=True)
-    assert resolved(["retrain", "--config", str(path)]).config.seed == 7
+    assert cast(RetrainConfig, resolved(["retrain", "--config", str(path)]).config).seed == 7
 
 
 def test_a_family_configs_file_is_merged_key_by_key_over_the_run_file(tmp_path: Path) -> None:
     tuned = write(tmp_path, "ease: {l2: 6797.0}\nals: {n_factors: 32}\n", "ease.yaml")  # as `recsys tune` writes it
     run_file = write(tmp_path, "family_configs:\n  ease: {l2: 500.0, values: binary}\n")
     run = resolved(["retrain", "--config", str(run_file), "--family-configs", str(tuned)])
-    assert run.config.family_configs == {"ease": {"l2": 6797.0, "values": "binary"}, "als": {"n_factors": 32}}
+    assert cast(RetrainConfig, run.config).family_configs == {
+        "ease": {"l2": 6797.0, "values": "binary"},
+        "als": {"n_factors": 32},
+    }
     tune = resolved(["tune", "--family", "ease", "--base-config", str(tuned)])
     assert tune.config == TuneConfig(family="ease", base_config={"l2": 6797.0})
 
@@ -180,7 +187,8 @@ def test_the_nightly_example_validates_and_is_what_the_deployment_runs(tmp_path:
 def test_the_readme_example_validates(tmp_path: Path) -> None:
     section = (REPO_ROOT / "README.md").read_text().split("## Configure a run", 1)[1]
     example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    assert resolve("retrain", write(tmp_path, example)).config.family_configs["als"] == {"n_factors": 32}
+    config = cast(RetrainConfig, resolve("retrain", write(tmp_path, example)).config)  # `retrain`'s model
+    assert config.family_configs["als"] == {"n_factors": 32}
 
 
 def test_flags_state_no_default_of_their_own_and_help_shows_the_models() -> None:

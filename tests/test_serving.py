@@ -8,7 +8,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 import pytest
@@ -19,7 +21,7 @@ pytestmark = pytest.mark.flow
 
 
 @pytest.fixture(scope="module")
-def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     from flows.retrain import RetrainConfig, retrain
 
     root = tmp_path_factory.mktemp("serving")
@@ -30,12 +32,15 @@ def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) 
     with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot serve
         patch.setenv("RECSYS_WORKSPACE", str(root / "ws"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # left behind by earlier mlflow.set_tracking_uri calls
-        summary = retrain(
-            RetrainConfig(
-                dataset=str(ratings),
-                families=["popularity", "biased_mf"],
-                family_configs={"biased_mf": {"epochs": 3, "n_factors": 8}},
-            )
+        summary = cast(  # prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
+            dict[str, Any],
+            retrain(
+                RetrainConfig(
+                    dataset=str(ratings),
+                    families=["popularity", "biased_mf"],
+                    family_configs={"biased_mf": {"epochs": 3, "n_factors": 8}},
+                )
+            ),
         )
         split_dir = Path(summary["run_dir"]) / "split"
         yield {"summary": summary, "root": root, "train": pl.read_parquet(split_dir / "train.parquet")}
@@ -107,6 +112,7 @@ def test_served_champion_answers_known_and_unknown_users(trained_workspace: dict
         stderr=subprocess.PIPE,
     )
     try:
+        assert server.stderr is not None  # stderr=PIPE
         deadline = time.monotonic() + 90
         while True:
             try:

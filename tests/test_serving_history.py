@@ -3,6 +3,7 @@
 import io
 import json
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,7 @@ def test_a_one_genre_history_gets_mostly_that_genre_on_ml_100k(family: str, data
     from recsys_models.options import TrainingOptions
 
     raw = load_ml_100k(datasets_dir / "ml-100k")
+    assert raw.items is not None  # ml-100k has u.item
     horror = set(raw.items.filter(pl.col("genres").list.contains("Horror"))["item_id"].to_list())
     horror_only = set(raw.items.filter(pl.col("genres") == ["Horror"])["item_id"].to_list())
     counts = raw.ratings.group_by("item_id").len().sort(["len", "item_id"], descending=[True, False])
@@ -67,7 +69,7 @@ def test_a_one_genre_history_gets_mostly_that_genre_on_ml_100k(family: str, data
     model_class = family_class(family)
     config = model_class.config_type(**({"epochs": 20} if family == "mult_dae" else {}))
     model = model_class(config, TrainingOptions(seed=1, device="cpu")).fit(Interactions.from_frame(raw.ratings))
-    never_seen = int(raw.ratings["user_id"].max()) + 1000
+    never_seen = cast(int, raw.ratings["user_id"].max()) + 1000  # an Int64 column
     answer = served(model).predict(None, pd.DataFrame({"user_id": [never_seen], "history": [history]}), {"k": 10})
     assert not answer["cold_user"].any()
     recommended = answer["item_id"].to_list()

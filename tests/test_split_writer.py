@@ -3,6 +3,7 @@ order) and details of the in-memory split, for every protocol and the rolling wi
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from recsys_models.datasets.spec import ProtocolName
 from recsys_models.io import atomic_parquet_writer
 from recsys_models.split_writer import (
     PartWriter,
@@ -31,7 +33,8 @@ from stages.split import split as split_stage
 
 SETTINGS = {
     "global-fraction": SplitSettings(protocol="temporal-global", train_fraction=0.7, valid_fraction=0.25),
-    "global-date": SplitSettings(protocol="temporal-global", cutoff=4, valid_fraction=0.25),
+    # a cutoff of 4 seconds after the epoch: validated from a plain value, which pydantic turns into a datetime
+    "global-date": SplitSettings.model_validate({"protocol": "temporal-global", "cutoff": 4, "valid_fraction": 0.25}),
     "user-fraction": SplitSettings(protocol="temporal-user", test_fraction=0.3, min_ratings=2, valid_fraction=0.3),
     "user-count": SplitSettings(protocol="temporal-user", test_count=1, min_ratings=3),
     "leave-one-out": SplitSettings(protocol="leave-one-out"),
@@ -133,8 +136,9 @@ def test_user_ranges_hold_whole_users_about_a_batch_each() -> None:
 def test_split_stage_gives_the_same_files_in_small_batches(tiny_ratings: pl.DataFrame, tmp_path: Path) -> None:
     (tmp_path / "validated").mkdir()
     tiny_ratings.write_parquet(tmp_path / "validated" / "ratings.parquet")
-    for protocol in ("temporal-global", "temporal-user", "leave-one-out"):
-        options = {"min_ratings": 3} if protocol == "temporal-user" else {}
+    protocols: tuple[ProtocolName, ...] = ("temporal-global", "temporal-user", "leave-one-out")
+    for protocol in protocols:
+        options: dict[str, Any] = {"min_ratings": 3} if protocol == "temporal-user" else {}
         settings_ = SplitSettings(protocol=protocol, **options)
         whole = split_stage(tmp_path / "validated", tmp_path / protocol / "whole", settings_)
         batched = split_stage(tmp_path / "validated", tmp_path / protocol / "batched", settings_, batch_rows=2)

@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 import pytest
@@ -194,7 +195,7 @@ def test_settings_reject_parameters_of_another_protocol() -> None:
     with pytest.raises(ValidationError, match="not both"):
         SplitSettings(protocol="temporal-user", test_fraction=0.2, test_count=2)
     with pytest.raises(ValidationError, match="Extra inputs"):
-        SplitSettings(protocl="leave-one-out")
+        SplitSettings(protocl="leave-one-out")  # type: ignore[call-arg]  # the misspelt key is the point: it must be refused
 
 
 def test_leakage_check_counts_test_rows_earlier_than_training() -> None:
@@ -297,6 +298,7 @@ def test_splits_lose_nothing_duplicate_nothing_leak_nothing_and_ignore_row_order
         assume(False)
     shuffled = STRATEGIES[strategy](frame.sample(fraction=1.0, shuffle=True, seed=seed))
     for split, again in zip(splits, shuffled, strict=True):
+        assert split.valid is not None  # every strategy here adds a validation tail
         parts = [split.train, split.valid, split.test]
         if split.protocol == "rolling":  # rows after the window belong to no part of this split
             parts.append(frame.filter(pl.col("timestamp") >= split.details["window_end_timestamp"]))
@@ -326,6 +328,6 @@ def test_split_loses_nothing_and_never_leaks(rows: list[tuple[int, int, int]], f
     split = temporal_global_split(frame, fraction)
     combined = pl.concat([split.train, split.test])
     assert combined.sort(pl.all()).equals(frame.select(combined.columns).sort(pl.all()))
-    assert split.train["timestamp"].max() <= split.test["timestamp"].min()
+    assert cast(int, split.train["timestamp"].max()) <= cast(int, split.test["timestamp"].min())  # Int64 columns
     shuffled = temporal_global_split(frame.sample(fraction=1.0, shuffle=True, seed=1), fraction)
     assert shuffled.train.equals(split.train) and shuffled.test.equals(split.test)

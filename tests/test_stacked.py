@@ -3,7 +3,7 @@ on it), persistence, its configuration's checks, and a quality band on real data
 the flow runs. The family contract tests (tests/test_models_contract.py) cover it with FAST_CONFIGS."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -15,7 +15,7 @@ from recsys_models.interactions import IdVocabulary, Interactions
 from recsys_models.leaf_families import LEAF_FAMILIES
 from recsys_models.options import TrainingOptions
 from recsys_models.registry import FAMILIES, OPT_IN_FAMILIES, default_families, load_model, make_config
-from recsys_models.stacked import Stacked, StackedConfig
+from recsys_models.stacked import RankerConfig, Stacked, StackedConfig
 from recsys_models.stacked.candidates import generate_candidates
 from recsys_models.stacked.model import user_tail
 from recsys_models.testing import FAST_CONFIGS
@@ -40,6 +40,7 @@ class Planted(Recommender):
 
     family = "planted"
     config_type = PlantedConfig
+    config: PlantedConfig
 
     def _fit(self, train: Interactions, valid: Interactions | None, item_features: Any) -> None:
         truth = true_preference(self.config.seed, N_USERS, N_ITEMS)
@@ -60,13 +61,13 @@ def planted_split() -> tuple[Interactions, Interactions, Interactions]:
     random order over time; the last 20% of each user's rows are test, the 10% before them valid."""
     rng = np.random.default_rng(SEED)
     truth = true_preference(SEED, N_USERS, N_ITEMS)
-    users, items = [], []
+    user_list, item_list = [], []
     for user in range(N_USERS):
         weight = np.exp(2.5 * (truth[user] - truth[user].max()))
         chosen = rng.choice(N_ITEMS, PER_USER, replace=False, p=weight / weight.sum())
-        users += [user] * PER_USER
-        items += list(chosen)
-    users, items = np.array(users), np.array(items)
+        user_list += [user] * PER_USER
+        item_list += list(chosen)
+    users, items = np.array(user_list), np.array(item_list)
     timestamp = rng.permutation(users.size).astype(np.int64) * 3600
     vocab_users, vocab_items = IdVocabulary(np.arange(1, N_USERS + 1)), IdVocabulary(np.arange(1, N_ITEMS + 1))
     everything = Interactions(
@@ -106,7 +107,7 @@ def test_the_ranker_learns_to_rely_on_the_planted_truth(planted_family: Any) -> 
         n_candidates=30,
         relevance_threshold=None,
         boost_from_best_part=False,
-        ranker={"n_estimators": 200, "min_data_in_leaf": 20},
+        ranker=RankerConfig(n_estimators=200, min_data_in_leaf=20),
     )
     model = Stacked(config, TrainingOptions(seed=0)).fit(train, valid)
     importances = model.importances()
@@ -130,9 +131,10 @@ def test_boosting_starts_from_the_best_part(planted_family: Any) -> None:
         parts={"popularity": {}, "planted": {}},
         n_candidates=20,
         relevance_threshold=None,
-        ranker={"n_estimators": 20, "min_data_in_leaf": 20},
+        ranker=RankerConfig(n_estimators=20, min_data_in_leaf=20),
     )
     model = Stacked(config, TrainingOptions(seed=0)).fit(train, valid)
+    assert model._ranker is not None  # set by fit
     assert model._ranker.base == "planted_score_z"
 
 
@@ -148,7 +150,7 @@ def test_save_and_load_give_identical_recommendations(fast_model, tmp_path: Path
     model.save(tmp_path / "model")
     assert (tmp_path / "model" / "ranker.txt").read_text().startswith("tree")
     assert sorted(path.name for path in (tmp_path / "model" / "parts").iterdir()) == ["ease", "item_knn", "popularity"]
-    loaded = load_model(tmp_path / "model")
+    loaded = cast(Stacked, load_model(tmp_path / "model"))  # load_model is typed as any Recommender
     users = np.arange(N_USERS)
     for got, expected in zip(loaded.recommend(users, 10), model.recommend(users, 10), strict=True):
         np.testing.assert_array_equal(got, expected)
@@ -229,7 +231,7 @@ def test_own_history_gives_trained_scores_with_seen_candidates() -> None:
         seen_candidates=True,
         n_candidates=10,
         relevance_threshold=None,
-        ranker={"n_estimators": 20, "min_data_in_leaf": 5},
+        ranker=RankerConfig(n_estimators=20, min_data_in_leaf=5),
     )
     model = Stacked(config, TrainingOptions(seed=1)).fit(train, valid)
     users = np.arange(0, N_USERS, 5)
@@ -259,7 +261,7 @@ def test_stacked_is_registered_but_left_out_of_the_default_run() -> None:
 
 
 # --- real data --------------------------------------------------------------------------------
-REAL_PARTS = {"parts": {"ease": {}, "item_knn": {}, "popularity": {}}}
+REAL_PARTS: dict[str, Any] = {"parts": {"ease": {}, "item_knn": {}, "popularity": {}}}
 
 
 @pytest.mark.real_data

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -154,7 +155,7 @@ def test_a_poor_trial_is_pruned_inside_its_fit_and_keeps_its_last_figure(split_d
     assert not unpruned.pruned and unpruned.epochs == 5
 
 
-def run_tune(ratings_file: Path, trials: int, out: Path, **options: object) -> dict:
+def run_tune(ratings_file: Path, trials: int, out: Path, **options: Any) -> dict:
     from flows.tune import TuneConfig, tune
 
     return tune(TuneConfig(family="ease", dataset=str(ratings_file), trials=trials, out=str(out), **options))
@@ -195,6 +196,7 @@ def test_a_search_resumes_from_its_journal_and_its_file_feeds_retrain(
     # MLflow: a parent run per search, one child run per trial of the study
     client = MlflowClient(second["mlflow"]["tracking_uri"])
     experiment = client.get_experiment_by_name(EXPERIMENT)
+    assert experiment is not None  # the flow logged its runs there
     runs = client.search_runs([experiment.experiment_id], filter_string=f"tags.study = '{second['study']}'")
     children = sorted(int(run.data.tags["trial_number"]) for run in runs if "trial_number" in run.data.tags)
     assert children == [0, 1, 2, 3]
@@ -251,7 +253,8 @@ def test_a_killed_search_resumes_without_repeating_finished_trials(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline, killed = time.monotonic() + 240, []
+    deadline = time.monotonic() + 240
+    killed: list[optuna.trial.FrozenTrial] = []
     while time.monotonic() < deadline and process.poll() is None and not killed:
         time.sleep(0.2)
         killed = finished(_study(tmp_path / "ws")) if _journals(tmp_path / "ws") else []

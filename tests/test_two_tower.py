@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any, Literal, cast
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from recsys_models.two_tower.rerank import TwoTowerRerank, TwoTowerRerankConfig
 from recsys_models.two_tower.trainer import TrainerSettings, in_batch_loss, training_data
 
 N_CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER, ITEMS_PER_USER = 4, 50, 15, 5
-FAST = {"dimension": 16, "epochs": 20, "batch_size": 128, "temperature": 0.5, "learning_rate": 0.02}
+FAST: dict[str, Any] = {"dimension": 16, "epochs": 20, "batch_size": 128, "temperature": 0.5, "learning_rate": 0.02}
 
 
 def clustered_vectors(n: int, dimension: int = 16, seed: int = 0) -> np.ndarray:
@@ -39,7 +40,7 @@ def clustered_vectors(n: int, dimension: int = 16, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("kind", ["exact", "hnsw", "ivf"])
-def test_index_finds_the_exact_neighbours(kind: str, tmp_path: Path) -> None:
+def test_index_finds_the_exact_neighbours(kind: Literal["exact", "hnsw", "ivf"], tmp_path: Path) -> None:
     items, queries = clustered_vectors(3000), clustered_vectors(50, seed=1)
     index = VectorIndex.build(items, AnnConfig(kind=kind, ivf_nprobe=8))
     ids, scores = index.search(queries, 20)
@@ -96,13 +97,13 @@ def clustered_interactions(seed: int = 0) -> tuple[Interactions, np.ndarray, np.
     rng = np.random.default_rng(seed)
     n_users, n_items = N_CLUSTERS * USERS_PER_CLUSTER, N_CLUSTERS * ITEMS_PER_CLUSTER
     user_cluster, item_cluster = np.arange(n_users) % N_CLUSTERS, np.arange(n_items) % N_CLUSTERS
-    users, items = [], []
+    user_list, item_list = [], []
     for cluster in range(N_CLUSTERS):
         own = np.flatnonzero(item_cluster == cluster)
         for user in np.flatnonzero(user_cluster == cluster):
-            users += [user] * ITEMS_PER_USER
-            items += list(rng.choice(own, ITEMS_PER_USER, replace=False))
-    users, items = np.array(users), np.array(items)
+            user_list += [user] * ITEMS_PER_USER
+            item_list += list(rng.choice(own, ITEMS_PER_USER, replace=False))
+    users, items = np.array(user_list), np.array(item_list)
     data = Interactions(
         users,
         items,
@@ -145,9 +146,14 @@ def test_users_retrieve_items_of_their_own_cluster(clustered, with_features: boo
 
 
 def test_recommendations_come_from_the_index_and_match_exact_search(trained: TwoTower, monkeypatch) -> None:
-    calls = []
+    calls: list[int] = []
     search = trained.index.search
-    monkeypatch.setattr(trained.index, "search", lambda queries, k: calls.append(k) or search(queries, k))
+
+    def counted_search(queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(k)
+        return search(queries, k)
+
+    monkeypatch.setattr(trained.index, "search", counted_search)
     users = np.arange(len(trained.users))
     served_items, served_scores = trained.recommend(users, k=10)
     assert calls, "recommend did not ask the index"
@@ -170,7 +176,7 @@ def test_similar_items_share_the_cluster(trained: TwoTower, clustered) -> None:
 def test_saved_model_carries_its_index(trained: TwoTower, tmp_path: Path) -> None:
     trained.save(tmp_path / "model")
     assert (tmp_path / "model" / INDEX_FILE).stat().st_size > 0
-    loaded = load_model(tmp_path / "model")
+    loaded = cast(TwoTower, load_model(tmp_path / "model"))  # load_model is typed as any Recommender
     users = np.arange(len(trained.users))
     np.testing.assert_array_equal(loaded.recommend(users, 7)[0], trained.recommend(users, 7)[0])
     np.testing.assert_array_equal(loaded.similar_items(np.arange(4), 3)[0], trained.similar_items(np.arange(4), 3)[0])
@@ -265,12 +271,15 @@ def test_both_families_run_in_the_retrain_flow(prefect_server, tmp_path: Path, m
     ).write_parquet(ratings)
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     fast = {"epochs": 3, "dimension": 8, "batch_size": 256}
-    summary = retrain(
-        RetrainConfig(
-            dataset=str(ratings),
-            families=["two_tower", "two_tower_rerank"],
-            family_configs={"two_tower": fast, "two_tower_rerank": {"retriever": fast}},
-        )
+    summary = cast(  # prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
+        dict[str, Any],
+        retrain(
+            RetrainConfig(
+                dataset=str(ratings),
+                families=["two_tower", "two_tower_rerank"],
+                family_configs={"two_tower": fast, "two_tower_rerank": {"retriever": fast}},
+            )
+        ),
     )
     assert set(summary["families"]) == {"two_tower", "two_tower_rerank"}
     for family in ("two_tower", "two_tower_rerank"):

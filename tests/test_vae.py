@@ -1,5 +1,7 @@
 """Mult-VAE and Mult-DAE on synthetic data with a known answer: block structure, fold-in, annealing."""
 
+from typing import Any
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -13,7 +15,7 @@ from recsys_models.vae.model import DeviceRows
 from recsys_models.vae.network import MultVAENetwork
 
 CPU = TrainingOptions(device="cpu", seed=0)
-SMALL = {"hidden": (32,), "latent": 8, "batch_size": 16, "learning_rate": 0.01}
+SMALL: dict[str, Any] = {"hidden": (32,), "latent": 8, "batch_size": 16, "learning_rate": 0.01}
 
 
 @pytest.fixture(scope="module")

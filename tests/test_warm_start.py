@@ -62,7 +62,9 @@ def test_tables_are_copied_row_by_row_by_raw_id_and_new_ids_keep_their_initialis
 
 
 @pytest.mark.parametrize("family", WARM)
-def test_a_warm_start_on_the_same_data_begins_where_the_earlier_fit_ended(family: str, parts) -> None:
+def test_a_warm_start_on_the_same_data_begins_where_the_earlier_fit_ended(
+    family: str, parts: tuple[Interactions, Interactions]
+) -> None:
     """With a vanishing learning rate the warm fit cannot move: its scores are the earlier model's,
     which holds only if every trained parameter was loaded; and it runs at most WARM_EPOCHS epochs."""
     earlier = fitted(family, parts)
