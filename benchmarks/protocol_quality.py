@@ -42,6 +42,8 @@ HEADLINE = (
     "ndcg_at_10_ci_low",
     "ndcg_at_10_ci_high",
     "hit_rate_at_10",
+    "hit_rate_at_10_ci_low",
+    "hit_rate_at_10_ci_high",
     "recall_at_10",
     "coverage_at_10",
     "n_eval_users",

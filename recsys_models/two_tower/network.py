@@ -18,9 +18,12 @@ from torch import nn
 
 def user_tower(id_rows: torch.Tensor, history_table: torch.Tensor, history: torch.Tensor, padding: int) -> torch.Tensor:
     """Unit-norm user embeddings: the id rows plus the mean embedding (rows of `history_table`) of
-    each row of `history` (batch, L), entries equal to `padding` left out."""
-    present = (history != padding).sum(dim=1, keepdim=True).clamp_min(1)
-    pooled = history_table[history].sum(dim=1) / present
+    each row of `history` (batch, L), entries equal to `padding` left out: they add nothing and the
+    padding row gets no gradient, as with `nn.Embedding(padding_idx=padding)` (a plain index would
+    train that row and let it leak into every history shorter than L)."""
+    present = history != padding
+    rows = F.embedding(history, history_table, padding_idx=padding) * present.unsqueeze(-1)
+    pooled = rows.sum(dim=1) / present.sum(dim=1, keepdim=True).clamp_min(1)
     return F.normalize(id_rows + pooled, dim=-1)
 
 
