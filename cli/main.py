@@ -176,7 +176,7 @@ def _retrain(args: argparse.Namespace, workspace: Workspace) -> int:
     with progress_view(live=False if args.plain else None):
         summary = run_flow(retrain, args.run.config, args.run.execution)
     print("\n".join(run_summary_lines(summary)))
-    return 1 if summary["failed"] else 0
+    return 1 if summary.failed else 0
 
 
 def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
@@ -187,7 +187,7 @@ def _backtest(args: argparse.Namespace, workspace: Workspace) -> int:
     with progress_view(live=False if args.plain else None):
         summary = run_flow(backtest, args.run.config, args.run.execution)
     print("\n".join(backtest_lines(summary)))
-    return 1 if summary["failed"] else 0
+    return 1 if summary.failed else 0
 
 
 def _score(args: argparse.Namespace, workspace: Workspace) -> int:

@@ -9,9 +9,11 @@ import sys
 import urllib.request
 import webbrowser
 from pathlib import Path
-from typing import Any
+
+from pydantic import ValidationError
 
 from stages.layout import SUMMARY_FILE, RunDir
+from stages.results import BacktestSummary, RunSummary
 from tasks.workspace import Workspace
 
 LATEST = "latest"
@@ -60,31 +62,31 @@ def report_path(run_dir: Path) -> Path:
     path = run_dir / REPORT_DIR / REPORT_FILE
     if path.exists():
         return path
-    summary = RunDir(run_dir).summary()
-    if "families" not in summary or "split" not in summary:
-        raise ValueError(f"{run_dir} is not a retrain run: it has no report")
+    try:
+        summary = RunSummary.load(RunDir(run_dir).summary_file)
+    except ValidationError as error:
+        raise ValueError(f"{run_dir} is not a retrain run: it has no report") from error
     return write_run_report(run_dir, summary)
 
 
 def run_report(args: argparse.Namespace, workspace: Workspace) -> int:
-    run_dir = find_run(workspace, args.run)
-    summary = RunDir(run_dir).summary()
-    if "table" in summary:  # a backtest writes no HTML report: its table and plot stand for it
-        return _backtest_results(summary, args.open)
-    path = report_path(run_dir)
+    run = RunDir(find_run(workspace, args.run))
+    if "table" in run.summary():  # a backtest writes no HTML report: its table and plot stand for it
+        return _backtest_results(BacktestSummary.load(run.summary_file), args.open)
+    path = report_path(run.path)
     print(path)
     if args.open:
         _open(path)
     return 0
 
 
-def _backtest_results(summary: dict[str, Any], open_plot: bool) -> int:
+def _backtest_results(summary: BacktestSummary, open_plot: bool) -> int:
     """Say where a backtest's results are (it has no HTML report); open its plot when asked."""
-    plot = summary.get("plot")
-    print(f"backtest run {summary['run_id']}: no HTML report (`recsys retrain` writes those); its results:")
-    print(f"  metric-over-time table: {summary['table_csv']}")
+    plot = summary.plot
+    print(f"backtest run {summary.run_id}: no HTML report (`recsys retrain` writes those); its results:")
+    print(f"  metric-over-time table: {summary.table_csv}")
     print(f"  metric-over-time plot:  {plot or 'none (matplotlib was not installed)'}")
-    for note in summary.get("notes", []):
+    for note in summary.notes:
         print(f"  note: {note}")
     if open_plot and plot is None:
         print("no plot to open: open the table above", file=sys.stderr)

@@ -18,9 +18,9 @@ from flows.config import BacktestConfig
 from flows.prepare import ingest_and_validate
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import describe_source
-from recsys_models.io import atomic_write_json
 from stages.layout import RunDir
 from stages.manifest import read_manifest
+from stages.results import BacktestSummary, MlflowRun
 from tasks.backtest_summary import build_backtest_summary, entry, warn_of_few_users
 from tasks.backtest_tracking import log_backtest
 from tasks.family_results import first_failure
@@ -36,8 +36,9 @@ from tasks.workspace import Workspace, link_stage, new_run_id
 
 
 @flow(name="backtest", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
-def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = Execution()) -> dict[str, Any]:
-    """Run the rolling protocol once; returns (and writes as summary.json) the metric-over-time table's place.
+def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = Execution()) -> BacktestSummary:
+    """Run the rolling protocol once; returns (and writes as summary.json) a `BacktestSummary`: where the
+    metric-over-time table is.
     Stages reused from the cache show as links to the earlier run's folders, as in retrain."""
     logger = get_run_logger()
     source = describe_source(config.dataset)
@@ -103,13 +104,12 @@ def backtest(config: BacktestConfig = BacktestConfig(), execution: Execution = E
 
     notes = warn_of_few_users(entries, logger)
     report_dir = backtest_report_task(entries, run_dir / "backtest", config.k)
-    summary = build_backtest_summary(run, run_id, config.model_dump(mode="json"), families, entries, report_dir, notes)
-    params = {
-        key: summary["config"][key] for key in ("dataset", "n_windows", "window_days", "valid_fraction", "seed", "k")
-    }
+    config_json = config.model_dump(mode="json")
+    params = {key: config_json[key] for key in ("dataset", "n_windows", "window_days", "valid_fraction", "seed", "k")}
     parent_run_id = log_backtest(
         workspace, run_id, params, config.selected_families(), run_dir, report_dir, entries, config.k
     )
-    summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
-    atomic_write_json(run.summary_file, summary)
+    mlflow = MlflowRun(run_id=parent_run_id, tracking_uri=workspace.tracking_uri())
+    summary = build_backtest_summary(run, run_id, config_json, families, entries, report_dir, notes, mlflow)
+    summary.write(run.summary_file)
     return summary

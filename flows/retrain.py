@@ -6,14 +6,15 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
+from prefect.states import State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.config import RetrainConfig
 from flows.prepare import prepare_split
 from flows.runners import DEFAULT_WORKERS, Execution, divide_threads
 from recsys_models.datasets.sources import SourceIdentity, describe_source
-from recsys_models.io import atomic_write_json
 from stages.layout import RunDir
+from stages.results import MlflowRun, RunSummary
 from stages.split import split_settings
 from tasks.family_results import gather_families
 from tasks.registration import register
@@ -26,12 +27,14 @@ from tasks.workspace import Workspace, last_successful_validation, link_stage, n
 
 
 @flow(name="nightly-retrain", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))  # type: ignore[arg-type]  # prefect infers ThreadPoolTaskRunner[Never]
-def retrain(config: RetrainConfig = RetrainConfig(), execution: Execution = Execution()) -> Any:
+def retrain(
+    config: RetrainConfig = RetrainConfig(), execution: Execution = Execution()
+) -> RunSummary | State[RunSummary]:
     """Run the whole pipeline once; returns (and writes as summary.json) what each family scored.
 
     Stages whose input content, parameters and code match an earlier run's are reused from the
-    cache (their folder here is a link to the earlier one). A family that fails is reported in
-    `summary["failed"]` and the others go on; the run then ends in the state "Partly failed"
+    cache (their folder here is a link to the earlier one). A family that fails is reported in the
+    `RunSummary`'s `failed` and the others go on; the run then ends in the state "Partly failed"
     (a completed run, so the summary is still returned). It raises only when every family failed.
     """
     source = describe_source(config.dataset)
@@ -51,7 +54,7 @@ def run_stages(
     workspace: Workspace,
     run_id: str,
     run_dir: Path,
-) -> Any:
+) -> RunSummary | State[RunSummary]:
     """The stages of one run, in order (see `retrain`)."""
     logger = get_run_logger()
     started = time.time()
@@ -112,15 +115,14 @@ def run_stages(
         params={"dataset": config.dataset, "seed": config.seed, "k": config.k},
         gate=config.gate,
     )
+    mlflow = MlflowRun(run_id=parent_run_id, tracking_uri=workspace.tracking_uri())
+    config_json = config.model_dump(mode="json")
     summary = build_summary(
-        run, run_id, config.model_dump(mode="json"), source, settings.protocol, registered, failures, skipped
+        run, run_id, config_json, source, settings.protocol, registered, overall, mlflow, failures, skipped
     )
-    summary["overall"] = overall
-    summary["mlflow"] = {"run_id": parent_run_id, "tracking_uri": workspace.tracking_uri()}
-    report = publish_run_report(run_dir, summary, workspace.tracking_uri())  # HTML + plots in run_dir/report/
-    summary["report"] = str(report) if report is not None else None
-    atomic_write_json(run.summary_file, summary)
+    summary = publish_run_report(summary)  # HTML + plots in run_dir/report/, named in the summary
+    summary.write(run.summary_file)
     tidy_after_run(run_dir, workspace, written_since=started, keep_runs=config.keep_runs)
     if not succeeded:
         raise RuntimeError(f"every family failed: {failures}")
-    return partly_failed(summary, failures) if failures else summary
+    return partly_failed(summary) if failures else summary

@@ -3,6 +3,8 @@
 from collections.abc import Mapping
 from typing import Any
 
+from stages.results import PromotionDecision
+
 
 def format_interval(metrics: Mapping[str, Any], name: str, digits: int = 4) -> str:
     """`value [ci_low, ci_high]` when the metric has an interval, the value alone when it has
@@ -18,9 +20,9 @@ def format_interval(metrics: Mapping[str, Any], name: str, digits: int = 4) -> s
     return f"{value:.{digits}f} [{low:.{digits - 1}f}, {high:.{digits - 1}f}]"
 
 
-def verdict(decision: Mapping[str, Any]) -> str:
+def verdict(decision: PromotionDecision) -> str:
     """What a registration decision left the version as: champion, challenger, or unchanged
     (a rerun that registered nothing new)."""
-    if decision["promoted"] is None or str(decision.get("reason", "")).startswith("unchanged"):
+    if decision.promoted is None or decision.reason.startswith("unchanged"):
         return "unchanged"
-    return "champion" if decision["promoted"] else "challenger"
+    return "champion" if decision.promoted else "challenger"

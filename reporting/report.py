@@ -24,6 +24,7 @@ from reporting.plots import (
 )
 from stages.ingest import ID_TABLE
 from stages.layout import RunDir
+from stages.results import RunSummary
 
 logger = logging.getLogger(__name__)
 REPORT_DIR = "report"
@@ -48,11 +49,11 @@ img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
 """
 
 
-def write_run_plots(run_dir: Path, summary: Mapping[str, Any], k: int = 10) -> dict[str, Path]:
+def write_run_plots(run_dir: Path, summary: RunSummary, k: int = 10) -> dict[str, Path]:
     """Write the run's plots under `run_dir/report/`; returns the PNGs that had data, by name."""
     out = run_dir / REPORT_DIR
-    families = list(summary["families"])
-    metrics = {family: summary["families"][family]["metrics"] for family in families}
+    families = list(summary.families)
+    metrics = summary.family_metrics()
     histories = {family: _read_json(RunDir(run_dir).train(family) / "history.json", []) for family in families}
     plots = {
         "metric_comparison": plot_metric_comparison(metrics, out / "metric_comparison.png"),
@@ -63,26 +64,26 @@ def write_run_plots(run_dir: Path, summary: Mapping[str, Any], k: int = 10) -> d
     return {name: path for name, path in plots.items() if path is not None}
 
 
-def write_run_report(run_dir: Path, summary: Mapping[str, Any]) -> Path:
+def write_run_report(run_dir: Path, summary: RunSummary) -> Path:
     """Write `run_dir/report/report.html` (plots included) and return its path."""
-    plots = write_run_plots(run_dir, summary, int(summary.get("config", {}).get("k", 10)))
+    plots = write_run_plots(run_dir, summary, int(summary.config.get("k", 10)))
     validation_report = _read_json(RunDir(run_dir).validation_report_file, {})
     sections = [
-        f"<h1>Run {_e(summary['run_id'])}</h1>",
+        f"<h1>Run {_e(summary.run_id)}</h1>",
         _overview(summary),
-        "<h2>Data</h2>" + _data_summary(summary["validation"]),
+        "<h2>Data</h2>" + _data_summary(summary.validation),
         "<h2>Data contracts</h2>" + _contracts(validation_report),
-        "<h2>Split</h2>" + _split(summary["split"]),
-        "<h2>Families</h2>" + _family_table(summary["families"], summary.get("failed", {})),
+        "<h2>Split</h2>" + _split(summary.split),
+        "<h2>Families</h2>" + _family_table(summary.family_metrics(), summary.failed),
         "<h2>Promotion</h2>" + _promotion(summary),
     ]
-    rankers = _learned_rankers(run_dir, summary["families"])
+    rankers = _learned_rankers(run_dir, summary.families)
     if rankers:
         sections.append("<h2>Learned rankers: candidate recall and feature importances</h2>" + rankers)
     sections += [f"<h2>{_e(PLOT_TITLES[name])}</h2>{_image(path)}" for name, path in plots.items()]
     page = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
-        f"<title>recsys run {_e(summary['run_id'])}</title><style>{STYLE}</style></head><body>\n"
+        f"<title>recsys run {_e(summary.run_id)}</title><style>{STYLE}</style></head><body>\n"
         + "\n".join(sections)
         + "\n</body></html>\n"
     )
@@ -93,16 +94,16 @@ def write_run_report(run_dir: Path, summary: Mapping[str, Any]) -> Path:
     return path
 
 
-def _overview(summary: Mapping[str, Any]) -> str:
-    config, mlflow = summary.get("config", {}), summary.get("mlflow", {})
+def _overview(summary: RunSummary) -> str:
+    config = summary.config
     rows = [
         ("dataset", config.get("dataset")),
-        ("protocol", summary.get("protocol") or config.get("protocol")),
+        ("protocol", summary.protocol or config.get("protocol")),
         ("seed", config.get("seed")),
-        ("families", ", ".join(summary["families"]) or "none"),
-        ("failed", ", ".join(summary.get("failed", {})) or "none"),
-        ("run folder", summary["run_dir"]),
-        ("MLflow", f"{mlflow.get('tracking_uri', '')} (run {mlflow.get('run_id', '')})"),
+        ("families", ", ".join(summary.families) or "none"),
+        ("failed", ", ".join(summary.failed) or "none"),
+        ("run folder", summary.run_dir),
+        ("MLflow", f"{summary.mlflow.tracking_uri} (run {summary.mlflow.run_id})"),
     ]
     return _table(["", ""], rows, header=False)
 
@@ -181,12 +182,12 @@ def _split(counts: Mapping[str, Any]) -> str:
     return _table(["part", "rows"], rows, header=True)
 
 
-def _family_table(families: Mapping[str, Any], failed: Mapping[str, str]) -> str:
-    ranked = sorted(families, key=lambda family: -families[family]["metrics"].get("ndcg_at_10", 0.0))
+def _family_table(metrics_by_family: Mapping[str, Mapping[str, Any]], failed: Mapping[str, str]) -> str:
+    ranked = sorted(metrics_by_family, key=lambda family: -metrics_by_family[family].get("ndcg_at_10", 0.0))
     headers = ["family", *TABLE_METRICS, "coverage_at_10", "eval users", "rmse", "eval rows"]
     rows = []
     for family in ranked:
-        metrics = families[family]["metrics"]
+        metrics = metrics_by_family[family]
         rows.append(
             [
                 family,
@@ -202,22 +203,18 @@ def _family_table(families: Mapping[str, Any], failed: Mapping[str, str]) -> str
     return f"<div class='wide'>{_table(headers, rows)}</div>" + note
 
 
-def _promotion(summary: Mapping[str, Any]) -> str:
-    rows = []
-    for entry in summary["families"].values():
-        registration = entry["registration"]
-        verdict = decision_verdict(registration)
-        rows.append((registration["registered_model"], registration["version"], verdict, registration["reason"]))
-    overall = summary.get("overall")
+def _promotion(summary: RunSummary) -> str:
+    decisions = [outcome.registration for outcome in summary.families.values()]
+    rows = [(d.registered_model, d.version, decision_verdict(d), d.reason) for d in decisions]
+    overall = summary.overall
     if overall:
-        verdict = decision_verdict(overall)
         best = _best_family(summary)
         rows.append(
             (
-                overall["registered_model"],
-                overall["version"],
-                verdict,
-                f"this run's best family by {_gate_metric(summary)}: {best}; {overall['reason']}",
+                overall.registered_model,
+                overall.version,
+                decision_verdict(overall),
+                f"this run's best family by {_gate_metric(summary)}: {best}; {overall.reason}",
             )
         )
     note = (
@@ -233,15 +230,17 @@ def _promotion(summary: Mapping[str, Any]) -> str:
     return _table(["registered model", "version", "became", "why"], rows) + note
 
 
-def _gate_metric(summary: Mapping[str, Any]) -> str:
-    return summary.get("config", {}).get("gate", {}).get("metric", "ndcg_at_10")
+def _gate_metric(summary: RunSummary) -> str:
+    return str(summary.config.get("gate", {}).get("metric", "ndcg_at_10"))
 
 
-def _best_family(summary: Mapping[str, Any]) -> str:
+def _best_family(summary: RunSummary) -> str:
     """The family the global model `recsys` received: the best of the run by the gating metric."""
     metric = _gate_metric(summary)
-    scored = {family: entry["metrics"].get(metric) for family, entry in summary["families"].items()}
-    scored = {family: value for family, value in scored.items() if value is not None and value == value}
+    figures = {family: metrics.get(metric) for family, metrics in summary.family_metrics().items()}
+    scored: dict[str, float] = {
+        family: value for family, value in figures.items() if value is not None and value == value
+    }
     return max(scored, key=scored.__getitem__) if scored else "-"
 
 

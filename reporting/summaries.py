@@ -11,26 +11,27 @@ import polars as pl
 from recsys_models.splitting import iso_utc
 from reporting.formatting import verdict
 from reporting.tables import format_backtest_table, format_metrics_table, format_paired, format_warm_cold_table
+from stages.results import BacktestSummary, RunSummary
 
 INTERVALS_NOTE = "(95% percentile-bootstrap intervals over users)"
 
 
-def run_summary_lines(summary: dict[str, Any]) -> list[str]:
+def run_summary_lines(summary: RunSummary) -> list[str]:
     """A retrain run: where it is, what every input row became, the split, each family's metrics
     (warm and cold, paired against popularity), skipped and failed families, promotion decisions."""
-    lines = [f"\nrun {summary['run_id']}  folder {summary['run_dir']}  protocol {summary['protocol']}"]
-    lines += validation_lines(summary["validation"]) + [split_line(summary["split"]) + "\n"]
-    lines += [format_metrics_table(summary["families"]), INTERVALS_NOTE]
-    lines += ["\n" + format_warm_cold_table(summary["families"])]
-    lines += format_paired(Path(summary["run_dir"]), list(summary["families"]))
-    lines += [f"skipped {family}: {reason}" for family, reason in summary.get("skipped", {}).items()]
-    lines += [f"FAILED {family}: {error}" for family, error in summary["failed"].items()]
+    lines = [f"\nrun {summary.run_id}  folder {summary.run_dir}  protocol {summary.protocol}"]
+    lines += validation_lines(summary.validation) + [split_line(summary.split) + "\n"]
+    lines += [format_metrics_table(summary.family_metrics()), INTERVALS_NOTE]
+    lines += ["\n" + format_warm_cold_table(summary.family_metrics())]
+    lines += format_paired(Path(summary.run_dir), list(summary.families))
+    lines += [f"skipped {family}: {reason}" for family, reason in summary.skipped.items()]
+    lines += [f"FAILED {family}: {error}" for family, error in summary.failed.items()]
     lines += ["\npromotion:"] + promotion_lines(summary)
-    lines += [f"\nsummary: {summary['run_dir']}/summary.json"]
-    if summary.get("report"):
-        lines += [f"report:  {summary['report']}  -> `recsys report --open`"]
+    lines += [f"\nsummary: {summary.run_dir}/summary.json"]
+    if summary.report:
+        lines += [f"report:  {summary.report}  -> `recsys report --open`"]
     lines += [
-        f"MLflow store: {summary['mlflow'].get('tracking_uri')}  -> open with `make ui` (http://127.0.0.1:5000)",
+        f"MLflow store: {summary.mlflow.tracking_uri}  -> open with `make ui` (http://127.0.0.1:5000)",
         f"Prefect home: {os.environ['PREFECT_HOME']}  -> `prefect server start --host 127.0.0.1` for its UI",
     ]
     return lines
@@ -66,29 +67,27 @@ def split_line(split: dict[str, Any]) -> str:
     )
 
 
-def promotion_lines(summary: dict[str, Any]) -> list[str]:
+def promotion_lines(summary: RunSummary) -> list[str]:
     """Each registered version with what it became and why; the overall model last."""
-    decisions = [entry["registration"] for entry in summary["families"].values()]
     lines = [
-        f"  {decision['registered_model']} v{decision['version']} -> {verdict(decision)}: {decision['reason']}"
-        for decision in decisions
+        f"  {decision.registered_model} v{decision.version} -> {verdict(decision)}: {decision.reason}"
+        for decision in (outcome.registration for outcome in summary.families.values())
     ]
-    overall = summary.get("overall")
-    if overall:
-        lines.append(f"  recsys v{overall['version']} -> {verdict(overall)}: {overall['reason']}")
+    if summary.overall:
+        lines.append(f"  recsys v{summary.overall.version} -> {verdict(summary.overall)}: {summary.overall.reason}")
     return lines
 
 
-def backtest_lines(summary: dict[str, Any]) -> list[str]:
+def backtest_lines(summary: BacktestSummary) -> list[str]:
     """A backtest: its metric over time per family and window, where the table and plot are."""
     return [
-        f"\nbacktest {summary['run_id']}  folder {summary['run_dir']}\n",
-        format_backtest_table(pl.read_parquet(summary["table"])),
+        f"\nbacktest {summary.run_id}  folder {summary.run_dir}\n",
+        format_backtest_table(pl.read_parquet(summary.table)),
         INTERVALS_NOTE,
-        f"\ntable: {summary['table']}  and  {summary['table_csv']}",
-        f"plot: {summary['plot'] or 'skipped (matplotlib is not installed)'}",
-        *(f"FAILED {key}: {error}" for key, error in summary["failed"].items()),
-        f"MLflow store: {summary['mlflow']['tracking_uri']}  (experiment recsys-backtest)",
+        f"\ntable: {summary.table}  and  {summary.table_csv}",
+        f"plot: {summary.plot or 'skipped (matplotlib is not installed)'}",
+        *(f"FAILED {key}: {error}" for key, error in summary.failed.items()),
+        f"MLflow store: {summary.mlflow.tracking_uri}  (experiment recsys-backtest)",
     ]
 
 

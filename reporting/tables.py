@@ -2,6 +2,7 @@
 popularity baseline (paired), a backtest's metric over time, and the warm vs cold-item table."""
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,26 +21,25 @@ RANKING_COLUMNS = ["ndcg_at_10", "recall_at_10", "precision_at_10", "hit_rate_at
 BACKTEST_COLUMNS = ["n_eval_users", "ndcg_at_10", "recall_at_10", "hit_rate_at_10", "rmse"]
 
 
-def format_metrics_table(families: dict[str, Any], max_width: int | None = None) -> str:
+def format_metrics_table(metrics_by_family: Mapping[str, Mapping[str, Any]], max_width: int | None = None) -> str:
     """One line per family: ranking metrics at 10 with their 95% intervals, coverage and evaluated
     users; then, for the families that predict ratings, RMSE and MAE with intervals and evaluated rows.
 
     Ranking columns are dropped from the right (NDCG and recall always stay) until a line fits
     `max_width` (default: the terminal's width); the report and metrics.json hold them all."""
     max_width = max_width or shutil.get_terminal_size((160, 24)).columns
-    width = max([12] + [len(name) + 2 for name in families])
+    width = max([12] + [len(name) + 2 for name in metrics_by_family])
     shown = list(RANKING_COLUMNS)
     while len(shown) > 2 and width + 23 * len(shown) + 28 > max_width:
         shown.pop()
     lines = [
         f"{'family':<{width}}" + "".join(f"{name:>23}" for name in shown) + f"{'coverage_at_10':>16}{'eval users':>12}"
     ]
-    for family, entry in families.items():
-        metrics = entry["metrics"]
+    for family, metrics in metrics_by_family.items():
         cells = "".join(f"{format_interval(metrics, name):>23}" for name in shown)
         coverage = format_interval(metrics, "coverage_at_10")
         lines.append(f"{family:<{width}}{cells}{coverage:>16}{metrics['n_eval_users']:>12}")
-    raters = {family: entry["metrics"] for family, entry in families.items() if "rmse" in entry["metrics"]}
+    raters = {family: metrics for family, metrics in metrics_by_family.items() if "rmse" in metrics}
     if raters:
         lines += ["", f"{'family':<{width}}" + "".join(f"{name:>23}" for name in RATING_COLUMNS) + f"{'eval rows':>12}"]
         for family, metrics in raters.items():

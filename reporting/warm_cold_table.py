@@ -6,6 +6,7 @@ named on one line under the table instead of one row of zeros each: the table sh
 families reach new items at all, and nothing is hidden.
 """
 
+from collections.abc import Mapping
 from typing import Any
 
 from reporting.formatting import format_interval
@@ -14,11 +15,11 @@ WARM = ("ndcg_at_10", "recall_at_10", "hit_rate_at_10")
 COLD = tuple(f"cold_items_{name}" for name in WARM)
 
 
-def format_warm_cold_table(families: dict[str, Any]) -> str:
+def format_warm_cold_table(metrics_by_family: Mapping[str, Mapping[str, Any]]) -> str:
     """One line per family: warm NDCG/recall/HR@10 and users, then the same on the cold-item slice
     (candidates: the cold items only), its users, and whether the family can score cold items.
-    `families` maps a family to {"metrics": its metrics.json}; families without the slice show `-`."""
-    width = max([12] + [len(name) + 2 for name in families])
+    `metrics_by_family` maps a family to its metrics.json; families without the slice show `-`."""
+    width = max([12] + [len(name) + 2 for name in metrics_by_family])
     header = (
         f"{'family':<{width}}"
         + "".join(f"{name:>24}" for name in WARM)
@@ -30,9 +31,8 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
         f"{'':<{width}}{'warm (ordinary test)':^{24 * len(WARM) + 7}}  |{'cold-item slice':^{24 * len(COLD) + 7}}",
         header,
     ]
-    cannot = [family for family, entry in families.items() if entry["metrics"].get("cold_items_scored") == 0]
-    for family, entry in families.items():
-        metrics = entry["metrics"]
+    cannot = [family for family, metrics in metrics_by_family.items() if metrics.get("cold_items_scored") == 0]
+    for family, metrics in metrics_by_family.items():
         if family in cannot:
             continue
         warm = "".join(f"{format_interval(metrics, name):>24}" for name in WARM)
@@ -43,7 +43,7 @@ def format_warm_cold_table(families: dict[str, Any]) -> str:
             f"{family:<{width}}{warm}{metrics.get('n_eval_users', '-'):>7}  |{cold}"
             f"{metrics.get('cold_items_n_eval_users', '-'):>7}  {status}"
         )
-    sliced = [entry["metrics"] for entry in families.values() if "cold_items_random_ndcg_at_10" in entry["metrics"]]
+    sliced = [metrics for metrics in metrics_by_family.values() if "cold_items_random_ndcg_at_10" in metrics]
     if sliced:  # the slice is the same for every family of a run
         metrics = sliced[0]
         random = "".join(f"{metrics[f'cold_items_random_{name}']:>24.4f}" for name in WARM)

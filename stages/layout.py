@@ -121,6 +121,7 @@ class RunDir:
         return self.summary_file.exists()
 
     def summary(self) -> dict[str, Any]:
+        """summary.json as plain JSON (the file's contract); `stages.results` reads it typed."""
         return json.loads(self.summary_file.read_text())
 
     def _per_family(self, stage: str, family: str, window: str | None) -> Path:

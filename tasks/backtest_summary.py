@@ -7,6 +7,7 @@ from typing import Any
 from stages.evaluate import BACKTEST_TABLE
 from stages.layout import EvalDir, RunDir
 from stages.manifest import read_manifest
+from stages.results import BacktestFamily, BacktestSummary, MlflowRun
 
 MIN_EVAL_USERS = 50  # fewer users per window give intervals too wide to read a trend from
 
@@ -43,22 +44,25 @@ def build_backtest_summary(
     entries: list[dict[str, Any]],
     report_dir: Path,
     notes: list[str],
-) -> dict[str, Any]:
+    mlflow: MlflowRun,
+) -> BacktestSummary:
     """Where the metric-over-time table and plot are, the families scored on at least one window (with
-    how many), each failed window and family with its error, and the few-user notes."""
-    return {
-        "run_id": run_id,
-        "run_dir": str(run.path),
-        "config": config,
-        "windows": read_manifest(run.split)["counts"]["windows"],
-        "table": str(report_dir / f"{BACKTEST_TABLE}.parquet"),
-        "table_csv": str(report_dir / f"{BACKTEST_TABLE}.csv"),
-        "plot": str(plot) if (plot := report_dir / f"{BACKTEST_TABLE}.png").exists() else None,
-        "families": {
-            family: {"windows_ok": ok}
+    how many), each failed window and family with its error, the few-user notes and the MLflow run."""
+    plot = report_dir / f"{BACKTEST_TABLE}.png"
+    return BacktestSummary(
+        run_id=run_id,
+        run_dir=str(run.path),
+        config=config,
+        windows=read_manifest(run.split)["counts"]["windows"],
+        table=str(report_dir / f"{BACKTEST_TABLE}.parquet"),
+        table_csv=str(report_dir / f"{BACKTEST_TABLE}.csv"),
+        plot=str(plot) if plot.exists() else None,
+        families={
+            family: BacktestFamily(windows_ok=ok)
             for family in families
             if (ok := sum(e["family"] == family and e["status"] == "ok" for e in entries))
         },
-        "failed": {f"{e['window']}/{e['family']}": e["status"] for e in entries if e["status"].startswith("failed")},
-        "notes": notes,
-    }
+        failed={f"{e['window']}/{e['family']}": e["status"] for e in entries if e["status"].startswith("failed")},
+        notes=notes,
+        mlflow=mlflow,
+    )

@@ -49,6 +49,7 @@ from reporting.console import quiet_registration
 from stages.evaluate import evaluate
 from stages.layout import EvalDir
 from stages.manifest import MANIFEST
+from stages.results import PromotionDecision
 from stages.train import train
 from tasks.promotion_gate import PromotionGate
 from tasks.retrying import with_retries
@@ -78,17 +79,6 @@ class ChampionUnloadable(RecsysError):
 # keys, torch and faiss. A bug (TypeError, AttributeError) or running out of memory is not one of them.
 CHAMPION_FAILURES = (MlflowException, OSError, EOFError, zipfile.BadZipFile, ValueError, LookupError, RuntimeError)
 MAX_CAUSE_CHARS = 300
-
-
-@dataclass(frozen=True)
-class Decision:
-    registered_model: str
-    version: str
-    promoted: bool
-    reason: str
-    champion_before: str | None
-    comparison: dict[str, Any] | None = None
-    kind: str | None = None  # "refresh" or "switch" when a champion was compared
 
 
 def champion_version(client: MlflowClient, name: str) -> str | None:
@@ -328,7 +318,7 @@ def promote(
     baseline_dir: Path | None = None,
     items_dir: Path | None = None,
     candidate_train_dir: Path | None = None,
-) -> Decision:
+) -> PromotionDecision:
     """Mark `version` challenger, judge it against the champion, move aliases, record the reason.
 
     `eval_dir` judged the candidate's recipe trained on `split_dir`'s training part
@@ -384,7 +374,15 @@ def promote(
     for key, value in tags.items():
         client.set_model_version_tag(name, version, key, value)
     logger.info("%s v%s: %s", name, version, reason)
-    return Decision(name, version, promoted, reason, before, comparison, judged.kind if before != version else None)
+    return PromotionDecision(
+        registered_model=name,
+        version=version,
+        promoted=promoted,
+        reason=reason,
+        champion_before=before,
+        comparison=comparison,
+        kind=judged.kind if before != version else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -479,7 +477,7 @@ def promote_global(
     baseline_dir: Path | None = None,
     unchanged: set[str] | None = None,
     items_dir: Path | None = None,
-) -> Decision | None:
+) -> PromotionDecision | None:
     """Register this run's best family (by the gating metric) as a version of `recsys` and gate it.
 
     `candidates` maps family -> (registered model name, version, evaluation folder, the folder of the
@@ -499,8 +497,14 @@ def promote_global(
         for existing in client.search_model_versions(f"name='{GLOBAL_MODEL}'"):
             if existing.tags.get("family_version") == f"{name}/{version}":
                 reason = f"unchanged: v{existing.version} already serves {name}/{version}"
-                return Decision(
-                    GLOBAL_MODEL, str(existing.version), False, reason, champion_version(client, GLOBAL_MODEL)
+                return PromotionDecision(
+                    registered_model=GLOBAL_MODEL,
+                    version=str(existing.version),
+                    promoted=False,
+                    reason=reason,
+                    champion_before=champion_version(client, GLOBAL_MODEL),
+                    comparison=None,  # given, not defaulted: a summary writes every field a decision was given
+                    kind=None,
                 )
     source = client.get_model_version(name, version).source
     with quiet_registration():

@@ -4,7 +4,6 @@ and registered version per family with the promotion gate's decision, then the g
 
 import contextlib
 import logging
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ from recsys_models.columns import TIMESTAMP
 from recsys_models.registry import family_class
 from stages.layout import RunDir
 from stages.manifest import MANIFEST, read_manifest
+from stages.results import PromotionDecision
 from tasks.promotion import BASELINE_FAMILY, DATA_END_TAG, promote, promote_global
 from tasks.promotion_gate import PromotionGate
 from tasks.retrying import RetryingClient
@@ -40,7 +40,7 @@ def register(
     protocol: str,
     params: dict[str, Any],
     gate: PromotionGate,
-) -> tuple[str, dict[str, dict[str, Any]], dict[str, Any] | None]:
+) -> tuple[str, dict[str, PromotionDecision], PromotionDecision | None]:
     """Log the run to MLflow (`params`: the parent run's parameters), register each family's model and
     run the promotion `gate` on it, then the global pick `recsys`.
 
@@ -66,7 +66,7 @@ def register(
             client.set_terminated(parent, "FAILED")
         raise
     client.set_terminated(parent, "FINISHED")
-    return parent, registered, asdict(overall) if overall is not None else None
+    return parent, registered, overall
 
 
 def log_and_gate(
@@ -78,7 +78,7 @@ def log_and_gate(
     run: RunDir,
     families: list[str],
     tags: dict[str, str],
-) -> tuple[dict[str, dict[str, Any]], Any]:
+) -> tuple[dict[str, PromotionDecision], PromotionDecision | None]:
     """Under the parent run: the run's data figures, then each family's version and decision, then `recsys`'s."""
     counts = read_manifest(run.validate)["counts"]
     drift = {f"drift_{key}": value for key, value in counts.get("drift", {}).items() if key != "breaches"}
@@ -100,7 +100,9 @@ def log_and_gate(
         if existing is not None:  # a rerun that changed nothing: no new version, no new decision
             unchanged.add(family)
             reason = f"unchanged: v{existing} already holds this recipe trained on the same data and code"
-            registered[family] = {"registered_model": name, "version": existing, "promoted": None, "reason": reason}
+            registered[family] = PromotionDecision(
+                registered_model=name, version=existing, promoted=None, reason=reason
+            )
             candidates[family] = (name, existing, eval_dir, run.train(family))
             continue
         entry = log_family(
@@ -120,7 +122,13 @@ def log_and_gate(
             run.validate,
             run.train(family),
         )
-        registered[family] = entry | {"promoted": decision.promoted, "reason": decision.reason}
+        registered[family] = PromotionDecision(
+            run_id=entry["run_id"],
+            registered_model=entry["registered_model"],
+            version=entry["version"],
+            promoted=decision.promoted,
+            reason=decision.reason,
+        )
         candidates[family] = (entry["registered_model"], entry["version"], eval_dir, run.train(family))
     overall = promote_global(
         client, candidates, run.split, run.promotion, gate, lock, baseline, unchanged, run.validate

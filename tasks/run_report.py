@@ -2,23 +2,25 @@
 
 import logging
 from pathlib import Path
-from typing import Any
 
 from reporting.report import REPORT_DIR, write_run_report
+from stages.results import RunSummary
 from tasks.retrying import RetryingClient
 
 logger = logging.getLogger(__name__)
 
 
-def publish_run_report(run_dir: Path, summary: dict[str, Any], tracking_uri: str) -> Path | None:
-    """Write `run_dir/report/` (report.html and the PNG plots) and log the folder to the run's
-    parent MLflow run under `report/`. A report that fails is logged, never fails the run."""
+def publish_run_report(summary: RunSummary) -> RunSummary:
+    """Write the run folder's `report/` (report.html and the PNG plots) and log it to the run's parent
+    MLflow run under `report/`; returns the summary naming the report (None when it failed: a report
+    that fails is logged, never fails the run)."""
+    run_dir = Path(summary.run_dir)
     try:
-        path = write_run_report(run_dir, summary)
-        parent = summary.get("mlflow", {}).get("run_id")
-        if parent:
-            RetryingClient(tracking_uri).log_artifacts(parent, str(run_dir / REPORT_DIR), artifact_path=REPORT_DIR)
-        return path
+        path: Path | None = write_run_report(run_dir, summary)
+        RetryingClient(summary.mlflow.tracking_uri).log_artifacts(
+            summary.mlflow.run_id, str(run_dir / REPORT_DIR), artifact_path=REPORT_DIR
+        )
     except Exception:
         logger.exception("the run report could not be written; the run itself is unaffected")
-        return None
+        path = None
+    return summary.model_copy(update={"report": str(path) if path is not None else None})

@@ -8,6 +8,7 @@ from prefect.states import Completed, State
 from recsys_models.datasets.sources import SourceIdentity
 from stages.layout import RunDir
 from stages.manifest import read_manifest
+from stages.results import FamilyOutcome, MlflowRun, PromotionDecision, RunSummary
 
 PARTLY_FAILED = "Partly failed"
 
@@ -18,29 +19,34 @@ def build_summary(
     config: dict[str, Any],
     source: SourceIdentity,
     protocol: str,
-    registered: dict[str, Any],
+    registered: dict[str, PromotionDecision],
+    overall: PromotionDecision | None,
+    mlflow: MlflowRun,
     failures: dict[str, str],
     skipped: dict[str, str],
-) -> dict[str, Any]:
-    """What a person wants at the end of a run: counts, each family's metrics and registration, where things are."""
+) -> RunSummary:
+    """What a person wants at the end of a run: counts, each family's metrics and registration, where
+    things are; `publish_run_report` adds the report."""
     families = {
-        family: {"metrics": run.evaluation(family).metrics(), "registration": entry}
-        for family, entry in registered.items()
+        family: FamilyOutcome(metrics=run.evaluation(family).metrics(), registration=decision)
+        for family, decision in registered.items()
     }
-    return {
-        "run_id": run_id,
-        "run_dir": str(run.path),
-        "config": config,
-        "validation": read_manifest(run.validate)["counts"],
-        "split": read_manifest(run.split)["counts"],
-        "families": families,
-        "failed": failures,
-        "dataset_name": source.name,
-        "feedback": source.feedback.model_dump(mode="json"),
-        "skipped": skipped,
-        "protocol": protocol,
-        "reused": reused_stages(run),
-    }
+    return RunSummary(
+        run_id=run_id,
+        run_dir=str(run.path),
+        config=config,
+        validation=read_manifest(run.validate)["counts"],
+        split=read_manifest(run.split)["counts"],
+        families=families,
+        failed=failures,
+        dataset_name=source.name,
+        feedback=source.feedback.model_dump(mode="json"),
+        skipped=skipped,
+        protocol=protocol,
+        reused=reused_stages(run),
+        overall=overall,
+        mlflow=mlflow,
+    )
 
 
 def reused_stages(run: RunDir) -> dict[str, str]:
@@ -51,8 +57,8 @@ def reused_stages(run: RunDir) -> dict[str, str]:
     }
 
 
-def partly_failed(summary: dict[str, Any], failures: dict[str, str]) -> State:
+def partly_failed(summary: RunSummary) -> State[RunSummary]:
     """The final state of a run where some families failed: completed (the summary is its result),
     named "Partly failed", its message listing each failed family with its error."""
-    listed = "; ".join(f"{family}: {error}" for family, error in failures.items())
-    return Completed(name=PARTLY_FAILED, message=f"{len(failures)} family(ies) failed: {listed}", data=summary)
+    listed = "; ".join(f"{family}: {error}" for family, error in summary.failed.items())
+    return Completed(name=PARTLY_FAILED, message=f"{len(summary.failed)} family(ies) failed: {listed}", data=summary)

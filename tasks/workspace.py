@@ -11,6 +11,7 @@ from pathlib import Path
 
 from recsys_models.exceptions import RecsysError
 from stages.layout import RunDir
+from stages.results import load_summary
 
 TELEMETRY_OFF = {
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -82,8 +83,8 @@ def finished_dataset(run_dir: Path) -> str | None:
     run = RunDir(run_dir)
     if not run.finished():
         return None
-    summary = run.summary()
-    return (summary.get("dataset_name") or summary["config"]["dataset"]) if summary["families"] else None
+    summary = load_summary(run.summary_file)
+    return summary.dataset if summary.families else None
 
 
 def last_successful_validation(workspace: Workspace, dataset: str, before: str) -> Path | None:

@@ -49,19 +49,19 @@ def test_backtest_writes_a_metric_over_time_table_and_logs_it(
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     config = BacktestConfig(dataset=str(ratings_file), families=["popularity"], n_windows=2, window_days=4)
     summary = backtest(config)
-    assert summary["failed"] == {}
+    assert summary.failed == {}
 
-    table = pl.read_parquet(summary["table"])
+    table = pl.read_parquet(summary.table)
     assert table["window"].to_list() == [0, 1] and set(table["family"]) == {"popularity"}
     assert table["status"].to_list() == ["ok", "ok"]
     assert (table["n_eval_users"] > 0).all() and table["ndcg_at_10"].is_between(0.0, 1.0).all()
     assert (table["ndcg_at_10_ci_low"] <= table["ndcg_at_10"]).all()
     assert table["cutoff"][0] < table["cutoff"][1]
-    assert pl.read_csv(summary["table_csv"]).height == 2
-    if summary["plot"] is not None:
-        assert Path(summary["plot"]).stat().st_size > 0
+    assert pl.read_csv(summary.table_csv).height == 2
+    if summary.plot is not None:
+        assert Path(summary.plot).stat().st_size > 0
 
-    run_dir = Path(summary["run_dir"])
+    run_dir = Path(summary.run_dir)
     windows = [json.loads((run_dir / "split" / f"window_0{i}" / "manifest.json").read_text()) for i in (0, 1)]
     for window in windows:  # trained on everything before the cut-off; scored on the window after it
         counts = window["counts"]
@@ -69,9 +69,9 @@ def test_backtest_writes_a_metric_over_time_table_and_logs_it(
     assert windows[1]["parameters"]["cutoff_timestamp"] - windows[0]["parameters"]["cutoff_timestamp"] == 4 * DAY
     assert table["train_rows"][1] == table["train_rows"][0] + table["test_rows"][0]  # window 0 joins training
 
-    mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
+    mlflow.set_tracking_uri(summary.mlflow.tracking_uri)
     client = MlflowClient()
-    parent = client.get_run(summary["mlflow"]["run_id"])
+    parent = client.get_run(summary.mlflow.run_id)
     assert parent.data.tags["protocol"] == "rolling"
     artefacts = {entry.path for entry in client.list_artifacts(parent.info.run_id, "backtest")}
     assert {"backtest/metrics_over_time.parquet", "backtest/metrics_over_time.csv"} <= artefacts

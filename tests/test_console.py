@@ -56,9 +56,9 @@ def test_the_metrics_table_fits_the_terminal_keeping_ndcg_and_recall() -> None:
     from reporting.tables import RANKING_COLUMNS, format_metrics_table
 
     metrics = {name: 0.1 for name in RANKING_COLUMNS} | {"coverage_at_10": 0.5, "n_eval_users": 610}
-    families = {"two_tower_rerank": {"metrics": metrics}, "popularity": {"metrics": metrics}}
-    wide = format_metrics_table(families, max_width=400).splitlines()
-    narrow = format_metrics_table(families, max_width=100).splitlines()
+    by_family = {"two_tower_rerank": metrics, "popularity": metrics}
+    wide = format_metrics_table(by_family, max_width=400).splitlines()
+    narrow = format_metrics_table(by_family, max_width=100).splitlines()
     assert all(name in wide[0] for name in RANKING_COLUMNS)
     assert max(map(len, narrow)) <= 100 and "ndcg_at_10" in narrow[0] and "recall_at_10" in narrow[0]
     assert "mrr_at_10" not in narrow[0] and narrow[1].startswith("two_tower_rerank")

@@ -277,11 +277,11 @@ def test_warm_cold_table_shows_the_families_that_score_cold_items_and_names_the_
         "cold_items_random_recall_at_10": 0.25,
         "cold_items_random_hit_rate_at_10": 0.4,
     }
-    families = {
-        "ease": {"metrics": base | {"cold_items_scored": 0, "cold_items_ndcg_at_10": 0.0}},
-        "content_tfidf": {"metrics": base | {"cold_items_scored": 1, "cold_items_ndcg_at_10": 0.2}},
+    by_family = {
+        "ease": base | {"cold_items_scored": 0, "cold_items_ndcg_at_10": 0.0},
+        "content_tfidf": base | {"cold_items_scored": 1, "cold_items_ndcg_at_10": 0.2},
     }
-    lines = format_warm_cold_table(families).splitlines()
+    lines = format_warm_cold_table(by_family).splitlines()
     assert not any(line.startswith("ease") for line in lines)  # no row of zeros: named once below
     assert lines[-1] == "cannot score cold items (zeros on the slice; warm figures above): ease"
     assert any(line.startswith("content_tfidf") and "0.2000" in line and "scored" in line for line in lines)

@@ -50,12 +50,12 @@ def test_retrain_runs_on_a_local_dask_cluster_of_two_worker_processes(
         with get_task_stream(client) as stream:
             summary = run_flow(retrain, config, Execution(runner="dask", dask_address=cluster.scheduler_address))
 
-    assert summary["failed"] == {}
-    assert set(summary["families"]) == {"popularity", "bias"}
-    run_dir = Path(summary["run_dir"])
+    assert summary.failed == {}
+    assert set(summary.families) == {"popularity", "bias"}
+    run_dir = Path(summary.run_dir)
     for stage in ("ingest", "validate", "split", "serve_split", "train/bias", "evaluate/bias", "serve/bias"):
         assert (run_dir / stage / "manifest.json").exists(), stage
-    assert summary["families"]["bias"]["metrics"]["rmse"] > 0
+    assert summary.families["bias"].metrics["rmse"] > 0
     # the fanned-out tasks (2 x train, 2 x evaluate, 2 x serving refit) ran on the cluster's worker
     # processes; ingest, validate, split and serve_split are called, not submitted: the flow's process
     assert len(stream.data) == 6

@@ -2,11 +2,12 @@
 their error, the others are evaluated and registered, and the run ends in the state "Partly failed"."""
 
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from prefect.states import Completed, Failed, State
 
+from stages.results import RunSummary
 from tasks.stage_tasks import _is_io_error
 from tests.pipeline_helpers import TEST_FAMILIES, write_ratings
 
@@ -44,19 +45,21 @@ def test_failing_families_are_reported_and_the_others_registered(
             "bias": {"user_dampingg": 5.0},  # a misspelled hyperparameter
         },
     )
-    state = cast(State[Any], retrain(config, return_state=True))  # prefect's stub picks its async overload here
+    state = cast(
+        State[RunSummary], retrain(config, return_state=True)
+    )  # its data is typed as the flow's return: RunSummary or State
 
     assert state.is_completed() and state.name == PARTLY_FAILED
     summary = state.result()
-    assert set(summary["failed"]) == {"biased_mf", "bias", "out_of_memory"}
-    assert "NaN" in summary["failed"]["biased_mf"]
-    assert "user_dampingg" in summary["failed"]["bias"]
-    assert "cannot allocate" in summary["failed"]["out_of_memory"]
+    assert set(summary.failed) == {"biased_mf", "bias", "out_of_memory"}
+    assert "NaN" in summary.failed["biased_mf"]
+    assert "user_dampingg" in summary.failed["bias"]
+    assert "cannot allocate" in summary.failed["out_of_memory"]
     assert state.message is not None  # the "Partly failed" state lists each failed family
-    for family in summary["failed"]:
+    for family in summary.failed:
         assert family in state.message
-    assert list(summary["families"]) == ["popularity"]
-    client = MlflowClient(summary["mlflow"]["tracking_uri"])
+    assert list(summary.families) == ["popularity"]
+    client = MlflowClient(summary.mlflow.tracking_uri)
     assert str(client.get_model_version_by_alias("recsys-popularity", "champion").version) == "1"
     registered = {model.name for model in client.search_registered_models()}
     assert registered == {"recsys-popularity", "recsys"}
@@ -72,7 +75,7 @@ def test_a_run_where_every_family_fails_raises(prefect_server, tmp_path: Path, m
         families=["bias"],
         family_configs={"bias": {"user_dampingg": 5.0}},
     )
-    state = cast(State[Any], retrain(config, return_state=True))  # prefect's stub picks its async overload here
+    state = retrain(config, return_state=True)
     assert state.is_failed()
     with pytest.raises(RuntimeError, match="every family failed"):
         state.result()

@@ -304,6 +304,7 @@ def test_report_of_a_run_that_evaluated_no_user(
 ) -> None:
     from reporting.plots import plot_metric_comparison, plot_recall_curves
     from reporting.report import write_run_report
+    from stages.results import RunSummary
 
     run = tmp_path / "runs" / "20260101T000000Z-abc123"
     (run / "split").mkdir(parents=True)
@@ -311,14 +312,18 @@ def test_report_of_a_run_that_evaluated_no_user(
     tiny_ratings.head(1).write_parquet(run / "split" / "valid.parquet")
     empty = _metrics_on_no_user(tiny_ratings)
     registration = {"registered_model": "recsys-popularity", "version": "1", "promoted": False, "reason": "few users"}
-    summary = {
-        "run_id": run.name,
-        "run_dir": str(run),
-        "failed": {},
-        "validation": {"source_rows": 14, "valid_rows": 14, "quarantined_rows": 0, "rejected_at_parse": 0},
-        "split": {"train_rows": 13, "valid_rows": 1, "test": {"test_rows": 1, "cold_rows": 1}},
-        "families": {"popularity": {"metrics": empty, "registration": registration}},
-    }
+    summary = RunSummary.model_validate(
+        {
+            "run_id": run.name,
+            "run_dir": str(run),
+            "config": {},
+            "failed": {},
+            "validation": {"source_rows": 14, "valid_rows": 14, "quarantined_rows": 0, "rejected_at_parse": 0},
+            "split": {"train_rows": 13, "valid_rows": 1, "test": {"test_rows": 1, "cold_rows": 1}},
+            "families": {"popularity": {"metrics": empty, "registration": registration}},
+            "mlflow": {"run_id": "abc", "tracking_uri": "sqlite:///x.db"},
+        }
+    )
     page = write_run_report(run, summary).read_text()  # no "Data cannot be log-scaled"
     assert "<h2>Families</h2>" in page and "<img" not in page  # nothing to draw: no plot, no blank one
     assert plot_metric_comparison({"popularity": empty}, tmp_path / "none.png") is None
@@ -415,6 +420,9 @@ def test_report_after_a_backtest_says_what_it_shows(
         "families": {"popularity": {"windows_ok": 1}},
         "failed": {},
         "notes": [note],
+        "config": {"dataset": "ml-latest-small"},
+        "windows": [],
+        "mlflow": {"run_id": "abc", "tracking_uri": "sqlite:///x.db"},
     }
     RunDir(run).summary_file.write_text(json.dumps(summary))
     opened: list[str] = []

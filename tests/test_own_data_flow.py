@@ -10,6 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from stages.results import RunSummary
+
 pytestmark = pytest.mark.flow
 
 FAST: dict[str, dict[str, Any]] = {
@@ -43,15 +45,17 @@ def write_spec(folder: Path, text: str) -> Path:
     return path
 
 
-def retrain(spec: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, families: list[str], **config: Any) -> dict:
+def retrain(
+    spec: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch, families: list[str], **config: Any
+) -> RunSummary:
     from flows.retrain import RetrainConfig
     from flows.retrain import retrain as retrain_flow
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
     chosen = {family: FAST[family] for family in families if family in FAST}
-    # cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
+    # cast: the flow may return its State; called, it gives that State's RunSummary
     return cast(
-        dict[str, Any],
+        RunSummary,
         retrain_flow(RetrainConfig(dataset=str(spec), families=families, family_configs=chosen, **config)),
     )
 
@@ -79,31 +83,28 @@ repeats: sum
     summary = retrain(
         spec, tmp_path / "ws", monkeypatch, ["popularity", "ease", "als", "biased_mf"], protocol="temporal-user"
     )
-    run_dir = Path(summary["run_dir"])
-    assert summary["failed"] == {}
-    assert summary["dataset_name"] == "shop-events"
-    assert set(summary["families"]) == {"popularity", "ease", "als"}
-    assert "implicit" in summary["skipped"]["biased_mf"]
-    counts = summary["validation"]
+    run_dir = Path(summary.run_dir)
+    assert summary.failed == {}
+    assert summary.dataset_name == "shop-events"
+    assert set(summary.families) == {"popularity", "ease", "als"}
+    assert "implicit" in summary.skipped["biased_mf"]
+    counts = summary.validation
     assert counts["source_rows"] == events.height
     assert counts["valid_rows"] + counts["quarantined_rows"] + counts["rejected_at_parse"] == events.height
     quarantine = pl.read_parquet(run_dir / "validate" / "quarantine.parquet")
     assert quarantine.height == 1 and quarantine["event"].to_list() == ["wishlist"]
     pairs = events.select("visitor", "sku").unique().height
     assert counts["interaction_rows"] == pairs  # one row per (user, item)
-    for family, entry in summary["families"].items():
-        assert "rmse" not in entry["metrics"], family  # no rating metric without ratings
-        assert entry["metrics"]["n_eval_users"] > 30
+    for family, entry in summary.families.items():
+        assert "rmse" not in entry.metrics, family  # no rating metric without ratings
+        assert entry.metrics["n_eval_users"] > 30
     # the planted taste groups: EASE beats popularity
-    assert (
-        summary["families"]["ease"]["metrics"]["ndcg_at_10"]
-        > summary["families"]["popularity"]["metrics"]["ndcg_at_10"]
-    )
+    assert summary.families["ease"].metrics["ndcg_at_10"] > summary.families["popularity"].metrics["ndcg_at_10"]
     recommendations = pl.read_parquet(run_dir / "evaluate" / "ease" / "recommendations.parquet")
     assert recommendations["user_id"].dtype == pl.String and recommendations["user_id"].str.starts_with("u").all()
     assert recommendations["item_id"].str.starts_with("SKU-").all()
 
-    mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
+    mlflow.set_tracking_uri(summary.mlflow.tracking_uri)
     model = mlflow.pyfunc.load_model("models:/recsys-ease@champion")
     answer = model.predict(__import__("pandas").DataFrame({"user_id": ["u1", "never-seen"]}), params={"k": 5})
     assert set(answer["user_id"]) == {"u1", "never-seen"}
@@ -147,9 +148,9 @@ rating_scale: {min: 1, max: 10, step: 1}
 """,
     )
     summary = retrain(spec, tmp_path / "ws", monkeypatch, ["popularity", "biased_mf"], protocol="temporal-user")
-    assert summary["failed"] == {}
-    assert summary["validation"]["quarantined_rows"] == 1  # the 11
-    metrics = summary["families"]["biased_mf"]["metrics"]
+    assert summary.failed == {}
+    assert summary.validation["quarantined_rows"] == 1  # the 11
+    metrics = summary.families["biased_mf"].metrics
     assert metrics["relevance_threshold"] == 8.0  # the top quarter of 1-10
     assert 0 < metrics["rmse"] < 4.5
 
@@ -171,13 +172,13 @@ exclude_seen: false
 """,
     )
     summary = retrain(spec, tmp_path / "ws", monkeypatch, ["popularity", "repeat", "ease"], protocol="temporal-user")
-    run_dir = Path(summary["run_dir"])
-    assert summary["failed"] == {} and set(summary["families"]) == {"popularity", "repeat", "ease"}
-    contract = summary["split"]["contract"]
+    run_dir = Path(summary.run_dir)
+    assert summary.failed == {} and set(summary.families) == {"popularity", "repeat", "ease"}
+    contract = summary.split["contract"]
     assert contract["shared_pairs"] > 0 and contract["shared_pairs_allowed"]  # repeats to predict, not leaks
-    repeat = summary["families"]["repeat"]["metrics"]
+    repeat = summary.families["repeat"].metrics
     assert repeat["candidates"].startswith("all items, seen ones included")
-    assert repeat["ndcg_at_10"] > summary["families"]["popularity"]["metrics"]["ndcg_at_10"]
+    assert repeat["ndcg_at_10"] > summary.families["popularity"].metrics["ndcg_at_10"]
     test = pl.read_parquet(run_dir / "split" / "test.parquet")
     train = pl.read_parquet(run_dir / "split" / "train.parquet")
     assert test.join(train, on=["user_id", "item_id"], how="semi").height > 0

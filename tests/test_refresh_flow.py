@@ -3,13 +3,14 @@ newer rows (new users and items among them) without a retrain, registered and ma
 
 import json
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import polars as pl
 import pytest
 
 from recsys_models.testing import low_rank_ratings
+from stages.results import RunSummary
 
 pytestmark = pytest.mark.flow
 
@@ -39,16 +40,15 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     source = tmp_path / "ratings.parquet"
     older = everything.filter(pl.col("user_id") <= 80)  # users 81.. arrive later
     older.write_parquet(source)
-    # cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
-    retrained = cast(
-        dict[str, Any], retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST))
-    )
-    mlflow.set_tracking_uri(retrained["mlflow"]["tracking_uri"])
+    # cast: the flow may return its State; called, it gives that State's RunSummary
+    retrained = cast(RunSummary, retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST)))
+    mlflow.set_tracking_uri(retrained.mlflow.tracking_uri)
     client = MlflowClient()
     champions = {
         name: client.get_model_version_by_alias(name, "champion") for name in ("recsys-popularity", "recsys-biased_mf")
     }
-    global_champion = retrained["overall"]["promoted"]  # `recsys` has a champion only if the gate gave it one
+    assert retrained.overall is not None
+    global_champion = retrained.overall.promoted  # `recsys` has a champion only if the gate gave it one
 
     newest = cast(int, older["timestamp"].max())  # an Int64 column
     arrived = everything.filter(pl.col("user_id") > 80)
@@ -87,7 +87,7 @@ def test_refresh_brings_every_champion_to_the_newest_rows(
     assert [outcome["status"] for outcome in again["models"]] == ["up to date"]
     assert len(client.search_model_versions("name='recsys-biased_mf'")) == 2
 
-    nightly = cast(dict[str, Any], retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST)))
-    registration = nightly["families"]["biased_mf"]["registration"]  # the refresh does not stand for a retrain
-    assert registration["version"] == "3" and not registration["reason"].startswith("unchanged")
-    assert registration["reason"].startswith("refresh")  # judged against the refreshed champion, same recipe
+    nightly = cast(RunSummary, retrain(RetrainConfig(dataset=str(source), families=FAMILIES, family_configs=FAST)))
+    registration = nightly.families["biased_mf"].registration  # the refresh does not stand for a retrain
+    assert registration.version == "3" and not registration.reason.startswith("unchanged")
+    assert registration.reason.startswith("refresh")  # judged against the refreshed champion, same recipe

@@ -8,13 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import polars as pl
 import pytest
 
 from recsys_models.io import atomic_write_parquet, file_sha256
 from stages.layout import RunDir
+from stages.results import RunSummary
 from tasks import caching
 from tasks.caching import StageContent, fingerprint, folder_fingerprint, source_code_fingerprint
 from tests.pipeline_helpers import BLOCK_ENV, REPO_ROOT, TEST_FAMILIES, write_ratings
@@ -169,19 +170,19 @@ def test_a_run_killed_during_training_is_rerun_and_reuses_what_finished(
             assert file_sha256(manifest_path.parent / name) == output["sha256"], manifest_path.parent / name
 
     # the same inputs, parameters and code, this time not blocked
-    # (cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None)
-    summary = cast(dict[str, Any], retrain(config))
-    run_dir = Path(summary["run_dir"])
-    assert summary["failed"] == {}
-    assert set(summary["families"]) == set(FAMILIES)
+    # (cast: the flow may return its State; called, it gives that State's RunSummary)
+    summary = cast(RunSummary, retrain(config))
+    run_dir = Path(summary.run_dir)
+    assert summary.failed == {}
+    assert set(summary.families) == set(FAMILIES)
     reused = {"ingest", "validate", "split", "serve_split", "train/popularity", "evaluate/popularity"}
-    assert summary["reused"] == {stage: str(killed / stage) for stage in sorted(reused)}
+    assert summary.reused == {stage: str(killed / stage) for stage in sorted(reused)}
     for stage in reused:  # the very files of the killed run, not recomputed
         assert (run_dir / stage / "manifest.json").read_text() == (killed / stage / "manifest.json").read_text()
     rerun = run_dir / "train" / "blocking_popularity"
     assert rerun.is_dir() and not rerun.is_symlink() and (rerun / "manifest.json").exists()
 
     write_ratings(ratings, seed=1)  # new content at the same path: nothing may be reused
-    changed = cast(dict[str, Any], retrain(config.model_copy(update={"families": ["popularity"]})))
-    assert changed["reused"] == {}
-    assert changed["validation"]["valid_rows"] == pl.read_parquet(ratings).height
+    changed = cast(RunSummary, retrain(config.model_copy(update={"families": ["popularity"]})))
+    assert changed.reused == {}
+    assert changed.validation["valid_rows"] == pl.read_parquet(ratings).height

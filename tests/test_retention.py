@@ -1,7 +1,6 @@
 """Retention (`recsys gc`): old runs and stale cache records go; what a kept run links to, what an
 alias was registered from and each dataset's drift reference stay."""
 
-import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ from prefect._internal.result_records import ResultRecord, ResultRecordMetadata
 
 from cli.main import main
 from stages.layout import RunDir
+from stages.results import FamilyOutcome, MlflowRun, PromotionDecision, RunSummary
 from tasks.retention import collect_garbage, store_once
 from tasks.workspace import Workspace, link_stage
 
@@ -22,9 +22,18 @@ def make_run(workspace: Workspace, run_id: str, dataset: str = "shop", links: di
             continue
         (run_dir / stage).mkdir(parents=True)
         (run_dir / stage / "weights.npy").write_bytes(b"\0" * 2**20)
-    RunDir(run_dir).summary_file.write_text(
-        json.dumps({"dataset_name": dataset, "families": {"ease": {}}, "config": {}})
-    )
+    decision = PromotionDecision(registered_model="recsys-ease", version="1", promoted=True, reason="first version")
+    RunSummary(
+        run_id=run_id,
+        run_dir=str(run_dir),
+        config={},
+        validation={},
+        split={},
+        families={"ease": FamilyOutcome(metrics={}, registration=decision)},
+        failed={},
+        dataset_name=dataset,
+        mlflow=MlflowRun(run_id="parent", tracking_uri="sqlite:///mlflow.db"),
+    ).write(RunDir(run_dir).summary_file)
     return run_dir
 
 

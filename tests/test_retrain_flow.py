@@ -1,7 +1,7 @@
 """The retrain flow end to end on small generated data: stage files, row accounting, MLflow, pyfunc."""
 
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -9,6 +9,7 @@ import pytest
 
 from recsys_models.testing import low_rank_ratings
 from stages.layout import EvalDir
+from stages.results import RunSummary
 
 pytestmark = pytest.mark.flow
 
@@ -30,14 +31,14 @@ def ratings_file(tmp_path: Path) -> Path:
     return path
 
 
-def run_flow(ratings_file: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+def run_flow(ratings_file: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch) -> RunSummary:
     from flows.retrain import RetrainConfig, retrain
 
     monkeypatch.setenv("RECSYS_WORKSPACE", str(workspace))
     # the global split (P1/P2): the parts' time order is checked below
-    # (cast: prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None)
+    # (cast: the flow may return its State; called, it gives that State's RunSummary)
     return cast(
-        dict[str, Any],
+        RunSummary,
         retrain(
             RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=FAST, protocol="temporal-global")
         ),
@@ -51,14 +52,14 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     from mlflow import MlflowClient
 
     summary = run_flow(ratings_file, tmp_path / "ws", monkeypatch)
-    run_dir = Path(summary["run_dir"])
-    assert summary["failed"] == {}
-    assert set(summary["families"]) == {"popularity", "biased_mf"}
+    run_dir = Path(summary.run_dir)
+    assert summary.failed == {}
+    assert set(summary.families) == {"popularity", "biased_mf"}
 
     for stage in ("ingest", "validate", "split", "train/popularity", "train/biased_mf", "evaluate/biased_mf"):
         assert (run_dir / stage / "manifest.json").exists(), stage
     source_rows = pl.read_parquet(ratings_file).height
-    counts = summary["validation"]
+    counts = summary.validation
     assert counts["source_rows"] == source_rows
     assert counts["quarantined_rows"] == 2
     assert counts["valid_rows"] + counts["quarantined_rows"] + counts["rejected_at_parse"] == source_rows
@@ -78,9 +79,9 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     assert 0.0 <= metrics["ndcg_at_10"] <= 1.0 and metrics["rmse"] > 0
     assert "rmse" not in EvalDir(run_dir / "evaluate" / "popularity").metrics()
 
-    mlflow.set_tracking_uri(summary["mlflow"]["tracking_uri"])
+    mlflow.set_tracking_uri(summary.mlflow.tracking_uri)
     client = MlflowClient()
-    parent = client.get_run(summary["mlflow"]["run_id"])
+    parent = client.get_run(summary.mlflow.run_id)
     assert parent.data.tags["protocol"] == "temporal-global"
     assert parent.data.metrics["quarantined_rows"] == 2
     children = client.search_runs(
@@ -105,8 +106,8 @@ def test_retrain_flow_writes_every_stage_and_registers_champions(
     assert not seen & set(top.loc[top["user_id"] == known_user, "item_id"])
 
     second = run_flow(ratings_file, tmp_path / "ws", monkeypatch)  # nothing changed: nothing registered
-    registration = second["families"]["biased_mf"]["registration"]
-    assert registration["version"] == "1" and registration["reason"].startswith("unchanged: v1")
+    registration = second.families["biased_mf"].registration
+    assert registration.version == "1" and registration.reason.startswith("unchanged: v1")
     assert len(client.search_model_versions("name='recsys-biased_mf'")) == 1
     assert str(client.get_model_version_by_alias("recsys-biased_mf", "champion").version) == "1"
 
@@ -119,8 +120,8 @@ def test_one_failing_family_does_not_stop_the_others(
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     broken = {"biased_mf": {"n_factorz": 8}}  # a typo in a hyperparameter fails that family only
     summary = cast(
-        dict[str, Any], retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=broken))
+        RunSummary, retrain(RetrainConfig(dataset=str(ratings_file), families=FAMILIES, family_configs=broken))
     )
-    assert list(summary["families"]) == ["popularity"]
-    assert "n_factorz" in summary["failed"]["biased_mf"]
-    assert np.isfinite(summary["families"]["popularity"]["metrics"]["ndcg_at_10"])
+    assert list(summary.families) == ["popularity"]
+    assert "n_factorz" in summary.failed["biased_mf"]
+    assert np.isfinite(summary.families["popularity"].metrics["ndcg_at_10"])

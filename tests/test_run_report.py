@@ -16,6 +16,7 @@ from reporting.plots import (
     popularity_deciles,
 )
 from reporting.report import write_run_report
+from stages.results import RunSummary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +63,7 @@ def test_plots_write_pngs_and_skip_without_data(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def run_dir(tmp_path: Path) -> tuple[Path, dict]:
+def run_dir(tmp_path: Path) -> tuple[Path, RunSummary]:
     """A run folder with what the report reads: split, history, recommendations, contracts."""
     run = tmp_path / "runs" / "20260101T000000Z-abc123"
     (run / "split").mkdir(parents=True)
@@ -112,21 +113,23 @@ def run_dir(tmp_path: Path) -> tuple[Path, dict]:
             "reason": "not better than the champion beyond noise",
         },
     }
-    summary = {
-        "run_id": run.name,
-        "run_dir": str(run),
-        "config": {"dataset": "ml-100k", "protocol": "temporal-user", "k": 10},
-        "validation": {"source_rows": 7, "valid_rows": 5, "quarantined_rows": 2, "rejected_at_parse": 0},
-        "split": {"train_rows": 5, "valid_rows": 1, "test": {"test_rows": 3, "cold_rows": 1}},
-        "families": {f: {"metrics": m, "registration": registration[f]} for f, m in families.items()},
-        "failed": {"als": "ValueError: boom"},
-        "overall": {"registered_model": "recsys", "version": "4", "promoted": True, "reason": "first version"},
-        "mlflow": {"run_id": "abc", "tracking_uri": "sqlite:///x.db"},
-    }
+    summary = RunSummary.model_validate(
+        {
+            "run_id": run.name,
+            "run_dir": str(run),
+            "config": {"dataset": "ml-100k", "protocol": "temporal-user", "k": 10},
+            "validation": {"source_rows": 7, "valid_rows": 5, "quarantined_rows": 2, "rejected_at_parse": 0},
+            "split": {"train_rows": 5, "valid_rows": 1, "test": {"test_rows": 3, "cold_rows": 1}},
+            "families": {f: {"metrics": m, "registration": registration[f]} for f, m in families.items()},
+            "failed": {"als": "ValueError: boom"},
+            "overall": {"registered_model": "recsys", "version": "4", "promoted": True, "reason": "first version"},
+            "mlflow": {"run_id": "abc", "tracking_uri": "sqlite:///x.db"},
+        }
+    )
     return run, summary
 
 
-def test_report_is_one_self_contained_html_file(run_dir: tuple[Path, dict]) -> None:
+def test_report_is_one_self_contained_html_file(run_dir: tuple[Path, RunSummary]) -> None:
     run, summary = run_dir
     path = write_run_report(run, summary)
     assert path == run / "report" / "report.html"
@@ -153,7 +156,7 @@ def test_report_is_one_self_contained_html_file(run_dir: tuple[Path, dict]) -> N
     assert table.index("popularity") < table.index("biased_mf")  # sorted by NDCG@10
 
 
-def test_row_accounting_that_does_not_add_up_is_flagged(run_dir: tuple[Path, dict]) -> None:
+def test_row_accounting_that_does_not_add_up_is_flagged(run_dir: tuple[Path, RunSummary]) -> None:
     run, summary = run_dir
-    summary["validation"]["source_rows"] = 9
+    summary = summary.model_copy(update={"validation": summary.validation | {"source_rows": 9}})
     assert "class='bad'>row accounting" in write_run_report(run, summary).read_text()

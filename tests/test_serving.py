@@ -10,12 +10,13 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import polars as pl
 import pytest
 
 from recsys_models.testing import low_rank_ratings
+from stages.results import RunSummary
 
 pytestmark = pytest.mark.flow
 
@@ -32,8 +33,8 @@ def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) 
     with pytest.MonkeyPatch.context() as patch:  # module-scoped: the function-scoped monkeypatch cannot serve
         patch.setenv("RECSYS_WORKSPACE", str(root / "ws"))
         patch.delenv("MLFLOW_TRACKING_URI", raising=False)  # left behind by earlier mlflow.set_tracking_uri calls
-        summary = cast(  # prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
-            dict[str, Any],
+        summary = cast(  # the flow may return its State; called, it gives that State's RunSummary
+            RunSummary,
             retrain(
                 RetrainConfig(
                     dataset=str(ratings),
@@ -42,7 +43,7 @@ def trained_workspace(prefect_server, tmp_path_factory: pytest.TempPathFactory) 
                 )
             ),
         )
-        split_dir = Path(summary["run_dir"]) / "split"
+        split_dir = Path(summary.run_dir) / "split"
         yield {"summary": summary, "root": root, "train": pl.read_parquet(split_dir / "train.parquet")}
 
 
@@ -50,9 +51,9 @@ def test_global_model_points_at_the_best_family(trained_workspace: dict) -> None
     from mlflow import MlflowClient
 
     summary = trained_workspace["summary"]
-    best = max(summary["families"], key=lambda f: summary["families"][f]["metrics"]["ndcg_at_10"])
-    assert summary["overall"]["promoted"] is True
-    version = MlflowClient(summary["mlflow"]["tracking_uri"]).get_model_version_by_alias("recsys", "champion")
+    best = max(summary.families, key=lambda f: summary.families[f].metrics["ndcg_at_10"])
+    assert summary.overall is not None and summary.overall.promoted is True
+    version = MlflowClient(summary.mlflow.tracking_uri).get_model_version_by_alias("recsys", "champion")
     assert version.tags["family"] == best
 
 
@@ -63,7 +64,7 @@ def test_batch_scoring_writes_every_known_user(trained_workspace: dict) -> None:
     parts = sorted(Path(result["output_dir"]).glob("part-*.parquet"))
     recommendations = pl.concat([pl.read_parquet(part) for part in parts])
     n_users = json.loads(
-        (Path(trained_workspace["summary"]["run_dir"]) / "train" / "popularity" / "manifest.json").read_text()
+        (Path(trained_workspace["summary"].run_dir) / "train" / "popularity" / "manifest.json").read_text()
     )["counts"]["users"]
     assert len(parts) == -(-n_users // 30)
     assert recommendations["user_id"].n_unique() == n_users == result["counts"]["users"]
@@ -86,7 +87,7 @@ def _post(url: str, payload: dict) -> dict:
 def test_served_champion_answers_known_and_unknown_users(trained_workspace: dict) -> None:
     port = _free_port()
     env = os.environ | {
-        "MLFLOW_TRACKING_URI": trained_workspace["summary"]["mlflow"]["tracking_uri"],
+        "MLFLOW_TRACKING_URI": trained_workspace["summary"].mlflow.tracking_uri,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",  # the server execs uvicorn
     }
     server = subprocess.Popen(

@@ -179,9 +179,9 @@ def test_retrain_publishes_every_stage_and_a_task_on_another_machine_fetches_its
     monkeypatch.setenv(STORE_ENV, url)
     config = RetrainConfig(dataset=str(write_ratings(tmp_path / "ratings.parquet")), families=["popularity", "bias"])
     summary = run_flow(retrain, config, Execution())
-    assert summary["failed"] == {}
+    assert summary.failed == {}
 
-    run_dir = Path(summary["run_dir"])
+    run_dir = Path(summary.run_dir)
     store = StageStore(url, tmp_path / "ws")
     for stage in ("ingest", "validate", "split", "train/bias", "evaluate/bias", "train/popularity"):
         assert store.is_published(run_dir / stage), stage
@@ -195,5 +195,5 @@ def test_retrain_publishes_every_stage_and_a_task_on_another_machine_fetches_its
         run_dir / "split", run_dir / "train" / "bias", tmp_path / "ws" / "again", "bias", items_dir=run_dir / "validate"
     )
     metrics = EvalDir(out_dir).metrics()
-    assert metrics["rmse"] == pytest.approx(summary["families"]["bias"]["metrics"]["rmse"])
+    assert metrics["rmse"] == pytest.approx(summary.families["bias"].metrics["rmse"])
     assert store.is_published(out_dir)  # and the worker published what it wrote

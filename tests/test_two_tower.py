@@ -27,6 +27,7 @@ from recsys_models.two_tower.model import INDEX_FILE
 from recsys_models.two_tower.network import TwoTowerNetwork
 from recsys_models.two_tower.rerank import TwoTowerRerank, TwoTowerRerankConfig
 from recsys_models.two_tower.trainer import TrainerSettings, in_batch_loss, training_data
+from stages.results import RunSummary
 
 N_CLUSTERS, USERS_PER_CLUSTER, ITEMS_PER_CLUSTER, ITEMS_PER_USER = 4, 50, 15, 5
 FAST: dict[str, Any] = {"dimension": 16, "epochs": 20, "batch_size": 128, "temperature": 0.5, "learning_rate": 0.02}
@@ -271,8 +272,8 @@ def test_both_families_run_in_the_retrain_flow(prefect_server, tmp_path: Path, m
     ).write_parquet(ratings)
     monkeypatch.setenv("RECSYS_WORKSPACE", str(tmp_path / "ws"))
     fast = {"epochs": 3, "dimension": 8, "batch_size": 256}
-    summary = cast(  # prefect's Flow.__call__ stub types a flow annotated `-> Any` as returning None
-        dict[str, Any],
+    summary = cast(  # the flow may return its State; called, it gives that State's RunSummary
+        RunSummary,
         retrain(
             RetrainConfig(
                 dataset=str(ratings),
@@ -281,9 +282,9 @@ def test_both_families_run_in_the_retrain_flow(prefect_server, tmp_path: Path, m
             )
         ),
     )
-    assert set(summary["families"]) == {"two_tower", "two_tower_rerank"}
+    assert set(summary.families) == {"two_tower", "two_tower_rerank"}
     for family in ("two_tower", "two_tower_rerank"):
-        assert np.isfinite(summary["families"][family]["metrics"]["ndcg_at_10"])
-        assert summary["families"][family]["registration"]["version"] == "1"
+        assert np.isfinite(summary.families[family].metrics["ndcg_at_10"])
+        assert summary.families[family].registration.version == "1"
     logged = list((tmp_path / "ws" / "mlflow" / "artifacts").rglob(INDEX_FILE))
     assert len(logged) == 2, "each family's logged model carries its faiss index"
